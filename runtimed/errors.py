@@ -1,0 +1,78 @@
+"""One error taxonomy for the whole daemon.
+
+Core code raises these; only the API edge turns them into gRPC status codes
+(see runtimed.api.errors). Each subclass names the gRPC code it maps to by
+name, so this module does not import grpc.
+"""
+
+from __future__ import annotations
+
+
+class RuntimedError(Exception):
+    """Base of every error the daemon reports to a client."""
+
+    code: str = "UNKNOWN"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(RuntimedError):
+    """The request itself is wrong: malformed reference, bad flag, hostile input."""
+
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(RuntimedError):
+    """The named object (image, container, blob, ...) does not exist."""
+
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(RuntimedError):
+    """An object with that name or id exists already."""
+
+    code = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(RuntimedError):
+    """The request is valid but the system is not in a state to honour it."""
+
+    code = "FAILED_PRECONDITION"
+
+
+class PermissionDenied(RuntimedError):
+    """Refused: by a registry's credentials or by what rootless cannot do."""
+
+    code = "PERMISSION_DENIED"
+
+
+class Unauthenticated(RuntimedError):
+    """A registry wants credentials we do not have or rejected the ones given."""
+
+    code = "UNAUTHENTICATED"
+
+
+class Unavailable(RuntimedError):
+    """A peer (registry, shim, plugin) could not be reached."""
+
+    code = "UNAVAILABLE"
+
+
+class DataLoss(RuntimedError):
+    """Content did not match its digest; nothing was stored."""
+
+    code = "DATA_LOSS"
+
+
+class Unimplemented(RuntimedError):
+    """The operation exists in the API but this daemon does not provide it yet."""
+
+    code = "UNIMPLEMENTED"
+
+
+class Internal(RuntimedError):
+    """A bug or an unexpected failure of the host."""
+
+    code = "INTERNAL"
