@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 host for runtimed (run as root, idempotent):
+#  - system packages the daemon and its tests use,
+#  - an unprivileged user with a large /etc/subuid and /etc/subgid range,
+#  - /dev/net/tun usable by that user (pasta/slirp4netns need it),
+#  - a runtime dir for the user (there is no systemd-logind here).
+# Usage: deploy/setup-host.sh [USER]   (default user: runtimed-test)
+set -euo pipefail
+
+user="${1:-runtimed-test}"
+subid_start=200000
+subid_count=400000  # at least this many ids
+
+packages=(
+  python3 python3-venv python3-dev gcc
+  crun runc uidmap passt slirp4netns fuse-overlayfs
+  busybox-static docker-registry apache2-utils zstd util-linux iproute2 procps
+)
+if [[ "${RUNTIMED_BENCH:-0}" == 1 ]]; then
+  packages+=(podman)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup-host: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts the packaged registry as a service; the tests run their own.
+if command -v service >/dev/null && service docker-registry status >/dev/null 2>&1; then
+  service docker-registry stop >/dev/null 2>&1 || true
+fi
+
+if ! id -u "$user" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash "$user"
+fi
+uid=$(id -u "$user")
+# Kubernetes user-namespace pods map 65536 ids each on top of the runtime's
+# own, so the range must be large; replace a smaller one useradd may have made.
+for f in /etc/subuid /etc/subgid; do
+  touch "$f"
+  have=$(awk -F: -v u="$user" '$1 == u { print $3; exit }' "$f")
+  if [[ -z "$have" || "$have" -lt "$subid_count" ]]; then
+    sed -i "/^${user}:/d" "$f"
+    start=$(awk -F: -v s="$subid_start" '{ e = $2 + $3; if (e > s) s = e } END { print s }' "$f")
+    echo "${user}:${start}:${subid_count}" >>"$f"
+  fi
+done
+
+if [[ -c /dev/net/tun ]]; then
+  chmod 0666 /dev/net/tun
+fi
+
+run_dir="/run/user/${uid}"
+mkdir -p "$run_dir"
+chown "$user:" "$run_dir"
+chmod 0700 "$run_dir"
+
+echo "setup-host: user ${user} (uid ${uid}) ready, runtime dir ${run_dir}"

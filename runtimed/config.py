@@ -1,0 +1,142 @@
+"""Daemon configuration: where things live and runtimed.toml.
+
+Defaults follow the XDG base directories, as DESIGN.md lays out:
+socket and run state under $XDG_RUNTIME_DIR/runtimed, data under
+$XDG_DATA_HOME/runtimed, configuration in $XDG_CONFIG_HOME/runtimed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtimed.errors import InvalidArgument
+
+STORAGE_DRIVERS = ("auto", "overlay", "fuse-overlayfs", "vfs")
+OCI_RUNTIMES = ("auto", "crun", "runc")
+
+
+def runtime_dir() -> Path:
+    """$XDG_RUNTIME_DIR/runtimed, or a private /tmp directory when unset (as Podman does)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "runtimed"
+    uid = os.getuid()
+    if uid == 0:
+        return Path("/run/runtimed")
+    run_user = Path(f"/run/user/{uid}")
+    if run_user.is_dir() and os.access(run_user, os.W_OK):
+        return run_user / "runtimed"
+    return Path(f"/tmp/runtimed-run-{uid}")
+
+
+def data_dir() -> Path:
+    if os.getuid() == 0 and "XDG_DATA_HOME" not in os.environ:
+        return Path("/var/lib/runtimed")
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "runtimed"
+
+
+def config_dir() -> Path:
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "runtimed"
+
+
+def default_socket() -> Path:
+    return runtime_dir() / "runtimed.sock"
+
+
+def parse_host(value: str) -> Path:
+    """Accept `unix:///path`, `unix://path` or a bare path (docker's -H forms we support)."""
+    if value.startswith("unix://"):
+        path = value[len("unix://") :]
+    elif "://" in value:
+        raise InvalidArgument(f"unsupported host {value!r}: only unix:// sockets are supported")
+    else:
+        path = value
+    if not path:
+        raise InvalidArgument(f"invalid host {value!r}: empty socket path")
+    return Path(path)
+
+
+@dataclass
+class Config:
+    """What runtimed.toml may set; every field has a working default."""
+
+    socket: Path = field(default_factory=default_socket)
+    data_dir: Path = field(default_factory=data_dir)
+    run_dir: Path = field(default_factory=runtime_dir)
+    storage_driver: str = "auto"
+    runtime: str = "auto"
+    registries_conf: Path | None = None
+    insecure_registries: list[str] = field(default_factory=list)
+    max_concurrent_downloads: int = 3
+    default_log_driver: str = "json-file"
+    debug: bool = False
+
+    @classmethod
+    def load(cls, path: Path | None) -> Config:
+        """Read runtimed.toml; an explicit path must exist, the default one may not."""
+        explicit = path is not None
+        path = path or config_dir() / "runtimed.toml"
+        cfg = cls()
+        if not path.exists():
+            if explicit:
+                raise InvalidArgument(f"config file {path} does not exist")
+            return cfg
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidArgument(f"cannot read config file {path}: {exc}") from exc
+        cfg.apply(raw, source=path)
+        return cfg
+
+    def apply(self, raw: dict, *, source: Path) -> None:
+        for key, value in raw.items():
+            convert = _SETTINGS.get(key)
+            if convert is None:
+                raise InvalidArgument(f"{source}: unknown setting {key!r}")
+            try:
+                setattr(self, key, convert(value))
+            except ValueError as exc:
+                raise InvalidArgument(f"{source}: {key}: {exc}") from exc
+
+    def registries_conf_path(self) -> Path | None:
+        """Our own registries.conf, else the user's containers one, else the system's."""
+        if self.registries_conf is not None:
+            return self.registries_conf
+        for candidate in (
+            config_dir() / "registries.conf",
+            Path.home() / ".config" / "containers" / "registries.conf",
+            Path("/etc/containers/registries.conf"),
+        ):
+            if candidate.exists():
+                return candidate
+        return None
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[object], str]:
+    def convert(value: object) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, not {value!r}")
+        return str(value)
+
+    return convert
+
+
+_SETTINGS: dict[str, Callable[[Any], object]] = {
+    "socket": Path,
+    "data_dir": Path,
+    "run_dir": Path,
+    "storage_driver": _choice(STORAGE_DRIVERS),
+    "runtime": _choice(OCI_RUNTIMES),
+    "registries_conf": Path,
+    "insecure_registries": lambda v: [str(x) for x in v],
+    "max_concurrent_downloads": int,
+    "default_log_driver": str,
+    "debug": bool,
+}

@@ -1,0 +1,104 @@
+"""`runtimed`: parse flags, take the state lock, enter the user namespace, serve.
+
+Heavy imports (grpc, the servicers) happen only after the child has entered
+its namespaces: unshare(CLONE_NEWUSER) requires a single-threaded process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import sys
+from pathlib import Path
+
+from runtimed import __version__
+from runtimed.config import Config, parse_host
+from runtimed.errors import RuntimedError
+from runtimed.rootless import userns
+
+LOCK_FD_ENV = "_RUNTIMED_LOCK_FD"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="runtimed", description="rootless container runtime daemon")
+    p.add_argument("--config", type=Path, help="runtimed.toml to read")
+    p.add_argument("--socket", "-H", "--host", dest="socket", metavar="unix://PATH",
+                   help="unix socket to listen on")
+    p.add_argument("--data-dir", type=Path, help="where images and containers are stored")
+    p.add_argument("--run-dir", type=Path, help="where run state lives (default next to the socket)")
+    p.add_argument("--storage-driver", choices=("auto", "overlay", "fuse-overlayfs", "vfs"))
+    p.add_argument("--debug", "-D", action="store_true", help="debug logging")
+    p.add_argument("--version", "-v", action="version", version=f"runtimed {__version__}")
+    return p
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    cfg = Config.load(args.config)
+    if args.socket:
+        cfg.socket = parse_host(args.socket)
+        if not args.run_dir:
+            cfg.run_dir = cfg.socket.parent
+    if args.data_dir:
+        cfg.data_dir = args.data_dir
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    if args.storage_driver:
+        cfg.storage_driver = args.storage_driver
+    if args.debug:
+        cfg.debug = True
+    cfg.data_dir = cfg.data_dir.absolute()
+    cfg.run_dir = cfg.run_dir.absolute()
+    cfg.socket = cfg.socket.absolute()
+    return cfg
+
+
+def take_lock(data_dir: Path) -> int:
+    """Hold an exclusive lock on the data directory for the daemon's lifetime."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = data_dir / "runtimed.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RuntimedError(
+            f"another runtimed (pid {holder}) is using {data_dir}: "
+            "stop it first, or give this one its own --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        if userns.become_child():
+            lock_fd = int(os.environ.pop(LOCK_FD_ENV))
+            return _serve(load_config(args), lock_fd, rootless=True)
+        cfg = load_config(args)
+        lock_fd = take_lock(cfg.data_dir)
+        if os.geteuid() == 0:
+            return _serve(cfg, lock_fd, rootless=userns.is_rootless())
+        mapping = userns.plan_mapping()
+        os.set_inheritable(lock_fd, True)
+        os.environ[LOCK_FD_ENV] = str(lock_fd)
+        return userns.run_parent(mapping, ["-m", "runtimed.daemon.main", *argv], (lock_fd,))
+    except RuntimedError as exc:
+        print(f"runtimed: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(cfg: Config, lock_fd: int, *, rootless: bool) -> int:
+    from runtimed.daemon.server import run
+
+    return run(cfg, lock_fd=lock_fd, rootless=rootless)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""SQLite metadata: images, their names and the layers they share.
+
+Every change is one transaction (`with db.transaction() as tx:`), so a crash
+leaves either the old state or the new one. Layers are keyed by chain id (the
+digest of the stack below and including them), images by their config digest
+(docker's image id). Reference counts are never stored: a layer is in use
+while some image lists it, which a query answers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtimed.errors import FailedPrecondition
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS layers (
+    chain_id TEXT PRIMARY KEY,
+    diff_id TEXT NOT NULL,
+    parent TEXT REFERENCES layers(chain_id),
+    blob_digest TEXT,
+    blob_size INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    manifest_digest TEXT,
+    manifest_media_type TEXT,
+    created TEXT,
+    size INTEGER NOT NULL,
+    added_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_layers (
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    chain_id TEXT NOT NULL REFERENCES layers(chain_id),
+    PRIMARY KEY (image_id, position)
+);
+CREATE TABLE IF NOT EXISTS image_names (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('tag', 'digest')),
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    added_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS image_names_by_image ON image_names(image_id);
+CREATE INDEX IF NOT EXISTS image_layers_by_chain ON image_layers(chain_id);
+"""
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    chain_id: str
+    diff_id: str
+    parent: str | None
+    blob_digest: str | None
+    blob_size: int
+    size: int
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str
+    manifest_digest: str | None
+    manifest_media_type: str | None
+    created: str | None
+    size: int
+    added_at: float
+    tags: tuple[str, ...]
+    digests: tuple[str, ...]
+    chain_ids: tuple[str, ...]
+
+
+class MetadataStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._check_version()
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row["value"]) > SCHEMA_VERSION:
+            raise FailedPrecondition(
+                f"metadata in {self.path} has schema {row['value']}, newer than this runtimed "
+                f"understands ({SCHEMA_VERSION}): upgrade runtimed"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- layers --------------------------------------------------------------
+
+    def get_layer(self, chain_id: str) -> LayerRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM layers WHERE chain_id=?", (chain_id,)).fetchone()
+        return _layer(row) if row else None
+
+    def add_layer(self, layer: LayerRecord) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT OR IGNORE INTO layers(chain_id, diff_id, parent, blob_digest, blob_size,"
+                " size, created_at) VALUES(?,?,?,?,?,?,?)",
+                (
+                    layer.chain_id,
+                    layer.diff_id,
+                    layer.parent,
+                    layer.blob_digest,
+                    layer.blob_size,
+                    layer.size,
+                    time.time(),
+                ),
+            )
+
+    def layers(self) -> list[LayerRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM layers").fetchall()
+        return [_layer(r) for r in rows]
+
+    def unused_layers(self) -> list[LayerRecord]:
+        """Layers no image lists and no other layer stacks on, top-most first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM layers l WHERE NOT EXISTS"
+                " (SELECT 1 FROM image_layers il WHERE il.chain_id = l.chain_id)"
+                " AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = l.chain_id)"
+            ).fetchall()
+        return [_layer(r) for r in rows]
+
+    def delete_layer(self, chain_id: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,))
+
+    def blob_in_use(self, digest: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM layers WHERE blob_digest=? UNION ALL"
+                " SELECT 1 FROM images WHERE id=? OR manifest_digest=? LIMIT 1",
+                (digest, digest, digest),
+            ).fetchone()
+        return row is not None
+
+    # -- images --------------------------------------------------------------
+
+    def put_image(
+        self,
+        *,
+        image_id: str,
+        manifest_digest: str | None,
+        manifest_media_type: str | None,
+        created: str | None,
+        size: int,
+        chain_ids: list[str],
+        names: list[tuple[str, str]],
+    ) -> list[str]:
+        """Record an image and point names at it; returns the names moved off another image.
+
+        `names` are (name, kind) pairs; a tag that named another image moves
+        here, leaving that image dangling, as `docker pull` does.
+        """
+        now = time.time()
+        with self.transaction() as tx:
+            exists = tx.execute("SELECT 1 FROM images WHERE id=?", (image_id,)).fetchone()
+            if exists:
+                tx.execute(
+                    "UPDATE images SET manifest_digest=coalesce(?, manifest_digest),"
+                    " manifest_media_type=coalesce(?, manifest_media_type) WHERE id=?",
+                    (manifest_digest, manifest_media_type, image_id),
+                )
+            else:
+                tx.execute(
+                    "INSERT INTO images(id, manifest_digest, manifest_media_type, created, size,"
+                    " added_at) VALUES(?,?,?,?,?,?)",
+                    (image_id, manifest_digest, manifest_media_type, created, size, now),
+                )
+                tx.executemany(
+                    "INSERT INTO image_layers(image_id, position, chain_id) VALUES(?,?,?)",
+                    [(image_id, i, c) for i, c in enumerate(chain_ids)],
+                )
+            moved = []
+            for name, kind in names:
+                row = tx.execute(
+                    "SELECT image_id FROM image_names WHERE name=?", (name,)
+                ).fetchone()
+                if row and row["image_id"] != image_id:
+                    moved.append(name)
+                tx.execute(
+                    "INSERT INTO image_names(name, kind, image_id, added_at) VALUES(?,?,?,?)"
+                    " ON CONFLICT(name) DO UPDATE SET image_id=excluded.image_id,"
+                    " kind=excluded.kind, added_at=excluded.added_at",
+                    (name, kind, image_id, now),
+                )
+        return moved
+
+    def set_name(self, name: str, kind: str, image_id: str) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO image_names(name, kind, image_id, added_at) VALUES(?,?,?,?)"
+                " ON CONFLICT(name) DO UPDATE SET image_id=excluded.image_id,"
+                " added_at=excluded.added_at",
+                (name, kind, image_id, time.time()),
+            )
+
+    def remove_name(self, name: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM image_names WHERE name=?", (name,))
+
+    def image_for_name(self, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT image_id FROM image_names WHERE name=?", (name,)
+            ).fetchone()
+        return row["image_id"] if row else None
+
+    def images_with_prefix(self, hex_prefix: str) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM images WHERE id LIKE ?", (f"sha256:{hex_prefix}%",)
+            ).fetchall()
+        return [r["id"] for r in rows]
+
+    def get_image(self, image_id: str) -> ImageRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM images WHERE id=?", (image_id,)).fetchone()
+            if row is None:
+                return None
+            return self._image(row)
+
+    def list_images(self) -> list[ImageRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM images ORDER BY added_at DESC").fetchall()
+            return [self._image(r) for r in rows]
+
+    def delete_image(self, image_id: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM images WHERE id=?", (image_id,))
+
+    def _image(self, row: sqlite3.Row) -> ImageRecord:
+        names = self._db.execute(
+            "SELECT name, kind FROM image_names WHERE image_id=? ORDER BY added_at, name",
+            (row["id"],),
+        ).fetchall()
+        chain = self._db.execute(
+            "SELECT chain_id FROM image_layers WHERE image_id=? ORDER BY position", (row["id"],)
+        ).fetchall()
+        return ImageRecord(
+            id=row["id"],
+            manifest_digest=row["manifest_digest"],
+            manifest_media_type=row["manifest_media_type"],
+            created=row["created"],
+            size=row["size"],
+            added_at=row["added_at"],
+            tags=tuple(n["name"] for n in names if n["kind"] == "tag"),
+            digests=tuple(n["name"] for n in names if n["kind"] == "digest"),
+            chain_ids=tuple(c["chain_id"] for c in chain),
+        )
+
+
+def _layer(row: sqlite3.Row) -> LayerRecord:
+    return LayerRecord(
+        chain_id=row["chain_id"],
+        diff_id=row["diff_id"],
+        parent=row["parent"],
+        blob_digest=row["blob_digest"],
+        blob_size=row["blob_size"],
+        size=row["size"],
+    )
