@@ -23,10 +23,16 @@ LOCK_FD_ENV = "_RUNTIMED_LOCK_FD"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="runtimed", description="rootless container runtime daemon")
     p.add_argument("--config", type=Path, help="runtimed.toml to read")
-    p.add_argument("--socket", "-H", "--host", dest="socket", metavar="unix://PATH",
-                   help="unix socket to listen on")
+    p.add_argument(
+        "--socket",
+        "-H",
+        "--host",
+        dest="socket",
+        metavar="unix://PATH",
+        help="unix socket to listen on",
+    )
     p.add_argument("--data-dir", type=Path, help="where images and containers are stored")
-    p.add_argument("--run-dir", type=Path, help="where run state lives (default next to the socket)")
+    p.add_argument("--run-dir", type=Path, help="run state (default: next to the socket)")
     p.add_argument("--storage-driver", choices=("auto", "overlay", "fuse-overlayfs", "vfs"))
     p.add_argument("--debug", "-D", action="store_true", help="debug logging")
     p.add_argument("--version", "-v", action="version", version=f"runtimed {__version__}")

@@ -209,7 +209,11 @@ class Descriptor:
         )
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
         if self.urls:
             out["urls"] = list(self.urls)
         if self.annotations:
@@ -252,7 +256,10 @@ class ImageIndex:
         """The manifest for `wanted`, preferring exact variants; NotFound if none runs."""
         best: tuple[int, int, Descriptor] | None = None
         for position, desc in enumerate(self.manifests):
-            if desc.platform is None or desc.media_type not in MANIFEST_MEDIA_TYPES | INDEX_MEDIA_TYPES:
+            if (
+                desc.platform is None
+                or desc.media_type not in MANIFEST_MEDIA_TYPES | INDEX_MEDIA_TYPES
+            ):
                 continue
             rank = wanted.match_rank(desc.platform)
             if rank is not None and (best is None or (rank, position) < best[:2]):

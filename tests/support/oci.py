@@ -126,12 +126,13 @@ class Opaque:
 Entry = File | Dir | Symlink | Hardlink | Device | Whiteout | Opaque
 
 
-def _entry_name(entry: Entry) -> str:
+def member_name(entry: Entry) -> str:
+    """The tar member name an entry is written under."""
     return entry.member if isinstance(entry, Whiteout | Opaque) else entry.path
 
 
 def _tarinfo(entry: Entry) -> tuple[tarfile.TarInfo, bytes | None]:
-    info = tarfile.TarInfo(_entry_name(entry))
+    info = tarfile.TarInfo(member_name(entry))
     info.mtime = MTIME
     info.uname = info.gname = ""
     data: bytes | None = None
@@ -166,7 +167,7 @@ def build_tar(entries: Iterable[Entry], *, sort: bool = True) -> bytes:
     """
     items = list(entries)
     if sort:
-        items.sort(key=lambda e: (isinstance(e, Hardlink), _entry_name(e)))
+        items.sort(key=lambda e: (isinstance(e, Hardlink), member_name(e)))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for entry in items:
@@ -211,7 +212,9 @@ class Layer:
         self.diff_id = sha256_digest(self.tar)
 
     @classmethod
-    def from_tar(cls, tar: bytes, *, compression: Compression = "gzip", created_by: str = "") -> Layer:
+    def from_tar(
+        cls, tar: bytes, *, compression: Compression = "gzip", created_by: str = ""
+    ) -> Layer:
         """A layer from tar bytes made elsewhere (e.g. a hand-edited tar)."""
         layer = cls.__new__(cls)
         layer.entries, layer.compression, layer.created_by = (), compression, created_by
@@ -246,7 +249,7 @@ class Platform:
 
     @classmethod
     def parse(cls, spec: str) -> Platform:
-        """"linux/arm64/v8" -> Platform("linux", "arm64", "v8")."""
+        """Parse "os/arch[/variant]", e.g. "linux/arm64/v8"."""
         parts = spec.split("/")
         if len(parts) not in (2, 3):
             raise ValueError(f"platform {spec!r} is not os/arch[/variant]")

@@ -1,0 +1,231 @@
+"""runtimed.v1.Engine: docker-style operations translated onto the core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runtimed import __version__
+from runtimed.api import imageview
+from runtimed.errors import InvalidArgument
+from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+from runtimed.gen.runtimed.v1 import engine_pb2_grpc
+from runtimed.images.auth import Credential, normalize_registry
+from runtimed.images.service import PullEvent, PullResult
+
+if TYPE_CHECKING:
+    from runtimed.daemon.server import Runtime
+
+API_VERSION = "1"
+CRI_VERSION = "v1"
+
+
+class EngineServicer(engine_pb2_grpc.EngineServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    async def Version(self, request: pb.VersionRequest, context: Any) -> pb.VersionResponse:
+        return pb.VersionResponse(
+            version=__version__,
+            api_version=API_VERSION,
+            python_version=platform.python_version(),
+            os=sys.platform,
+            arch=platform.machine(),
+            kernel_version=platform.release(),
+            cri_version=CRI_VERSION,
+        )
+
+    async def Info(self, request: pb.InfoRequest, context: Any) -> pb.InfoResponse:
+        cfg, rt = self.rt.config, self.rt
+        regs = rt.registries
+        return pb.InfoResponse(
+            server_version=__version__,
+            storage_driver=rt.snapshotter.name,
+            runtime=rt.oci_runtime.name,
+            runtime_path=rt.oci_runtime.path,
+            runtime_version=rt.oci_runtime.version,
+            rootless=rt.rootless,
+            registries=[
+                pb.RegistryInfo(
+                    prefix=entry.prefix,
+                    location=entry.location,
+                    insecure=entry.insecure,
+                    blocked=entry.blocked,
+                    mirrors=[m.location for m in entry.mirrors],
+                )
+                for entry in regs.registries
+            ],
+            insecure_registries=sorted(regs.insecure_registries),
+            search_registries=list(regs.unqualified_search_registries),
+            data_dir=str(cfg.data_dir),
+            run_dir=str(cfg.run_dir),
+            socket=str(cfg.socket),
+            images=len(rt.images.list()),
+            kernel_version=platform.release(),
+            operating_system=_os_name(),
+            arch=platform.machine(),
+            ncpu=os.cpu_count() or 0,
+            mem_total=_mem_total(),
+            cgroup_version=_cgroup_version(),
+            uid_map=_uid_map(),
+            default_log_driver=cfg.default_log_driver,
+            debug=cfg.debug,
+        )
+
+    async def PullImage(
+        self, request: pb.PullImageRequest, context: Any
+    ) -> AsyncIterator[pb.PullImageProgress]:
+        queue: asyncio.Queue[PullEvent | PullResult | BaseException] = asyncio.Queue()
+        credential = None
+        if request.HasField("auth") and (request.auth.username or request.auth.identity_token):
+            credential = Credential(
+                request.auth.username, request.auth.password, request.auth.identity_token or None
+            )
+
+        async def run() -> None:
+            try:
+                result = await self.rt.images.pull(
+                    request.reference,
+                    platform=request.platform,
+                    credential=credential,
+                    progress=queue.put_nowait,
+                )
+                queue.put_nowait(result)
+            except BaseException as exc:  # handed to the stream below
+                queue.put_nowait(exc)
+
+        task = asyncio.create_task(run())
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, PullResult):
+                    yield pb.PullImageProgress(
+                        result=pb.PullImageResult(
+                            image_id=item.image_id,
+                            reference=item.reference,
+                            repo_digest=item.repo_digest,
+                            up_to_date=item.up_to_date,
+                        )
+                    )
+                    return
+                if item.layer_id:
+                    yield pb.PullImageProgress(
+                        layer=pb.LayerProgress(
+                            id=item.layer_id,
+                            status=item.status,
+                            current=item.current,
+                            total=item.total,
+                        )
+                    )
+                else:
+                    yield pb.PullImageProgress(status=item.status)
+        finally:
+            # A client that hangs up does not stop the pull: others may want the image.
+            if not task.done():
+                task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def ListImages(
+        self, request: pb.ListImagesRequest, context: Any
+    ) -> pb.ListImagesResponse:
+        records = imageview.filter_images(
+            self.rt.images, self.rt.images.list(), dict(request.filters), request.reference
+        )
+        return pb.ListImagesResponse(images=[imageview.summary(self.rt.images, r) for r in records])
+
+    async def InspectImage(
+        self, request: pb.InspectImageRequest, context: Any
+    ) -> pb.InspectImageResponse:
+        record = self.rt.images.resolve(request.reference)
+        doc = imageview.inspect(self.rt.images, record)
+        return pb.InspectImageResponse(
+            json=json.dumps(doc), summary=imageview.summary(self.rt.images, record)
+        )
+
+    async def TagImage(self, request: pb.TagImageRequest, context: Any) -> pb.TagImageResponse:
+        self.rt.images.tag(request.source, request.target)
+        return pb.TagImageResponse()
+
+    async def RemoveImage(
+        self, request: pb.RemoveImageRequest, context: Any
+    ) -> pb.RemoveImageResponse:
+        result = await self.rt.images.remove(request.reference, force=request.force)
+        return pb.RemoveImageResponse(
+            untagged=[imageview.familiar(n) for n in result.untagged], deleted=result.deleted
+        )
+
+    async def PruneImages(
+        self, request: pb.PruneImagesRequest, context: Any
+    ) -> pb.PruneImagesResponse:
+        result = await self.rt.images.prune(all_images=request.all, filters=dict(request.filters))
+        return pb.PruneImagesResponse(
+            untagged=[imageview.familiar(n) for n in result.untagged],
+            deleted=result.deleted,
+            space_reclaimed=result.space_reclaimed,
+        )
+
+    async def ImportImage(
+        self, request_iterator: AsyncIterator[pb.ImportImageChunk], context: Any
+    ) -> pb.ImportImageResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("part") != "options":
+            raise InvalidArgument("ImportImage: the first message must carry the options")
+        opts = first.options
+
+        async def data() -> AsyncIterator[bytes]:
+            async for chunk in request_iterator:
+                if chunk.WhichOneof("part") != "data":
+                    raise InvalidArgument("ImportImage: options may only be sent once")
+                yield chunk.data
+
+        image_id = await self.rt.images.import_tarball(
+            data(),
+            reference=opts.reference,
+            changes=list(opts.changes),
+            message=opts.message,
+            platform=opts.platform,
+            source=opts.source or "-",
+        )
+        return pb.ImportImageResponse(image_id=image_id)
+
+    async def Login(self, request: pb.LoginRequest, context: Any) -> pb.LoginResponse:
+        if not request.username:
+            raise InvalidArgument("login: a username is required")
+        server = normalize_registry(request.server or "docker.io")
+        await self.rt.registry.check_login(server, Credential(request.username, request.password))
+        return pb.LoginResponse(status="Login Succeeded", server=server)
+
+
+def _first_line_value(path: str, prefix: str) -> str | None:
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(prefix):
+                return line[len(prefix) :].strip()
+    return None
+
+
+def _os_name() -> str:
+    return (_first_line_value("/etc/os-release", "PRETTY_NAME=") or sys.platform).strip('"')
+
+
+def _mem_total() -> int:
+    value = _first_line_value("/proc/meminfo", "MemTotal:")
+    return int(value.split()[0]) * 1024 if value else 0
+
+
+def _cgroup_version() -> str:
+    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+
+
+def _uid_map() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/self/uid_map").read_text().split())
+    return ""

@@ -1,0 +1,119 @@
+"""Docker's ways of showing things: human sizes and ages, padded tables, --format templates."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runtimed.errors import InvalidArgument
+
+_SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
+
+
+def human_size(size: float, precision: int = 3) -> str:
+    """Decimal units with three significant digits, as `docker images` prints (4.26MB)."""
+    unit = 0
+    while size >= 1000 and unit < len(_SIZE_UNITS) - 1:
+        size /= 1000
+        unit += 1
+    return f"{size:.{precision}g}{_SIZE_UNITS[unit]}"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's HumanDuration wording ("About a minute", "3 weeks")."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def ago(timestamp: float) -> str:
+    if timestamp <= 0:
+        return "N/A"
+    return human_duration(time.time() - timestamp) + " ago"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded like docker's tabwriter (min width 10, padding 3)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = []
+    for row in [headers, *rows]:
+        cells = [
+            cell if i == len(row) - 1 else cell.ljust(max(10, widths[i] + 3))
+            for i, cell in enumerate(row)
+        ]
+        lines.append("".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+_FIELD_RE = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
+
+
+def _lookup(data: Any, path: str) -> Any:
+    value = data
+    for part in [p for p in path.split(".") if p]:
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        else:
+            raise InvalidArgument(f"template: can't evaluate field {part}")
+    return value
+
+
+def _go_string(value: Any) -> str:
+    """Approximate Go's %v for the values inspect documents hold."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_string(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "map[" + " ".join(f"{k}:{_go_string(v)}" for k, v in value.items()) + "]"
+    return str(value)
+
+
+def render_template(template: str, data: Mapping[str, Any]) -> str:
+    """The subset of Go templates people use with --format: {{.Field.Sub}} and {{json .X}}."""
+    template = template.replace("\\t", "\t").replace("\\n", "\n")
+
+    def substitute(match: re.Match[str]) -> str:
+        value = _lookup(data, match.group(2))
+        if match.group(1):
+            return json.dumps(value, separators=(",", ":"))
+        return _go_string(value)
+
+    return _FIELD_RE.sub(substitute, template)
+
+
+def template_headers(template: str) -> list[str]:
+    """Column headers for a `table {{.A}}\\t{{.B}}` format: the field names, upper-cased."""
+    return [
+        re.sub(r"(?<!^)(?=[A-Z])", " ", m.group(2).split(".")[-1]).upper()
+        for m in _FIELD_RE.finditer(template)
+    ]

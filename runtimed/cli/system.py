@@ -1,0 +1,147 @@
+"""System commands: version, info, login, logout."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import platform
+import sys
+
+import grpc
+
+from runtimed import __version__
+from runtimed.cli.client import Client, CliError
+from runtimed.cli.format import human_size
+from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+from runtimed.images.auth import CredentialStore, normalize_registry
+
+API_VERSION = "1"
+
+
+def cmd_version(client: Client, args: argparse.Namespace) -> int:
+    print("Client:")
+    print(f" Version:        {__version__}")
+    print(f" API version:    {API_VERSION}")
+    print(f" Python version: {platform.python_version()}")
+    print(f" OS/Arch:        {sys.platform}/{platform.machine()}")
+    print()
+    try:
+        v = client.engine.Version(pb.VersionRequest())
+    except grpc.RpcError:
+        print("Server: unreachable", file=sys.stderr)
+        raise
+    print("Server: runtimed")
+    print(" Engine:")
+    print(f"  Version:        {v.version}")
+    print(f"  API version:    {v.api_version}")
+    print(f"  CRI version:    {v.cri_version}")
+    print(f"  Python version: {v.python_version}")
+    print(f"  OS/Arch:        {v.os}/{v.arch}")
+    print(f"  Kernel:         {v.kernel_version}")
+    return 0
+
+
+def cmd_info(client: Client, args: argparse.Namespace) -> int:
+    i = client.engine.Info(pb.InfoRequest())
+    if args.format == "json":
+        from google.protobuf.json_format import MessageToJson
+
+        print(MessageToJson(i, always_print_fields_with_no_presence=True))
+        return 0
+    lines = [
+        "Server:",
+        f" Containers: {i.containers}",
+        f"  Running: {i.containers_running}",
+        f"  Stopped: {i.containers_stopped}",
+        f" Images: {i.images}",
+        f" Server Version: {i.server_version}",
+        f" Storage Driver: {i.storage_driver}",
+        f" Logging Driver: {i.default_log_driver}",
+        f" Cgroup Version: {i.cgroup_version}",
+        f" Runtime: {i.runtime} ({i.runtime_path}, version {i.runtime_version})",
+        f" Rootless: {'true' if i.rootless else 'false'}",
+        f" UID map: {i.uid_map}",
+        f" Kernel Version: {i.kernel_version}",
+        f" Operating System: {i.operating_system}",
+        f" Architecture: {i.arch}",
+        f" CPUs: {i.ncpu}",
+        f" Total Memory: {human_size(i.mem_total)}",
+        f" Data Dir: {i.data_dir}",
+        f" Run Dir: {i.run_dir}",
+        f" Socket: unix://{i.socket}",
+        f" Debug Mode: {'true' if i.debug else 'false'}",
+        " Registries:",
+    ]
+    for reg in i.registries:
+        flags = []
+        if reg.insecure:
+            flags.append("insecure")
+        if reg.blocked:
+            flags.append("blocked")
+        mirrors = f" mirrors: {', '.join(reg.mirrors)}" if reg.mirrors else ""
+        suffix = f" ({', '.join(flags)})" if flags else ""
+        lines.append(f"  {reg.prefix or reg.location} -> {reg.location}{suffix}{mirrors}")
+    if i.insecure_registries:
+        lines.append(" Insecure Registries:")
+        lines += [f"  {r}" for r in i.insecure_registries]
+    if i.search_registries:
+        lines.append(" Search Registries: " + ", ".join(i.search_registries))
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_login(client: Client, args: argparse.Namespace) -> int:
+    username = args.username
+    if not username:
+        if not sys.stdin.isatty():
+            raise CliError("Error: Cannot perform an interactive login from a non TTY device")
+        username = input("Username: ").strip()
+    if args.password_stdin:
+        if args.password:
+            raise CliError("--password and --password-stdin are mutually exclusive", 125)
+        password = sys.stdin.readline().rstrip("\n")
+    elif args.password is not None:
+        print(
+            "WARNING! Using --password via the CLI is insecure. Use --password-stdin.",
+            file=sys.stderr,
+        )
+        password = args.password
+    else:
+        password = getpass.getpass("Password: ")
+    if not password:
+        raise CliError("Error: Password Required")
+    reply = client.engine.Login(
+        pb.LoginRequest(server=args.server or "", username=username, password=password)
+    )
+    store = CredentialStore()
+    store.store(reply.server, username, password)
+    print(reply.status)
+    return 0
+
+
+def cmd_logout(client: Client | None, args: argparse.Namespace) -> int:
+    server = normalize_registry(args.server or "docker.io")
+    store = CredentialStore()
+    if store.get(server) is None:
+        print(f"Not logged in to {server}")
+        return 0
+    store.erase(server)
+    print(f"Removing login credentials for {server}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("version", help="show client and daemon versions")
+    p.set_defaults(func=cmd_version)
+    p = sub.add_parser("info", help="show daemon-wide information")
+    p.add_argument("-f", "--format", choices=["json"])
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("login", help="log in to a registry")
+    p.add_argument("server", nargs="?")
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password")
+    p.add_argument("--password-stdin", action="store_true")
+    p.set_defaults(func=cmd_login)
+    p = sub.add_parser("logout", help="forget a registry's credentials")
+    p.add_argument("server", nargs="?")
+    p.set_defaults(func=cmd_logout, offline=True)

@@ -1,0 +1,168 @@
+"""Assemble the daemon's parts, serve gRPC on the unix socket, stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from runtimed import __version__
+from runtimed.api.cri_image import CriImageServicer
+from runtimed.api.cri_runtime import CriRuntimeServicer
+from runtimed.api.engine import EngineServicer
+from runtimed.api.errors import ErrorInterceptor
+from runtimed.config import Config, config_dir
+from runtimed.daemon import logging as daemon_logging
+from runtimed.errors import FailedPrecondition
+from runtimed.gen.runtime.v1 import api_pb2_grpc
+from runtimed.gen.runtimed.v1 import engine_pb2_grpc
+from runtimed.images import registries_conf
+from runtimed.images.auth import CredentialStore
+from runtimed.images.layers import LayerStore
+from runtimed.images.registry import RegistryClient
+from runtimed.images.service import ImageService
+from runtimed.oci.runtime import OciRuntime, detect_runtime
+from runtimed.snapshots import Snapshotter, select_snapshotter
+from runtimed.store.content import ContentStore
+from runtimed.store.metadata import MetadataStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything the servicers share; built once per daemon."""
+
+    config: Config
+    rootless: bool
+    metadata: MetadataStore
+    content: ContentStore
+    registries: registries_conf.RegistriesConfig
+    credentials: CredentialStore
+    registry: RegistryClient
+    images: ImageService
+    snapshotter: Snapshotter
+    oci_runtime: OciRuntime
+
+    @classmethod
+    def build(cls, config: Config, *, rootless: bool) -> Runtime:
+        data = config.data_dir
+        for sub in ("content", "layers", "snapshots"):
+            (data / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(data, 0o700)
+        metadata = MetadataStore(data / "metadata.db")
+        content = ContentStore(data / "content")
+        own_conf = config.registries_conf or config_dir() / "registries.conf"
+        regs = registries_conf.load(
+            own_conf if own_conf.exists() or config.registries_conf else None,
+            config.insecure_registries,
+        )
+        credentials = CredentialStore()
+        registry = RegistryClient(
+            regs,
+            credentials,
+            user_agent=f"runtimed/{__version__}",
+            max_concurrent_downloads=config.max_concurrent_downloads,
+        )
+        layers = LayerStore(data / "layers", metadata)
+        images = ImageService(content, metadata, layers, registry)
+        images.collect_garbage()
+        snapshotter = select_snapshotter(config.storage_driver, data / "snapshots")
+        return cls(
+            config=config,
+            rootless=rootless,
+            metadata=metadata,
+            content=content,
+            registries=regs,
+            credentials=credentials,
+            registry=registry,
+            images=images,
+            snapshotter=snapshotter,
+            oci_runtime=detect_runtime(config.runtime),
+        )
+
+    async def aclose(self) -> None:
+        await self.registry.aclose()
+        self.metadata.close()
+
+
+def _prepare_socket(path: Path) -> None:
+    """Make the socket's directory private and clear a stale socket, refusing a live one."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()
+        return
+    finally:
+        probe.close()
+    raise FailedPrecondition(
+        f"{path} is in use by another daemon: stop it or pick another --socket"
+    )
+
+
+async def serve(config: Config, *, rootless: bool) -> None:
+    runtime = Runtime.build(config, rootless=rootless)
+    _prepare_socket(config.socket)
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.max_send_message_length", 16 * 1024 * 1024),
+        ],
+    )
+    engine_pb2_grpc.add_EngineServicer_to_server(EngineServicer(runtime), server)
+    api_pb2_grpc.add_ImageServiceServicer_to_server(CriImageServicer(runtime), server)
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(CriRuntimeServicer(runtime), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    old_umask = os.umask(0o177)  # the socket is created 0600
+    try:
+        server.add_insecure_port(f"unix:{config.socket}")
+        await server.start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(config.socket, 0o600)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "daemon_started",
+        version=__version__,
+        socket=str(config.socket),
+        data_dir=str(config.data_dir),
+        rootless=rootless,
+        storage_driver=runtime.snapshotter.name,
+        runtime=runtime.oci_runtime.name,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("daemon_stopping")
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=5)
+    await runtime.aclose()
+    with contextlib.suppress(FileNotFoundError):
+        config.socket.unlink()
+    log.info("daemon_stopped")
+
+
+def run(config: Config, *, lock_fd: int, rootless: bool) -> int:
+    daemon_logging.configure(debug=config.debug)
+    try:
+        asyncio.run(serve(config, rootless=rootless))
+    finally:
+        os.close(lock_fd)
+    return 0

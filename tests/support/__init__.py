@@ -1,0 +1,1 @@
+"""Test infrastructure: a real registry and images built from busybox-static."""
