@@ -62,7 +62,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                 )
                 for entry in regs.registries
             ],
-            insecure_registries=sorted(regs.insecure_registries),
+            insecure_registries=list(cfg.insecure_registries),
             search_registries=list(regs.unqualified_search_registries),
             data_dir=str(cfg.data_dir),
             run_dir=str(cfg.run_dir),

@@ -54,7 +54,10 @@ def inspect(images: ImageService, record: ImageRecord) -> dict[str, Any]:
         "Size": record.size,
         "GraphDriver": {
             "Name": "overlay",
-            "Data": {"LowerDir": ":".join(str(images.layers.path(c)) for c in record.chain_ids)},
+            # Top-most first, as overlayfs's lowerdir= wants them.
+            "Data": {
+                "LowerDir": ":".join(str(images.layers.path(c)) for c in reversed(record.chain_ids))
+            },
         },
         "RootFS": {"Type": "layers", "Layers": list(config["rootfs"]["diff_ids"])},
         "History": config.get("history") or [],

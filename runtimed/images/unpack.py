@@ -429,7 +429,7 @@ class _Unpacker:
         except PermissionError:
             raise FailedPrecondition(
                 f"cannot create the whiteout for layer entry {entry!r}: making a 0:0 "
-                "character device needs root in the daemon's user namespace"
+                "character device needs Linux 5.8+ or root in the daemon's user namespace"
             ) from None
 
     def finish(self) -> None:

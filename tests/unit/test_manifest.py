@@ -176,12 +176,18 @@ def test_descriptor_json_round_trip() -> None:
             ],
             1,
         ),
-        (Platform("linux", "arm", "v7"), [{"os": "linux", "architecture": "arm", "variant": "v6"}], 0),
+        (
+            Platform("linux", "arm", "v7"),
+            [{"os": "linux", "architecture": "arm", "variant": "v6"}],
+            0,
+        ),
         # architecture aliases are normalized
         (Platform("linux", "x86_64"), [{"os": "linux", "architecture": "amd64"}], 0),
     ],
 )
-def test_platform_selection(wanted: Platform, platforms: list[dict[str, str]], expected: int) -> None:
+def test_platform_selection(
+    wanted: Platform, platforms: list[dict[str, str]], expected: int
+) -> None:
     index = _index(*platforms)
     assert index.select(wanted, "img").digest == _d(100 + expected)
 

@@ -59,7 +59,9 @@ def test_no_config_pulls_docker_hub_from_registry_1() -> None:
 def test_mirrors_come_first_then_the_primary() -> None:
     eps = _endpoints("busybox:1")
     assert eps == [
-        Endpoint("mirror.example.com:5000", "mirror.example.com:5000", "hub/library/busybox", True, True),
+        Endpoint(
+            "mirror.example.com:5000", "mirror.example.com:5000", "hub/library/busybox", True, True
+        ),
         Endpoint("docker.io", "registry-1.docker.io", "library/busybox", False, False),
     ]
 
