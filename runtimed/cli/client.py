@@ -66,7 +66,8 @@ class Client:
 def describe_rpc_error(err: grpc.RpcError, socket: Path) -> CliError:
     code = err.code() if hasattr(err, "code") else None
     details = err.details() if hasattr(err, "details") else str(err)
-    if code == grpc.StatusCode.UNAVAILABLE and "connect" in (details or "").lower():
+    # grpc's own wording when the socket does not answer; a daemon error has ours.
+    if code == grpc.StatusCode.UNAVAILABLE and (details or "").startswith("failed to connect"):
         return CliError(
             f"Cannot connect to runtimed at unix://{socket}: is runtimed running? "
             "start it with: runtimed"

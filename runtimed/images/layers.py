@@ -48,7 +48,7 @@ class LayerStore:
     def has(self, chain_id: str) -> bool:
         return self.metadata.get_layer(chain_id) is not None
 
-    async def unpack(self, blob: Path, diff_id: str) -> tuple[Path, UnpackResult]:
+    async def unpack(self, blob: Path, diff_id: str | None) -> tuple[Path, UnpackResult]:
         """Unpack a blob into a staging directory; `register` moves it into place."""
         staging = self.root / f".tmp-{uuid.uuid4().hex}"
         (staging / "diff").mkdir(parents=True)

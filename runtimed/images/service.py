@@ -12,21 +12,17 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import tarfile
-import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
-import zstandard
 
 from runtimed.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    RuntimedError,
 )
 from runtimed.images import manifest as mt
 from runtimed.images.auth import Credential
@@ -415,11 +411,11 @@ class ImageService:
             if size == 0:
                 raise InvalidArgument("import: the tarball is empty")
             try:
-                staging, unpacked = await self.layers.unpack(tmp, None)  # type: ignore[arg-type]
-            except (tarfile.TarError, zlib.error, zstandard.ZstdError, EOFError, OSError) as exc:
-                if isinstance(exc, RuntimedError):
-                    raise
-                raise InvalidArgument(f"import: not a valid tar archive: {exc}") from exc
+                staging, unpacked = await self.layers.unpack(tmp, None)
+            except InvalidArgument as exc:
+                # The staging file's name means nothing to the user; their tarball does.
+                text = exc.message.replace(f"layer {tmp.name}", "the tarball")
+                raise InvalidArgument(f"import: {text}") from exc
             diff_id = unpacked.diff_id
             created = now_rfc3339()
             history: dict[str, Any] = {"created": created, "created_by": f"Imported from {source}"}

@@ -227,8 +227,12 @@ class _Unpacker:
     # -- metadata ------------------------------------------------------------
 
     def _chown(
-        self, member: tarfile.TarInfo, entry: str, fd: int | None = None,
-        name: str | None = None, parent: int | None = None,
+        self,
+        member: tarfile.TarInfo,
+        entry: str,
+        fd: int | None = None,
+        name: str | None = None,
+        parent: int | None = None,
     ) -> None:
         if not self.preserve_owner:
             return
@@ -271,9 +275,7 @@ class _Unpacker:
                 os.setxattr(fd, name, value.encode("utf-8", "surrogateescape"))
             except OSError as exc:
                 if name.startswith(_BEST_EFFORT_XATTRS):
-                    log.warning(
-                        "layer_xattr_skipped", entry=entry, xattr=name, reason=exc.strerror
-                    )
+                    log.warning("layer_xattr_skipped", entry=entry, xattr=name, reason=exc.strerror)
                     continue
                 raise InvalidArgument(
                     f"layer entry {entry!r} carries xattr {name!r} that cannot be set: "
@@ -397,7 +399,10 @@ class _Unpacker:
             self._clear(parts, parent)
             try:
                 os.link(
-                    target[-1], parts[-1], src_dir_fd=tparent, dst_dir_fd=parent,
+                    target[-1],
+                    parts[-1],
+                    src_dir_fd=tparent,
+                    dst_dir_fd=parent,
                     follow_symlinks=False,
                 )
             except FileNotFoundError:
@@ -505,7 +510,11 @@ def unpack_layer(
     finally:
         os.close(root_fd)
     log.info(
-        "layer_unpacked", blob=blob.name, diff_id=diff_id, size=unpacker.size,
-        skipped=len(unpacker.skipped), compression=kind,
+        "layer_unpacked",
+        blob=blob.name,
+        diff_id=diff_id,
+        size=unpacker.size,
+        skipped=len(unpacker.skipped),
+        compression=kind,
     )
     return UnpackResult(diff_id=diff_id, size=unpacker.size, skipped=unpacker.skipped)

@@ -16,7 +16,11 @@ from pathlib import Path
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _libc.mount.argtypes = [
-    ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
 ]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
@@ -78,7 +82,11 @@ def mount_fs_context(
         try:
             _check(
                 _syscall(
-                    _SYS_MOVE_MOUNT, mfd, b"", _AT_FDCWD, os.fsencode(target),
+                    _SYS_MOVE_MOUNT,
+                    mfd,
+                    b"",
+                    _AT_FDCWD,
+                    os.fsencode(target),
                     _MOVE_MOUNT_F_EMPTY_PATH,
                 ),
                 f"move_mount to {target}",

@@ -66,6 +66,5 @@ class FuseOverlaySnapshotter(LayeredMount):
         )
         if proc.returncode != 0:
             raise FailedPrecondition(
-                f"cannot unmount {merged}: {exc.strerror}; fusermount3 said: "
-                f"{proc.stderr.strip()}"
+                f"cannot unmount {merged}: {exc.strerror}; fusermount3 said: {proc.stderr.strip()}"
             )

@@ -55,9 +55,7 @@ def select_snapshotter(name: str, root: Path) -> Snapshotter:
     if name == "vfs":
         return VfsSnapshotter(root)
     if name != "auto":
-        raise InvalidArgument(
-            f"unknown storage driver {name!r}: choose one of {', '.join(NAMES)}"
-        )
+        raise InvalidArgument(f"unknown storage driver {name!r}: choose one of {', '.join(NAMES)}")
     overlay_reason = probe_native_overlay(root)
     if overlay_reason is None:
         log.info("snapshotter_selected", driver="overlay", reason="native overlay mount works")
@@ -65,13 +63,14 @@ def select_snapshotter(name: str, root: Path) -> Snapshotter:
     fuse_reason = fuse_unusable_reason()
     if fuse_reason is None:
         log.info(
-            "snapshotter_selected", driver="fuse-overlayfs",
+            "snapshotter_selected",
+            driver="fuse-overlayfs",
             reason=f"native overlay unusable: {overlay_reason}",
         )
         return FuseOverlaySnapshotter(root)
     log.warning(
-        "snapshotter_selected", driver="vfs",
-        reason=f"native overlay unusable: {overlay_reason}; fuse-overlayfs unusable: "
-        f"{fuse_reason}",
+        "snapshotter_selected",
+        driver="vfs",
+        reason=f"native overlay unusable: {overlay_reason}; fuse-overlayfs unusable: {fuse_reason}",
     )
     return VfsSnapshotter(root)

@@ -123,17 +123,17 @@ class _LayerCopier:
             if first is not None:
                 lfd = self._open_dir(first[:-1])
                 try:
-                    os.link(
-                        first[-1], name, src_dir_fd=lfd, dst_dir_fd=dst, follow_symlinks=False
-                    )
+                    os.link(first[-1], name, src_dir_fd=lfd, dst_dir_fd=dst, follow_symlinks=False)
                 finally:
                     os.close(lfd)
                 return
             sfd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
             try:
                 dfd = os.open(
-                    name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    0o600, dir_fd=dst,
+                    name,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    0o600,
+                    dir_fd=dst,
                 )
                 try:
                     _copy_data(sfd, dfd)
@@ -187,6 +187,7 @@ class _LayerCopier:
                     raise
                 log.warning("vfs_xattr_skipped", key=self.key, name=name, xattr=attr)
         os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
 
 class VfsSnapshotter:
     name = "vfs"

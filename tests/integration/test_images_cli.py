@@ -162,7 +162,7 @@ def test_import_refuses_garbage_and_leaves_nothing(daemon: Daemon, tmp_path: Pat
     before = layer_dirs(daemon)
     result = daemon.ctl("import", str(junk), "junk:1")
     assert result.returncode == 1
-    assert "not a valid tar archive" in result.stderr
+    assert "import: the tarball is not a valid tar" in result.stderr
     assert layer_dirs(daemon) == before
     assert "junk" not in daemon.ok("images").stdout
     missing = daemon.ctl("import", str(tmp_path / "nope.tar"))
@@ -189,7 +189,7 @@ def test_prune_removes_only_dangling(daemon: Daemon, registry: Registry) -> None
 
 
 def test_bad_input_gets_clear_errors(daemon: Daemon) -> None:
-    bad = daemon.ctl("pull", "UPPER/case:tag")
+    bad = daemon.ctl("pull", "library/BusyBox:1")
     assert bad.returncode == 1
     assert "invalid reference format" in bad.stderr and "lowercase" in bad.stderr
     bad_tag = daemon.ctl("tag", "nosuch:1", "x:y")

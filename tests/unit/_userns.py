@@ -21,12 +21,29 @@ import pytest
 SKIP = 77
 _REPO = Path(__file__).resolve().parents[2]
 
+# Files made in the namespace belong to subordinate ids the test user cannot
+# delete from outside, so the scratch dir (first argument) is emptied here,
+# after detaching any mount the scenario left behind.
 _RUNNER = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("scenario_module", sys.argv[1])
-mod = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mod)
-getattr(mod, sys.argv[2])(*sys.argv[3:])
+import importlib.util, os, shutil, sys
+from pathlib import Path
+from runtimed.snapshots import _mount
+scratch = os.path.realpath(sys.argv[3])
+try:
+    spec = importlib.util.spec_from_file_location("scenario_module", sys.argv[1])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    getattr(mod, sys.argv[2])(*sys.argv[3:])
+finally:
+    for m in sorted(_mount.mount_points(), reverse=True):
+        if m.startswith(scratch + "/"):
+            _mount.umount(Path(m), _mount.MNT_DETACH)
+    for name in os.listdir(scratch):
+        path = os.path.join(scratch, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
 """
 
 
@@ -43,15 +60,21 @@ def namespace_prefix(*, userns: bool) -> list[str]:
     return ["unshare", "--user", "--map-auto", "--map-root-user", "--mount"]
 
 
-def run_scenario(module_file: str, func: str, *args: str, userns: bool = False) -> str:
-    """Call `func(*args)` from `module_file` as namespace root; fail with its output."""
+def run_scenario(
+    module_file: str, func: str, scratch: str, *args: str, userns: bool = False
+) -> str:
+    """Call `func(scratch, *args)` from `module_file` as namespace root.
+
+    The test fails with the scenario's output if it raises; `scratch` is
+    emptied afterwards.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(_REPO), str(Path(module_file).parent), env.get("PYTHONPATH", "")]
     )
     cmd = [*namespace_prefix(userns=userns), sys.executable, "-c", _RUNNER, module_file, func]
     proc = subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, timeout=60, env=env, check=False
+        [*cmd, scratch, *args], capture_output=True, text=True, timeout=60, env=env, check=False
     )
     if proc.returncode == SKIP:
         pytest.skip(proc.stdout.strip())

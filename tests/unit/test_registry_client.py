@@ -11,6 +11,7 @@ import base64
 import hashlib
 import itertools
 import json
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,26 @@ from runtimed.images.registries_conf import RegistriesConfig, from_toml
 from runtimed.images.registry import RegistryClient, parse_challenge
 
 USERS = {"alice": "wonderland"}
+
+# Self-signed certificate and key for 127.0.0.1, made once for these tests.
+SELF_SIGNED_PEM = """\
+-----BEGIN CERTIFICATE-----
+MIIBqjCCAVCgAwIBAgIUOcoSjkMNdhZwHVNZt631bh+pmw4wCgYIKoZIzj0EAwIw
+ITEfMB0GA1UEAwwWcnVudGltZWQtdGVzdC1yZWdpc3RyeTAgFw0yNjExMjgwODA3
+MjBaGA8yMTI2MTEwNDA4MDcyMFowITEfMB0GA1UEAwwWcnVudGltZWQtdGVzdC1y
+ZWdpc3RyeTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABA+Hdz7Jm55PYJNuMzcw
+fQ06+I+tLfCRLl05D6/6fSPhq6KMxRKXHCg8dBBUC5lYPTogzjUD1CBy4OUQZHdV
+h3mjZDBiMB0GA1UdDgQWBBQta7kQmIKEdfE/u0uufnm5/MZIpzAfBgNVHSMEGDAW
+gBQta7kQmIKEdfE/u0uufnm5/MZIpzAPBgNVHRMBAf8EBTADAQH/MA8GA1UdEQQI
+MAaHBH8AAAEwCgYIKoZIzj0EAwIDSAAwRQIgVOQvs0G2OMgur0Dymir61+63WOb/
+BYJqnjagmSLGbRYCIQDXnfAt/jxv9w25PWd14jYXePa+ymfZjfHD3vmk6QjMWw==
+-----END CERTIFICATE-----
+-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgxD3HoetIr6ZAy9IX
+ReglNyYrIVzu6yuDZM36eKYal92hRANCAAQPh3c+yZueT2CTbjM3MH0NOviPrS3w
+kS5dOQ+v+n0j4auijMUSlxwoPHQQVAuZWD06IM41A9QgcuDlEGR3VYd5
+-----END PRIVATE KEY-----
+"""
 
 
 def _digest(data: bytes) -> str:
@@ -67,8 +88,8 @@ class FakeRegistry:
     host: str = ""
     _server: asyncio.Server | None = None
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self, tls: ssl.SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=tls)
         self.host = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
     async def stop(self) -> None:
@@ -511,6 +532,35 @@ async def test_secure_endpoint_does_not_fall_back_to_http(
         await client.aclose()
     assert registry.tls_attempts == 1
     assert registry.of("/v2/") == []
+
+
+async def test_https_with_self_signed_certificate(creds: CredentialStore, tmp_path: Path) -> None:
+    pem = tmp_path / "registry.pem"
+    pem.write_text(SELF_SIGNED_PEM)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(pem)
+    registry = FakeRegistry()
+    await registry.start(tls)
+    publish(registry, "app", "v1", make_image("tls"))
+    ref = parse_reference(f"{registry.host}/app:v1")
+
+    class StrictConfig(RegistriesConfig):
+        def is_insecure(self, host: str) -> bool:
+            return False
+
+    # Loopback is insecure: TLS is used but the certificate is not checked.
+    lenient = RegistryClient(RegistriesConfig(), creds, user_agent="t", timeout=5.0)
+    strict = RegistryClient(StrictConfig(), creds, user_agent="t", timeout=5.0)
+    try:
+        image = await lenient.resolve(ref, platform=AMD64)
+        await lenient.fetch_blob(image, image.config, tmp_path / "config")
+        assert (tmp_path / "config").stat().st_size == image.config.size
+        with pytest.raises(Unavailable, match="CERTIFICATE_VERIFY_FAILED.*list it as insecure"):
+            await strict.resolve(ref, platform=AMD64)
+    finally:
+        await lenient.aclose()
+        await strict.aclose()
+        await registry.stop()
 
 
 async def test_unreachable_registry_is_unavailable(client: RegistryClient) -> None:
