@@ -70,8 +70,9 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
         f" Run Dir: {i.run_dir}",
         f" Socket: unix://{i.socket}",
         f" Debug Mode: {'true' if i.debug else 'false'}",
-        " Registries:",
     ]
+    if i.registries:
+        lines.append(" Registries:")
     for reg in i.registries:
         flags = []
         if reg.insecure:

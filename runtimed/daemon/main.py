@@ -92,7 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         mapping = userns.plan_mapping()
         os.set_inheritable(lock_fd, True)
         os.environ[LOCK_FD_ENV] = str(lock_fd)
-        return userns.run_parent(mapping, ["-m", "runtimed.daemon.main", *argv], (lock_fd,))
+        # Paths are resolved here, as the user: inside the namespace we are uid 0 and the
+        # defaults would point at root's directories.
+        resolved = [
+            "--data-dir",
+            str(cfg.data_dir),
+            "--socket",
+            str(cfg.socket),
+            "--run-dir",
+            str(cfg.run_dir),
+        ]
+        # -I: the child imports the installed runtimed, never a same-named dir in the cwd.
+        child_argv = ["-I", "-m", "runtimed.daemon.main", *argv, *resolved]
+        return userns.run_parent(mapping, child_argv, (lock_fd,))
     except RuntimedError as exc:
         print(f"runtimed: {exc.message}", file=sys.stderr)
         return 1

@@ -486,7 +486,7 @@ def unpack_layer(
         with open(blob, "rb") as raw:
             kind, stream = _decompressed(raw)
             reader = _HashingReader(stream)
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=10240) as tf:
+            with tarfile.open(fileobj=reader, mode="r|") as tf:
                 for member in tf:
                     unpacker.add(tf, member)
             diff_id = reader.finish()

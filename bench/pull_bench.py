@@ -1,0 +1,421 @@
+"""Pull benchmark: `runtimectl pull` against rootless `podman pull`, same image, same registry.
+
+Run from the tree root as the unprivileged user: `python -m bench.pull_bench`
+(bench/run.sh does that as root for you). Every round downloads and unpacks the
+whole image: the image is removed between rounds and the bench checks that no
+layer survived, so nothing is served from a local cache.
+
+Prints a table of wall-clock times per round, and a one-line JSON summary last.
+Exits 0 whatever the numbers; non-zero only if a pull (or the setup) fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.daemon import BIN, Daemon, remove_tree
+from tests.support.images import big_image, push
+from tests.support.oci import Image
+from tests.support.registry import Registry
+
+REPO, TAG = "bench/big", "1"
+FUSE_OVERLAYFS = "/usr/bin/fuse-overlayfs"
+# podman pull runs in rootless podman's user namespace; first use creates it.
+PODMAN_TIMEOUT = 600.0
+
+
+class BenchError(RuntimeError):
+    """A pull or a setup step failed: the numbers would mean nothing."""
+
+
+@dataclass
+class LayerPhases:
+    """When runtimectl reported each phase of one layer, in seconds from the pull's start."""
+
+    started: float = 0.0
+    downloaded: float = 0.0
+    extracting: float = 0.0
+    done: float = 0.0
+
+
+@dataclass
+class Round:
+    seconds: float
+    layers: dict[str, LayerPhases] = field(default_factory=dict)
+
+
+@dataclass
+class ToolResult:
+    name: str
+    detail: str
+    rounds: list[Round]
+
+    @property
+    def times(self) -> list[float]:
+        return [r.seconds for r in self.rounds]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
+# --- shared helpers ---------------------------------------------------------------
+
+
+def run(argv: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=PODMAN_TIMEOUT)
+    if proc.returncode != 0:
+        raise BenchError(f"{what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def layer_dirs(root: Path) -> list[str]:
+    """Entries of a layer directory that hold a layer (not locks, links or staging)."""
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and p.name != "l")
+
+
+# --- runtimed ---------------------------------------------------------------------
+
+_LAYER_LINE = re.compile(r"^([0-9a-f]{12}): (.+?)(?: \[.*)?$")
+
+
+def timed_runtimectl_pull(daemon: Daemon, ref: str) -> Round:
+    """Wall-clock of `runtimectl pull`, noting when each layer line appears.
+
+    Without a terminal runtimectl prints a layer's line once per status change
+    and flushes it, so the arrival times split the pull into download and unpack.
+    """
+    argv = [str(BIN / "runtimectl"), "-H", f"unix://{daemon.socket}", "pull", ref]
+    layers: dict[str, LayerPhases] = {}
+    output: list[str] = []
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=daemon.env
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        now = time.perf_counter() - start
+        output.append(line)
+        if match := _LAYER_LINE.match(line.strip()):
+            note_phase(layers.setdefault(match[1], LayerPhases()), match[2], now)
+    code = proc.wait(PODMAN_TIMEOUT)
+    seconds = time.perf_counter() - start
+    text = "".join(output)
+    if code != 0:
+        raise BenchError(f"runtimectl pull {ref} failed ({code}):\n{text}")
+    if "Already exists" in text:
+        raise BenchError(f"runtimectl pull reused a layer; the round is not cold:\n{text}")
+    return Round(seconds, layers)
+
+
+def note_phase(phases: LayerPhases, status: str, now: float) -> None:
+    if status == "Pulling fs layer":
+        phases.started = now
+    elif status == "Download complete":
+        phases.downloaded = now
+    elif status == "Extracting":
+        phases.extracting = now
+    elif status == "Pull complete":
+        phases.done = now
+
+
+def bench_runtimed(ref: str, rounds: int) -> ToolResult:
+    daemon = Daemon()
+    try:
+        daemon.start()
+        results = []
+        for _ in range(rounds):
+            results.append(timed_runtimectl_pull(daemon, ref))
+            remove_runtimed_image(daemon, ref)
+        return ToolResult("runtimed", "runtimectl pull", results)
+    except BaseException:
+        print(f"runtimed log ({daemon.log_path}):\n{daemon.log()[-4000:]}", file=sys.stderr)
+        raise
+    finally:
+        daemon.cleanup()
+
+
+def remove_runtimed_image(daemon: Daemon, ref: str) -> None:
+    result = daemon.ctl("rmi", ref)
+    if result.returncode != 0:
+        raise BenchError(f"runtimectl rmi {ref} failed:\n{result.stdout}{result.stderr}")
+    left = layer_dirs(daemon.data_dir / "layers")
+    if left:
+        raise BenchError(f"runtimectl rmi left layers behind: {left}")
+
+
+# --- podman -----------------------------------------------------------------------
+
+
+class Podman:
+    """Rootless podman with every piece of state in a private temporary directory.
+
+    HOME and the XDG directories point there too, so the user's own podman
+    storage, configuration and pause process are never touched.
+    """
+
+    def __init__(self, registry_host: str) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="runtimed-bench-podman-"))
+        self.registry_host = registry_host
+        self.graph = self.root / "graph"
+        self.tmp = self.root / "tmp"
+        self.storage_mode = "overlay (native rootless)"
+        self.env = self._environment()
+
+    def _environment(self) -> dict[str, str]:
+        home, runtime = self.root / "home", self.root / "xdg-runtime"
+        for path in (home, runtime, self.tmp):
+            path.mkdir(mode=0o700)
+        return dict(
+            os.environ,
+            HOME=str(home),
+            XDG_CONFIG_HOME=str(home / ".config"),
+            XDG_DATA_HOME=str(home / ".local/share"),
+            XDG_RUNTIME_DIR=str(runtime),
+            CONTAINERS_STORAGE_CONF=str(self.root / "storage.conf"),
+            CONTAINERS_REGISTRIES_CONF=str(self.root / "registries.conf"),
+            CONTAINERS_CONF=str(self.root / "containers.conf"),
+        )
+
+    def configure(self) -> None:
+        """Native overlay if podman accepts it here, else overlay through fuse-overlayfs."""
+        (self.root / "registries.conf").write_text(
+            f'[[registry]]\nlocation = "{self.registry_host}"\ninsecure = true\n'
+        )
+        # No systemd or journald here: plain cgroupfs and a file for events.
+        (self.root / "containers.conf").write_text(
+            "[engine]\n"
+            'cgroup_manager = "cgroupfs"\n'
+            'events_logger = "file"\n'
+            f'events_logfile_path = "{self.tmp / "events.log"}"\n'
+            f'tmp_dir = "{self.tmp}"\n'
+        )
+        self._write_storage_conf(mount_program=None)
+        if self.probe():
+            return
+        # c/storage remembers its overlay decision in the graph root: start a fresh one.
+        self.graph = self.root / "graph-fuse"
+        self.storage_mode = "overlay + fuse-overlayfs"
+        self._write_storage_conf(mount_program=FUSE_OVERLAYFS)
+        if not self.probe():
+            raise BenchError(f"podman works neither with native overlay nor {FUSE_OVERLAYFS}")
+
+    def _write_storage_conf(self, mount_program: str | None) -> None:
+        # Rootless podman ignores graphroot/runroot and reads rootless_storage_path.
+        options = f'[storage.options.overlay]\nmount_program = "{mount_program}"\n'
+        (self.root / "storage.conf").write_text(
+            "[storage]\n"
+            'driver = "overlay"\n'
+            f'graphroot = "{self.graph}"\n'
+            f'runroot = "{self.root / "run"}"\n'
+            f'rootless_storage_path = "{self.graph}"\n' + (options if mount_program else "")
+        )
+
+    def probe(self) -> bool:
+        proc = subprocess.run(
+            ["podman", "info", "--format", "{{.Store.GraphRoot}}"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=PODMAN_TIMEOUT,
+        )
+        if proc.returncode == 0 and proc.stdout.strip() != str(self.graph):
+            raise BenchError(f"podman would store images in {proc.stdout.strip()}, not our dir")
+        return proc.returncode == 0
+
+    def version(self) -> str:
+        return run(["podman", "--version"], self.env, "podman --version").stdout.strip()
+
+    def timed_pull(self, ref: str) -> Round:
+        start = time.perf_counter()
+        proc = run(["podman", "pull", "--tls-verify=false", ref], self.env, f"podman pull {ref}")
+        seconds = time.perf_counter() - start
+        if "already exists" in proc.stderr:
+            raise BenchError(f"podman pull reused a layer; the round is not cold:\n{proc.stderr}")
+        return Round(seconds)
+
+    def remove_image(self, ref: str) -> None:
+        run(["podman", "rmi", ref], self.env, f"podman rmi {ref}")
+        left = run(["podman", "images", "-a", "-q"], self.env, "podman images").stdout.split()
+        layers = layer_dirs(self.graph / "overlay")
+        if left or layers:
+            raise BenchError(f"podman rmi left images {left} and layers {layers} behind")
+
+    def cleanup(self) -> None:
+        """Stop the pause process podman started for us, then remove all its state."""
+        pid_file = self.tmp / "pause.pid"
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            pid = int(pid_file.read_text().strip())
+            if is_our_pause_process(pid):
+                os.kill(pid, signal.SIGTERM)
+                wait_gone(pid)
+        # Layer files belong to our subordinate ids; remove_tree deletes them from a userns.
+        remove_tree(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def is_our_pause_process(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
+    return uid == os.getuid() and b"catatonit" in cmdline
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.05)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
+
+
+def bench_podman(registry_host: str, ref: str, rounds: int) -> ToolResult:
+    podman = Podman(registry_host)
+    try:
+        podman.configure()
+        results = []
+        for _ in range(rounds):
+            results.append(podman.timed_pull(ref))
+            podman.remove_image(ref)
+        return ToolResult("podman", f"{podman.version()}, {podman.storage_mode}", results)
+    finally:
+        podman.cleanup()
+
+
+# --- report -----------------------------------------------------------------------
+
+
+def image_facts(image: Image) -> dict[str, int]:
+    return {
+        "layers": len(image.layers),
+        "compressed_bytes": sum(len(layer.blob) for layer in image.layers),
+    }
+
+
+def print_table(ref: str, image: Image, results: list[ToolResult]) -> None:
+    facts = image_facts(image)
+    mib = facts["compressed_bytes"] / 2**20
+    print(f"\nimage {ref}: {facts['layers']} layers, {mib:.1f} MiB compressed (gzip)")
+    rounds = len(results[0].rounds)
+    header = ["tool", *(f"round {i + 1}" for i in range(rounds)), "median"]
+    rows = [[r.name, *(f"{t:.2f}s" for t in r.times), f"{r.median:.2f}s"] for r in results]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for r in results:
+        print(f"  {r.name}: {r.detail}")
+    if len(results) == 2:
+        print(
+            f"ratio runtimed/podman (median): {ratio(results):.2f} (lower is better, target <= 1)"
+        )
+
+
+def ratio(results: list[ToolResult]) -> float:
+    by_name = {r.name: r.median for r in results}
+    return by_name["runtimed"] / by_name["podman"]
+
+
+def spans(rounds: list[Round]) -> Iterator[dict[str, float]]:
+    """Per round: seconds until the first layer starts, spent in downloads, in unpacking,
+    and after the last layer until runtimectl exits (overlapping layers count once)."""
+    for r in rounds:
+        phases = list(r.layers.values())
+        if not phases:
+            continue
+        first = min(p.started for p in phases)
+        downloaded = max(p.downloaded for p in phases)
+        extract_start = min(p.extracting for p in phases)
+        done = max(p.done for p in phases)
+        yield {
+            "resolve": first,
+            "download": downloaded - first,
+            "unpack": done - extract_start,
+            "overlap": max(0.0, downloaded - extract_start),
+            "finish": r.seconds - done,
+        }
+
+
+def print_breakdown(result: ToolResult) -> dict[str, float]:
+    rows = list(spans(result.rounds))
+    if not rows:
+        return {}
+    medians = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+    print(
+        "runtimed phases (median, from runtimectl's progress lines): "
+        + ", ".join(f"{key} {value:.2f}s" for key, value in medians.items())
+    )
+    return medians
+
+
+def summary(ref: str, image: Image, results: list[ToolResult], phases: dict[str, float]) -> str:
+    doc: dict[str, object] = {"bench": "pull", "ref": ref, **image_facts(image)}
+    for r in results:
+        doc[r.name] = {"detail": r.detail, "seconds": [round(t, 3) for t in r.times]}
+        doc[r.name]["median"] = round(r.median, 3)  # type: ignore[index]
+    if phases:
+        doc["runtimed_phases"] = {k: round(v, 3) for k, v in phases.items()}
+    if len(results) == 2:
+        doc["ratio"] = round(ratio(results), 3)
+    return json.dumps(doc, separators=(",", ":"))
+
+
+# --- main -------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="pulls per tool (default 3)")
+    parser.add_argument("--size-mb", type=int, default=100, help="image data in MiB (default 100)")
+    parser.add_argument("--layers", type=int, default=5, help="data layers (default 5)")
+    parser.add_argument(
+        "--tool", choices=["runtimed", "podman"], action="append", help="only these (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.size_mb < 1 or args.layers < 1:
+        parser.error("--rounds, --size-mb and --layers must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tools = args.tool or ["runtimed", "podman"]
+    with Registry() as registry:
+        print(f"building and pushing a {args.size_mb} MiB image in {args.layers} layers ...")
+        image = big_image(total_mb=args.size_mb, layers=args.layers)
+        ref = push(registry, REPO, TAG, image).ref
+        try:
+            results = []
+            if "runtimed" in tools:
+                results.append(bench_runtimed(ref, args.rounds))
+            if "podman" in tools:
+                results.append(bench_podman(registry.host, ref, args.rounds))
+        except BenchError as exc:
+            print(f"pull bench failed: {exc}", file=sys.stderr)
+            return 1
+    print_table(ref, image, results)
+    phases = next((print_breakdown(r) for r in results if r.name == "runtimed"), {})
+    print(summary(ref, image, results, phases))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
