@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from tests.support.daemon import BIN, Daemon, remove_tree
 from tests.support.images import big_image, push
@@ -34,8 +35,8 @@ from tests.support.registry import Registry
 
 REPO, TAG = "bench/big", "1"
 FUSE_OVERLAYFS = "/usr/bin/fuse-overlayfs"
-# podman pull runs in rootless podman's user namespace; first use creates it.
-PODMAN_TIMEOUT = 600.0
+# Generous: a stuck pull should fail the bench, not hang it.
+COMMAND_TIMEOUT = 600.0
 
 
 class BenchError(RuntimeError):
@@ -77,7 +78,7 @@ class ToolResult:
 
 
 def run(argv: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=PODMAN_TIMEOUT)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     if proc.returncode != 0:
         raise BenchError(f"{what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -114,7 +115,7 @@ def timed_runtimectl_pull(daemon: Daemon, ref: str) -> Round:
         output.append(line)
         if match := _LAYER_LINE.match(line.strip()):
             note_phase(layers.setdefault(match[1], LayerPhases()), match[2], now)
-    code = proc.wait(PODMAN_TIMEOUT)
+    code = proc.wait(COMMAND_TIMEOUT)
     seconds = time.perf_counter() - start
     text = "".join(output)
     if code != 0:
@@ -135,29 +136,38 @@ def note_phase(phases: LayerPhases, status: str, now: float) -> None:
         phases.done = now
 
 
-def bench_runtimed(ref: str, rounds: int) -> ToolResult:
-    daemon = Daemon()
-    try:
-        daemon.start()
-        results = []
-        for _ in range(rounds):
-            results.append(timed_runtimectl_pull(daemon, ref))
-            remove_runtimed_image(daemon, ref)
-        return ToolResult("runtimed", "runtimectl pull", results)
-    except BaseException:
-        print(f"runtimed log ({daemon.log_path}):\n{daemon.log()[-4000:]}", file=sys.stderr)
-        raise
-    finally:
-        daemon.cleanup()
+class Runtimed:
+    """runtimed on a fresh data dir and private socket, driven through runtimectl."""
 
+    name = "runtimed"
 
-def remove_runtimed_image(daemon: Daemon, ref: str) -> None:
-    result = daemon.ctl("rmi", ref)
-    if result.returncode != 0:
-        raise BenchError(f"runtimectl rmi {ref} failed:\n{result.stdout}{result.stderr}")
-    left = layer_dirs(daemon.data_dir / "layers")
-    if left:
-        raise BenchError(f"runtimectl rmi left layers behind: {left}")
+    def __init__(self) -> None:
+        self.daemon = Daemon()
+
+    def start(self) -> None:
+        self.daemon.start()
+
+    def detail(self) -> str:
+        return "runtimectl pull"
+
+    def pull(self, ref: str) -> Round:
+        return timed_runtimectl_pull(self.daemon, ref)
+
+    def remove_image(self, ref: str) -> None:
+        result = self.daemon.ctl("rmi", ref)
+        if result.returncode != 0:
+            raise BenchError(f"runtimectl rmi {ref} failed:\n{result.stdout}{result.stderr}")
+        left = layer_dirs(self.daemon.data_dir / "layers")
+        if left:
+            raise BenchError(f"runtimectl rmi left layers behind: {left}")
+
+    def failed(self) -> None:
+        print(
+            f"runtimed log ({self.daemon.log_path}):\n{self.daemon.log()[-4000:]}", file=sys.stderr
+        )
+
+    def cleanup(self) -> None:
+        self.daemon.cleanup()
 
 
 # --- podman -----------------------------------------------------------------------
@@ -169,6 +179,8 @@ class Podman:
     HOME and the XDG directories point there too, so the user's own podman
     storage, configuration and pause process are never touched.
     """
+
+    name = "podman"
 
     def __init__(self, registry_host: str) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="runtimed-bench-podman-"))
@@ -193,7 +205,7 @@ class Podman:
             CONTAINERS_CONF=str(self.root / "containers.conf"),
         )
 
-    def configure(self) -> None:
+    def start(self) -> None:
         """Native overlay if podman accepts it here, else overlay through fuse-overlayfs."""
         (self.root / "registries.conf").write_text(
             f'[[registry]]\nlocation = "{self.registry_host}"\ninsecure = true\n'
@@ -207,14 +219,18 @@ class Podman:
             f'tmp_dir = "{self.tmp}"\n'
         )
         self._write_storage_conf(mount_program=None)
-        if self.probe():
+        native_error = self.probe()
+        if not native_error:
             return
         # c/storage remembers its overlay decision in the graph root: start a fresh one.
         self.graph = self.root / "graph-fuse"
         self.storage_mode = "overlay + fuse-overlayfs"
         self._write_storage_conf(mount_program=FUSE_OVERLAYFS)
-        if not self.probe():
-            raise BenchError(f"podman works neither with native overlay nor {FUSE_OVERLAYFS}")
+        if fuse_error := self.probe():
+            raise BenchError(
+                f"podman works with neither native overlay ({native_error}) "
+                f"nor {FUSE_OVERLAYFS} ({fuse_error})"
+            )
 
     def _write_storage_conf(self, mount_program: str | None) -> None:
         # Rootless podman ignores graphroot/runroot and reads rootless_storage_path.
@@ -227,22 +243,24 @@ class Podman:
             f'rootless_storage_path = "{self.graph}"\n' + (options if mount_program else "")
         )
 
-    def probe(self) -> bool:
+    def probe(self) -> str:
+        """Why podman cannot use this storage configuration ("" if it can)."""
         proc = subprocess.run(
             ["podman", "info", "--format", "{{.Store.GraphRoot}}"],
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=PODMAN_TIMEOUT,
+            timeout=COMMAND_TIMEOUT,
         )
         if proc.returncode == 0 and proc.stdout.strip() != str(self.graph):
             raise BenchError(f"podman would store images in {proc.stdout.strip()}, not our dir")
-        return proc.returncode == 0
+        return "" if proc.returncode == 0 else proc.stderr.strip() or f"exit {proc.returncode}"
 
-    def version(self) -> str:
-        return run(["podman", "--version"], self.env, "podman --version").stdout.strip()
+    def detail(self) -> str:
+        version = run(["podman", "--version"], self.env, "podman --version").stdout.strip()
+        return f"{version}, {self.storage_mode}"
 
-    def timed_pull(self, ref: str) -> Round:
+    def pull(self, ref: str) -> Round:
         start = time.perf_counter()
         proc = run(["podman", "pull", "--tls-verify=false", ref], self.env, f"podman pull {ref}")
         seconds = time.perf_counter() - start
@@ -256,6 +274,9 @@ class Podman:
         layers = layer_dirs(self.graph / "overlay")
         if left or layers:
             raise BenchError(f"podman rmi left images {left} and layers {layers} behind")
+
+    def failed(self) -> None:
+        pass  # podman's own error output is already in the BenchError
 
     def cleanup(self) -> None:
         """Stop the pause process podman started for us, then remove all its state."""
@@ -288,17 +309,34 @@ def wait_gone(pid: int, timeout: float = 5.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def bench_podman(registry_host: str, ref: str, rounds: int) -> ToolResult:
-    podman = Podman(registry_host)
-    try:
-        podman.configure()
-        results = []
+class Tool(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+    def detail(self) -> str: ...
+    def pull(self, ref: str) -> Round: ...
+    def remove_image(self, ref: str) -> None: ...
+    def failed(self) -> None: ...
+    def cleanup(self) -> None: ...
+
+
+def bench(tools: list[Tool], ref: str, rounds: int) -> list[ToolResult]:
+    """Alternate the tools round by round, so background load hits them alike."""
+    times: dict[str, list[Round]] = {tool.name: [] for tool in tools}
+    with contextlib.ExitStack() as stack:
+        for tool in tools:
+            stack.callback(tool.cleanup)
+        for tool in tools:
+            tool.start()
         for _ in range(rounds):
-            results.append(podman.timed_pull(ref))
-            podman.remove_image(ref)
-        return ToolResult("podman", f"{podman.version()}, {podman.storage_mode}", results)
-    finally:
-        podman.cleanup()
+            for tool in tools:
+                try:
+                    times[tool.name].append(tool.pull(ref))
+                    tool.remove_image(ref)
+                except BaseException:
+                    tool.failed()
+                    raise
+        return [ToolResult(tool.name, tool.detail(), times[tool.name]) for tool in tools]
 
 
 # --- report -----------------------------------------------------------------------
@@ -402,12 +440,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"building and pushing a {args.size_mb} MiB image in {args.layers} layers ...")
         image = big_image(total_mb=args.size_mb, layers=args.layers)
         ref = push(registry, REPO, TAG, image).ref
+        chosen: list[Tool] = []
+        if "runtimed" in tools:
+            chosen.append(Runtimed())
+        if "podman" in tools:
+            chosen.append(Podman(registry.host))
         try:
-            results = []
-            if "runtimed" in tools:
-                results.append(bench_runtimed(ref, args.rounds))
-            if "podman" in tools:
-                results.append(bench_podman(registry.host, ref, args.rounds))
+            results = bench(chosen, ref, args.rounds)
         except BenchError as exc:
             print(f"pull bench failed: {exc}", file=sys.stderr)
             return 1

@@ -2,7 +2,7 @@
 # Prepare a Debian 12 host for runtimed (run as root, idempotent):
 #  - system packages the daemon and its tests use,
 #  - an unprivileged user with a large /etc/subuid and /etc/subgid range,
-#  - /dev/net/tun usable by that user (pasta/slirp4netns need it),
+#  - /dev/net/tun and /dev/fuse usable by that user (pasta/slirp4netns, fuse-overlayfs),
 #  - a runtime dir for the user (there is no systemd-logind here).
 # Usage: deploy/setup-host.sh [USER]   (default user: runtimed-test)
 set -euo pipefail
@@ -50,9 +50,13 @@ for f in /etc/subuid /etc/subgid; do
   fi
 done
 
-if [[ -c /dev/net/tun ]]; then
-  chmod 0666 /dev/net/tun
-fi
+# Desktop distributions ship both world-usable; pasta/slirp4netns need tun,
+# fuse-overlayfs needs fuse.
+for dev in /dev/net/tun /dev/fuse; do
+  if [[ -c "$dev" ]]; then
+    chmod 0666 "$dev"
+  fi
+done
 
 run_dir="/run/user/${uid}"
 mkdir -p "$run_dir"

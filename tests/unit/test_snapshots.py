@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from runtimed.snapshots.fuse import fuse_unusable_reason
 from tests.unit._userns import real_root, run_scenario, skip_scenario
 from tests.unit.test_unpack import d, f, hard, sym, tar
 
-DRIVERS: dict[str, type[OverlaySnapshotter] | type[VfsSnapshotter]] = {
+DRIVERS: dict[str, Callable[[Path], Snapshotter]] = {
     "overlay": OverlaySnapshotter,
     "fuse-overlayfs": FuseOverlaySnapshotter,
     "vfs": VfsSnapshotter,
