@@ -182,9 +182,10 @@ class Podman:
 
     name = "podman"
 
-    def __init__(self, registry_host: str) -> None:
+    def __init__(self, registry_host: str, storage: str = "auto") -> None:
         self.root = Path(tempfile.mkdtemp(prefix="runtimed-bench-podman-"))
         self.registry_host = registry_host
+        self.storage = storage  # auto | native | fuse
         self.graph = self.root / "graph"
         self.tmp = self.root / "tmp"
         self.storage_mode = "overlay (native rootless)"
@@ -206,7 +207,7 @@ class Podman:
         )
 
     def start(self) -> None:
-        """Native overlay if podman accepts it here, else overlay through fuse-overlayfs."""
+        """Native overlay if podman accepts it here (or as asked), else fuse-overlayfs."""
         (self.root / "registries.conf").write_text(
             f'[[registry]]\nlocation = "{self.registry_host}"\ninsecure = true\n'
         )
@@ -218,10 +219,14 @@ class Podman:
             f'events_logfile_path = "{self.tmp / "events.log"}"\n'
             f'tmp_dir = "{self.tmp}"\n'
         )
-        self._write_storage_conf(mount_program=None)
-        native_error = self.probe()
-        if not native_error:
-            return
+        native_error = "not tried (--podman-storage fuse)"
+        if self.storage != "fuse":
+            self._write_storage_conf(mount_program=None)
+            native_error = self.probe()
+            if not native_error:
+                return
+            if self.storage == "native":
+                raise BenchError(f"podman cannot use native overlay here: {native_error}")
         # c/storage remembers its overlay decision in the graph root: start a fresh one.
         self.graph = self.root / "graph-fuse"
         self.storage_mode = "overlay + fuse-overlayfs"
@@ -425,6 +430,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--size-mb", type=int, default=100, help="image data in MiB (default 100)")
     parser.add_argument("--layers", type=int, default=5, help="data layers (default 5)")
     parser.add_argument(
+        "--podman-storage",
+        choices=["auto", "native", "fuse"],
+        default="auto",
+        help="podman's overlay: native, through fuse-overlayfs, or native if it works (default)",
+    )
+    parser.add_argument(
         "--tool", choices=["runtimed", "podman"], action="append", help="only these (repeatable)"
     )
     args = parser.parse_args(argv)
@@ -444,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         if "runtimed" in tools:
             chosen.append(Runtimed())
         if "podman" in tools:
-            chosen.append(Podman(registry.host))
+            chosen.append(Podman(registry.host, args.podman_storage))
         try:
             results = bench(chosen, ref, args.rounds)
         except BenchError as exc:

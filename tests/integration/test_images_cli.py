@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,3 +199,39 @@ def test_bad_input_gets_clear_errors(daemon: Daemon) -> None:
     assert rmi.returncode == 1 and "No such image" in rmi.stderr
     unknown_filter = daemon.ctl("images", "--filter", "colour=blue")
     assert unknown_filter.returncode == 1 and "invalid filter" in unknown_filter.stderr
+
+
+def test_pull_on_a_terminal_draws_progress_bars(daemon: Daemon, registry: Registry) -> None:
+    import pty
+    import subprocess
+
+    from tests.support.daemon import BIN
+    from tests.support.images import big_image
+
+    image = big_image(total_mb=8, layers=2)
+    push(registry, "test/tty", "1", image)
+    ref = f"{registry.host}/test/tty:1"
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [str(BIN / "runtimectl"), "-H", f"unix://{daemon.socket}", "pull", ref],
+        stdout=follower,
+        stderr=follower,
+        env=daemon.env,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(60) == 0
+    os.close(leader)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[" in screen  # lines redrawn in place
+    assert re.search(r"Downloading \[=*>? *\]  [0-9.]+[kMG]?B/[0-9.]+MB", screen)
+    assert screen.rstrip().splitlines()[-1].strip() == image.config_digest
+    daemon.ok("rmi", ref)
