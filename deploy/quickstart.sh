@@ -2,37 +2,27 @@
 # From a fresh Debian 12 machine to a running rootless runtimed (run as root):
 # prepares the host, installs runtimed for an unprivileged user, starts the
 # daemon as that user, imports a busybox image built locally (offline) and
-# lists it. The daemon is stopped at the end; the last lines say how to use it.
+# lists it. The daemon is stopped at the end; the last line says how to use it.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
 user="${RUNTIMED_USER:-runtimed-test}"
 stage="${RUNTIMED_DIR:-/var/tmp/runtimed-demo}"
+source "$(dirname "$0")/lib.sh"
+require_root deploy/quickstart.sh
+prepare_user_and_tree
 
-if [[ $(id -u) -ne 0 ]]; then
-  echo "deploy/quickstart.sh prepares the host: run it as root (sudo)" >&2
-  exit 1
-fi
-"$here/setup-host.sh" "$user"
-"$here/stage.sh" "$user" "$stage"
-uid=$(id -u "$user")
-home=$(getent passwd "$user" | cut -d: -f6)
-
-cd "$stage"
-runuser -u "$user" -- env -i HOME="$home" USER="$user" \
-  PATH="$stage/venv/bin:/usr/bin:/bin:/usr/sbin:/sbin" XDG_RUNTIME_DIR="/run/user/$uid" \
-  LANG=C.UTF-8 STAGE="$stage" bash -euo pipefail -c '
-    log="$STAGE/runtimed.log"
-    echo "+ runtimed &   (as $(id -un), log in $log)"
-    runtimed >"$log" 2>&1 &
-    daemon=$!
-    trap "kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null || true" EXIT
-    for _ in $(seq 100); do runtimectl version >/dev/null 2>&1 && break; sleep 0.1; done
-    set -x
-    runtimectl info
-    "$STAGE/src/deploy/make-busybox-rootfs.sh" "$STAGE/busybox-rootfs.tar"
-    runtimectl import -c "CMD [\"/bin/sh\"]" "$STAGE/busybox-rootfs.tar" busybox:local
-    runtimectl images
-    runtimectl image inspect --format "{{.Id}} {{json .Config.Cmd}}" busybox:local
-  '
+as_user bash -euo pipefail -c '
+  log="$STAGE/runtimed.log"
+  echo "+ runtimed &   (as $(id -un), log in $log)"
+  runtimed >"$log" 2>&1 &
+  daemon=$!
+  trap "kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null || true" EXIT
+  for _ in $(seq 100); do runtimectl version >/dev/null 2>&1 && break; sleep 0.1; done
+  set -x
+  runtimectl info
+  deploy/make-busybox-rootfs.sh "$STAGE/busybox-rootfs.tar"
+  runtimectl import -c "CMD [\"/bin/sh\"]" "$STAGE/busybox-rootfs.tar" busybox:local
+  runtimectl images
+  runtimectl image inspect --format "{{.Id}} {{json .Config.Cmd}}" busybox:local
+'
 echo
 echo "Done. To use it yourself:  su - $user;  export PATH=$stage/venv/bin:\$PATH;  runtimed &"

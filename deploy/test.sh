@@ -4,26 +4,11 @@
 # tree and a venv for it, and runs lint, the stub check, unit and integration
 # tests as that user. Extra arguments go to pytest.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
 user="${RUNTIMED_TEST_USER:-runtimed-test}"
 stage="${RUNTIMED_TEST_DIR:-/var/tmp/runtimed-test}"
-
-if [[ $(id -u) -ne 0 ]]; then
-  echo "deploy/test.sh sets up the host and a test user: run it as root (sudo)" >&2
-  exit 1
-fi
-
-"$here/setup-host.sh" "$user"
-"$here/stage.sh" "$user" "$stage"
-uid=$(id -u "$user")
-home=$(getent passwd "$user" | cut -d: -f6)
-
-as_user() {
-  (cd "$stage/src" && runuser -u "$user" -- env -i \
-    HOME="$home" USER="$user" LOGNAME="$user" \
-    PATH="$stage/venv/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
-    XDG_RUNTIME_DIR="/run/user/$uid" LANG=C.UTF-8 "$@")
-}
+source "$(dirname "$0")/lib.sh"
+require_root deploy/test.sh
+prepare_user_and_tree
 
 cleanup() {
   # Only the test user's processes: everything it runs was started by this script.

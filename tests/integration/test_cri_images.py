@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -15,12 +14,6 @@ from tests.support.images import PushedImages, build_image, busybox_rootfs_layer
 from tests.support.registry import Registry
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
-    with Daemon() as d:
-        yield d
 
 
 def spec(image: str) -> cri.ImageSpec:

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,6 @@ from tests.support.registry import Registry
 from tests.support.rootfs import read_paths
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
-    with Daemon() as d:
-        yield d
 
 
 def inspect(daemon: Daemon, ref: str) -> dict:

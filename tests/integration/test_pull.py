@@ -6,7 +6,6 @@ import json
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,12 +16,6 @@ from tests.support.registry import Registry
 from tests.support.rootfs import read_paths
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
-    with Daemon() as d:
-        yield d
 
 
 def lower_dirs(daemon: Daemon, ref: str) -> str:

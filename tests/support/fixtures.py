@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.daemon import Daemon
 from tests.support.images import PushedImages, push_all
 from tests.support.registry import Registry
 
@@ -45,3 +46,10 @@ def evil_target() -> Iterator[Path]:
 def pushed_images(registry: Registry, evil_target: Path) -> PushedImages:
     """Every ready-made scenario, pushed once into `registry`."""
     return push_all(registry, evil_target)
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    """A real runtimed of this module's own: private socket and data dir, removed after."""
+    with Daemon() as d:
+        yield d
