@@ -58,6 +58,16 @@ for dev in /dev/net/tun /dev/fuse; do
   fi
 done
 
+# crun refuses a hybrid cgroup layout whose v2 hierarchy holds controllers
+# ("cgroups in hybrid mode not supported"); on these hosts that is hugetlb
+# alone, so bind it to a v1 hierarchy of its own, as the other controllers are.
+v2=/sys/fs/cgroup/unified
+if [[ -f "$v2/cgroup.controllers" ]] && grep -qw hugetlb "$v2/cgroup.controllers" \
+   && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+  mkdir -p /sys/fs/cgroup/hugetlb
+  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+fi
+
 run_dir="/run/user/${uid}"
 mkdir -p "$run_dir"
 chown "$user:" "$run_dir"
