@@ -84,6 +84,91 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.LoginRequest.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.LoginResponse.FromString,
                 _registered_method=True)
+        self.CreateContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/CreateContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.CreateContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.CreateContainerResponse.FromString,
+                _registered_method=True)
+        self.StartContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/StartContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.StopContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/StopContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.StopContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.KillContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/KillContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.KillContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.RestartContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/RestartContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.StopContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.WaitContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/WaitContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.WaitContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.WaitContainerResponse.FromString,
+                _registered_method=True)
+        self.RenameContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/RenameContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.RenameContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.RemoveContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/RemoveContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.RemoveContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.PruneContainers = channel.unary_unary(
+                '/runtimed.v1.Engine/PruneContainers',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.PruneContainersRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneContainersResponse.FromString,
+                _registered_method=True)
+        self.ListContainers = channel.unary_unary(
+                '/runtimed.v1.Engine/ListContainers',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ListContainersRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.ListContainersResponse.FromString,
+                _registered_method=True)
+        self.InspectContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/InspectContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.InspectContainerResponse.FromString,
+                _registered_method=True)
+        self.ContainerLogs = channel.unary_stream(
+                '/runtimed.v1.Engine/ContainerLogs',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerLogsRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.LogEntry.FromString,
+                _registered_method=True)
+        self.TopContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/TopContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.TopContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.TopContainerResponse.FromString,
+                _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/runtimed.v1.Engine/Attach',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.StdioInput.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.StdioOutput.FromString,
+                _registered_method=True)
+        self.Exec = channel.stream_stream(
+                '/runtimed.v1.Engine/Exec',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.StdioInput.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.StdioOutput.FromString,
+                _registered_method=True)
+        self.CopyFromContainer = channel.unary_stream(
+                '/runtimed.v1.Engine/CopyFromContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.CopyFromContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.CopyChunk.FromString,
+                _registered_method=True)
+        self.CopyToContainer = channel.stream_unary(
+                '/runtimed.v1.Engine/CopyToContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.CopyToContainerChunk.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class EngineServicer:
@@ -153,6 +238,114 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateContainer(self, request, context):
+        """Containers (docker-style: each in an implicit sandbox of its own).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KillContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestartContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WaitContainer(self, request, context):
+        """Blocks until the condition holds; returns the exit code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenameContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneContainers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListContainers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ContainerLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TopContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Attach(self, request_iterator, context):
+        """The first message carries the options; then stdin data / resizes flow in
+        and output flows out, ending with an exit message when the process ends
+        (or nothing when the client detaches).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyFromContainer(self, request, context):
+        """Copy: a tar stream, as docker cp moves it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyToContainer(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +398,91 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.Login,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.LoginRequest.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.LoginResponse.SerializeToString,
+            ),
+            'CreateContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.CreateContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.CreateContainerResponse.SerializeToString,
+            ),
+            'StartContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'StopContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.StopContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'KillContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.KillContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.KillContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'RestartContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestartContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.StopContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'WaitContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.WaitContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.WaitContainerResponse.SerializeToString,
+            ),
+            'RenameContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.RenameContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'RemoveContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.RemoveContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'PruneContainers': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneContainers,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneContainersRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.PruneContainersResponse.SerializeToString,
+            ),
+            'ListContainers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListContainers,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ListContainersRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.ListContainersResponse.SerializeToString,
+            ),
+            'InspectContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.InspectContainerResponse.SerializeToString,
+            ),
+            'ContainerLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.ContainerLogs,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerLogsRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.LogEntry.SerializeToString,
+            ),
+            'TopContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.TopContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.TopContainerResponse.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.StdioInput.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.StdioOutput.SerializeToString,
+            ),
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.StdioInput.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.StdioOutput.SerializeToString,
+            ),
+            'CopyFromContainer': grpc.unary_stream_rpc_method_handler(
+                    servicer.CopyFromContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.CopyFromContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.CopyChunk.SerializeToString,
+            ),
+            'CopyToContainer': grpc.stream_unary_rpc_method_handler(
+                    servicer.CopyToContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.CopyToContainerChunk.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -477,6 +755,465 @@ class Engine:
             '/runtimed.v1.Engine/Login',
             runtimed_dot_v1_dot_engine__pb2.LoginRequest.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/CreateContainer',
+            runtimed_dot_v1_dot_engine__pb2.CreateContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.CreateContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/StartContainer',
+            runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/StopContainer',
+            runtimed_dot_v1_dot_engine__pb2.StopContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KillContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/KillContainer',
+            runtimed_dot_v1_dot_engine__pb2.KillContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestartContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/RestartContainer',
+            runtimed_dot_v1_dot_engine__pb2.StopContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/WaitContainer',
+            runtimed_dot_v1_dot_engine__pb2.WaitContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.WaitContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/RenameContainer',
+            runtimed_dot_v1_dot_engine__pb2.RenameContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/RemoveContainer',
+            runtimed_dot_v1_dot_engine__pb2.RemoveContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneContainers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/PruneContainers',
+            runtimed_dot_v1_dot_engine__pb2.PruneContainersRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.PruneContainersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListContainers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/ListContainers',
+            runtimed_dot_v1_dot_engine__pb2.ListContainersRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.ListContainersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/InspectContainer',
+            runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.InspectContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/ContainerLogs',
+            runtimed_dot_v1_dot_engine__pb2.ContainerLogsRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.LogEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/TopContainer',
+            runtimed_dot_v1_dot_engine__pb2.TopContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.TopContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/runtimed.v1.Engine/Attach',
+            runtimed_dot_v1_dot_engine__pb2.StdioInput.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.StdioOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/runtimed.v1.Engine/Exec',
+            runtimed_dot_v1_dot_engine__pb2.StdioInput.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.StdioOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyFromContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/CopyFromContainer',
+            runtimed_dot_v1_dot_engine__pb2.CopyFromContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.CopyChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyToContainer(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/runtimed.v1.Engine/CopyToContainer',
+            runtimed_dot_v1_dot_engine__pb2.CopyToContainerChunk.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
