@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
-import re
+import resource
 import shutil
 import signal
 import statistics
@@ -23,12 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tests.support.daemon import BIN, Daemon, remove_tree
+from tests.support.daemon import Daemon, remove_tree
 from tests.support.images import big_image, push
 from tests.support.oci import Image
 from tests.support.registry import Registry
@@ -44,19 +44,10 @@ class BenchError(RuntimeError):
 
 
 @dataclass
-class LayerPhases:
-    """When runtimectl reported each phase of one layer, in seconds from the pull's start."""
-
-    started: float = 0.0
-    downloaded: float = 0.0
-    extracting: float = 0.0
-    done: float = 0.0
-
-
-@dataclass
 class Round:
-    seconds: float
-    layers: dict[str, LayerPhases] = field(default_factory=dict)
+    seconds: float  # wall clock of the pull command
+    cpu: float  # CPU seconds the tool's processes spent on it
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +64,10 @@ class ToolResult:
     def median(self) -> float:
         return statistics.median(self.times)
 
+    @property
+    def median_cpu(self) -> float:
+        return statistics.median(r.cpu for r in self.rounds)
+
 
 # --- shared helpers ---------------------------------------------------------------
 
@@ -84,6 +79,21 @@ def run(argv: list[str], env: dict[str, str], what: str) -> subprocess.Completed
     return proc
 
 
+def children_cpu() -> float:
+    """CPU seconds of every child process this bench has waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of a running process, all its threads (fields utime, stime of stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def layer_dirs(root: Path) -> list[str]:
     """Entries of a layer directory that hold a layer (not locks, links or staging)."""
     if not root.is_dir():
@@ -93,47 +103,34 @@ def layer_dirs(root: Path) -> list[str]:
 
 # --- runtimed ---------------------------------------------------------------------
 
-_LAYER_LINE = re.compile(r"^([0-9a-f]{12}): (.+?)(?: \[.*)?$")
+# Daemon log events that bound the phases of a pull (JSON lines with an ISO timestamp).
+RESOLVED, UNPACKED, PULLED = "registry_manifest_resolved", "layer_unpacked", "image_pulled"
 
 
-def timed_runtimectl_pull(daemon: Daemon, ref: str) -> Round:
-    """Wall-clock of `runtimectl pull`, noting when each layer line appears.
-
-    Without a terminal runtimectl prints a layer's line once per status change
-    and flushes it, so the arrival times split the pull into download and unpack.
-    """
-    argv = [str(BIN / "runtimectl"), "-H", f"unix://{daemon.socket}", "pull", ref]
-    layers: dict[str, LayerPhases] = {}
-    output: list[str] = []
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=daemon.env
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        now = time.perf_counter() - start
-        output.append(line)
-        if match := _LAYER_LINE.match(line.strip()):
-            note_phase(layers.setdefault(match[1], LayerPhases()), match[2], now)
-    code = proc.wait(COMMAND_TIMEOUT)
-    seconds = time.perf_counter() - start
-    text = "".join(output)
-    if code != 0:
-        raise BenchError(f"runtimectl pull {ref} failed ({code}):\n{text}")
-    if "Already exists" in text:
-        raise BenchError(f"runtimectl pull reused a layer; the round is not cold:\n{text}")
-    return Round(seconds, layers)
+def log_events(text: str) -> list[tuple[str, float]]:
+    """(event, unix time) for every JSON line of a daemon log excerpt."""
+    events = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            doc = json.loads(line)
+            stamp = datetime.datetime.fromisoformat(doc["timestamp"]).timestamp()
+            events.append((doc["event"], stamp))
+    return events
 
 
-def note_phase(phases: LayerPhases, status: str, now: float) -> None:
-    if status == "Pulling fs layer":
-        phases.started = now
-    elif status == "Download complete":
-        phases.downloaded = now
-    elif status == "Extracting":
-        phases.extracting = now
-    elif status == "Pull complete":
-        phases.done = now
+def pull_phases(events: list[tuple[str, float]], start: float, end: float) -> dict[str, float]:
+    """Split a pull by the daemon's own log: CLI start and manifest resolution, layers
+    (downloads and unpacks overlap, so only their sum is clear), commit, CLI exit."""
+    times = {event: [t for e, t in events if e == event] for event in (RESOLVED, UNPACKED, PULLED)}
+    if not all(times.values()):
+        return {}  # the daemon logs other events now: no breakdown rather than a wrong one
+    resolved, unpacked, pulled = times[RESOLVED][0], max(times[UNPACKED]), times[PULLED][-1]
+    return {
+        "start+resolve": resolved - start,
+        "layers": unpacked - resolved,
+        "commit": pulled - unpacked,
+        "exit": end - pulled,
+    }
 
 
 class Runtimed:
@@ -148,10 +145,32 @@ class Runtimed:
         self.daemon.start()
 
     def detail(self) -> str:
-        return "runtimectl pull"
+        return "runtimectl pull (CPU: CLI and daemon)"
+
+    def daemon_cpu(self) -> float:
+        """The daemon is two processes: the user's, and its child in the user namespace."""
+        assert self.daemon.proc is not None
+        pid = self.daemon.proc.pid
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            return sum(process_cpu(p) for p in [pid, *map(int, children)])
+        return process_cpu(pid)
 
     def pull(self, ref: str) -> Round:
-        return timed_runtimectl_pull(self.daemon, ref)
+        log_offset = self.daemon.log_path.stat().st_size
+        cpu_before = self.daemon_cpu() + children_cpu()
+        start_wall, start = time.time(), time.perf_counter()
+        result = self.daemon.ctl("pull", ref, timeout=COMMAND_TIMEOUT)
+        seconds = time.perf_counter() - start
+        cpu = self.daemon_cpu() + children_cpu() - cpu_before
+        if result.returncode != 0:
+            raise BenchError(f"runtimectl pull {ref} failed:\n{result.stdout}{result.stderr}")
+        if "Already exists" in result.stdout:
+            raise BenchError(f"runtimectl pull reused a layer, not a cold pull:\n{result.stdout}")
+        with self.daemon.log_path.open("rb") as log:
+            log.seek(log_offset)
+            events = log_events(log.read().decode(errors="replace"))
+        return Round(seconds, cpu, pull_phases(events, start_wall, start_wall + seconds))
 
     def remove_image(self, ref: str) -> None:
         result = self.daemon.ctl("rmi", ref)
@@ -266,12 +285,12 @@ class Podman:
         return f"{version}, {self.storage_mode}"
 
     def pull(self, ref: str) -> Round:
-        start = time.perf_counter()
+        cpu_before, start = children_cpu(), time.perf_counter()
         proc = run(["podman", "pull", "--tls-verify=false", ref], self.env, f"podman pull {ref}")
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, children_cpu() - cpu_before
         if "already exists" in proc.stderr:
-            raise BenchError(f"podman pull reused a layer; the round is not cold:\n{proc.stderr}")
-        return Round(seconds)
+            raise BenchError(f"podman pull reused a layer, not a cold pull:\n{proc.stderr}")
+        return Round(seconds, cpu)
 
     def remove_image(self, ref: str) -> None:
         run(["podman", "rmi", ref], self.env, f"podman rmi {ref}")
@@ -365,7 +384,7 @@ def print_table(ref: str, image: Image, results: list[ToolResult]) -> None:
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     for r in results:
-        print(f"  {r.name}: {r.detail}")
+        print(f"  {r.name}: {r.detail}; CPU per pull (median) {r.median_cpu:.2f}s")
     if len(results) == 2:
         print(
             f"ratio runtimed/podman (median): {ratio(results):.2f} (lower is better, target <= 1)"
@@ -377,43 +396,28 @@ def ratio(results: list[ToolResult]) -> float:
     return by_name["runtimed"] / by_name["podman"]
 
 
-def spans(rounds: list[Round]) -> Iterator[dict[str, float]]:
-    """Per round: seconds until the first layer starts, spent in downloads, in unpacking,
-    and after the last layer until runtimectl exits (overlapping layers count once)."""
-    for r in rounds:
-        phases = list(r.layers.values())
-        if not phases:
-            continue
-        first = min(p.started for p in phases)
-        downloaded = max(p.downloaded for p in phases)
-        extract_start = min(p.extracting for p in phases)
-        done = max(p.done for p in phases)
-        yield {
-            "resolve": first,
-            "download": downloaded - first,
-            "unpack": done - extract_start,
-            "overlap": max(0.0, downloaded - extract_start),
-            "finish": r.seconds - done,
-        }
-
-
-def print_breakdown(result: ToolResult) -> dict[str, float]:
-    rows = list(spans(result.rounds))
+def median_phases(result: ToolResult) -> dict[str, float]:
+    rows = [r.phases for r in result.rounds if r.phases]
     if not rows:
         return {}
-    medians = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
-    print(
-        "runtimed phases (median, from runtimectl's progress lines): "
-        + ", ".join(f"{key} {value:.2f}s" for key, value in medians.items())
-    )
-    return medians
+    return {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+
+
+def print_phases(phases: dict[str, float]) -> None:
+    if phases:
+        parts = ", ".join(f"{key} {value:.2f}s" for key, value in phases.items())
+        print(f"runtimed phases (median, from the daemon log): {parts}")
 
 
 def summary(ref: str, image: Image, results: list[ToolResult], phases: dict[str, float]) -> str:
     doc: dict[str, object] = {"bench": "pull", "ref": ref, **image_facts(image)}
     for r in results:
-        doc[r.name] = {"detail": r.detail, "seconds": [round(t, 3) for t in r.times]}
-        doc[r.name]["median"] = round(r.median, 3)  # type: ignore[index]
+        doc[r.name] = {
+            "detail": r.detail,
+            "seconds": [round(t, 3) for t in r.times],
+            "median": round(r.median, 3),
+            "cpu_median": round(r.median_cpu, 3),
+        }
     if phases:
         doc["runtimed_phases"] = {k: round(v, 3) for k, v in phases.items()}
     if len(results) == 2:
@@ -462,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pull bench failed: {exc}", file=sys.stderr)
             return 1
     print_table(ref, image, results)
-    phases = next((print_breakdown(r) for r in results if r.name == "runtimed"), {})
+    phases = next((median_phases(r) for r in results if r.name == "runtimed"), {})
+    print_phases(phases)
     print(summary(ref, image, results, phases))
     return 0
 

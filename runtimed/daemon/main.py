@@ -82,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
-        if userns.become_child():
+        if userns.CHILD_ENV in os.environ:
+            cfg = load_config(args)
+            userns.become_child(cfg.run_dir)
             lock_fd = int(os.environ.pop(LOCK_FD_ENV))
-            return _serve(load_config(args), lock_fd, rootless=True)
+            return _serve(cfg, lock_fd, rootless=True)
         cfg = load_config(args)
         lock_fd = take_lock(cfg.data_dir)
         if os.geteuid() == 0:

@@ -33,6 +33,10 @@ PR_SET_PDEATHSIG = 1
 
 # Environment variable through which the parent hands the child its pipe ends.
 CHILD_ENV = "_RUNTIMED_USERNS_PIPES"
+# The process that keeps our namespaces alive between daemon runs (the shim
+# launcher: it lives as long as any container might) records its pid here.
+HOLDER_PID_FILE = "ns-holder.pid"
+HOLDER_MARKER = b"runtimed_shim.launcher"
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
@@ -131,10 +135,11 @@ def run_parent(mapping: Mapping, argv: list[str], pass_fds: tuple[int, ...] = ()
     os.close(to_parent_w)
     try:
         ready = os.read(to_parent_r, 1)
-        if ready != b"1":
+        if ready == b"1":  # a fresh namespace: map it
+            _write_maps(mapping, child.pid)
+            os.write(to_child_w, b"1")
+        elif ready != b"J":  # b"J": it joined the existing namespaces, nothing to map
             return child.wait()
-        _write_maps(mapping, child.pid)
-        os.write(to_child_w, b"1")
     except BaseException:
         child.kill()
         child.wait()
@@ -169,14 +174,59 @@ def _write_maps(mapping: Mapping, pid: int) -> None:
             )
 
 
-def become_child() -> bool:
-    """In the re-executed child: enter the namespaces; False if we are not that child."""
+def namespace_holder(run_dir: Path) -> int | None:
+    """The live process holding our namespaces from an earlier run, if there is one."""
+    try:
+        pid = int((run_dir / HOLDER_PID_FILE).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        owner = os.stat(f"/proc/{pid}").st_uid
+    except (OSError, ValueError):
+        return None
+    # A recycled pid would not carry our marker and our run dir, or be someone else's.
+    if HOLDER_MARKER not in cmdline or str(run_dir).encode() not in cmdline:
+        return None
+    return pid if owner == os.getuid() else None
+
+
+def _setns(pid: int, kind: str, flag: int) -> None:
+    fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, flag) != 0:
+            err = ctypes.get_errno()
+            raise FailedPrecondition(
+                f"cannot join the {kind} namespace of pid {pid}: {os.strerror(err)}"
+            )
+    finally:
+        os.close(fd)
+
+
+def become_child(run_dir: Path) -> bool:
+    """In the re-executed child: enter the namespaces; False if we are not that child.
+
+    When containers from an earlier run are alive, their namespaces are joined
+    (containers, their overlay mounts and our new run see the same world);
+    otherwise new ones are made.
+    """
     pipes = os.environ.pop(CHILD_ENV, None)
     if not pipes:
         return False
     from_parent, to_parent = (int(fd) for fd in pipes.split(","))
     # Die with the parent: the user's process is the daemon's handle.
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    holder = namespace_holder(run_dir)
+    if holder is not None:
+        try:
+            _setns(holder, "user", CLONE_NEWUSER)
+            _setns(holder, "mnt", CLONE_NEWNS)
+        except FailedPrecondition:
+            os.write(to_parent, b"0")
+            raise
+        os.write(to_parent, b"J")
+        os.close(to_parent)
+        os.close(from_parent)
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        return True
     if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
         err = ctypes.get_errno()
         os.write(to_parent, b"0")

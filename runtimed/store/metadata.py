@@ -53,6 +53,25 @@ CREATE TABLE IF NOT EXISTS image_names (
     added_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS image_names_by_image ON image_names(image_id);
+-- Sandboxes (CRI pods, and the implicit one of each docker-style container) and
+-- containers: immutable config and mutable state kept apart, as JSON documents.
+CREATE TABLE IF NOT EXISTS sandboxes (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    config TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),
+    image_id TEXT NOT NULL,
+    config TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS containers_by_image ON containers(image_id);
 CREATE INDEX IF NOT EXISTS image_layers_by_chain ON image_layers(chain_id);
 """
 
@@ -106,6 +125,11 @@ class MetadataStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def fetchall(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        """A read outside any transaction (one statement sees one consistent snapshot)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
