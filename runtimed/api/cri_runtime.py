@@ -1,18 +1,27 @@
-"""runtime.v1.RuntimeService: the kubelet's view of pods and containers.
+"""runtime.v1.RuntimeService: pods and containers as kubelet drives them.
 
-Version and Status answer now; the pod and container methods arrive with the
-containers issue. Every other method of the service answers UNIMPLEMENTED
-with a message naming it, rather than the generated stub's bare text.
+Translation only: requests become core calls (SandboxService, ContainerService),
+core records become CRI messages. Idempotence follows what kubelet relies on:
+stopping or removing what is already stopped or gone returns OK.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
-from runtimed.errors import Unimplemented
+from runtimed.api.unimplemented import fill_unimplemented
+from runtimed.core.containers import CreateRequest
+from runtimed.core.model import Container, RestartPolicy, Sandbox, Status
+from runtimed.core.sandboxes import PodRequest
+from runtimed.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from runtimed.gen.runtime.v1 import api_pb2_grpc
+from runtimed.oci.spec import BindMount
 
 if TYPE_CHECKING:
     from runtimed.daemon.server import Runtime
@@ -21,10 +30,37 @@ if TYPE_CHECKING:
 KUBELET_API_VERSION = "0.1.0"
 RUNTIME_NAME = "runtimed"
 
+_STATE = {
+    Status.CREATED: cri.CONTAINER_CREATED,
+    Status.RUNNING: cri.CONTAINER_RUNNING,
+    Status.EXITED: cri.CONTAINER_EXITED,
+    Status.UNKNOWN: cri.CONTAINER_UNKNOWN,
+}
+_PROPAGATION = {
+    cri.PROPAGATION_PRIVATE: "rprivate",
+    cri.PROPAGATION_HOST_TO_CONTAINER: "rslave",
+    cri.PROPAGATION_BIDIRECTIONAL: "rshared",
+}
+_PROPAGATION_BACK = {v: k for k, v in _PROPAGATION.items()}
+
+
+def _labels_match(labels: dict[str, str], selector: Any) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
 
 class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+
+    @property
+    def containers(self):  # noqa: ANN201 - ContainerService
+        return self.rt.containers
+
+    @property
+    def sandboxes(self):  # noqa: ANN201 - SandboxService
+        return self.rt.sandboxes
+
+    # -- runtime ---------------------------------------------------------------
 
     async def Version(self, request: cri.VersionRequest, context: Any) -> cri.VersionResponse:
         return cri.VersionResponse(
@@ -36,30 +72,382 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     async def Status(self, request: cri.StatusRequest, context: Any) -> cri.StatusResponse:
         conditions = [
-            cri.RuntimeCondition(
-                type="RuntimeReady",
-                status=False,
-                reason="ContainersNotSupported",
-                message="runtimed cannot run containers yet",
-            ),
+            cri.RuntimeCondition(type="RuntimeReady", status=True),
             cri.RuntimeCondition(
                 type="NetworkReady",
                 status=False,
-                reason="NetworkNotSupported",
-                message="runtimed has no pod network yet",
+                reason="NetworkPluginNotReady",
+                message="runtimed gives pods loopback only until pod networking lands",
             ),
         ]
-        return cri.StatusResponse(status=cri.RuntimeStatus(conditions=conditions))
+        info = {}
+        if request.verbose:
+            info["config"] = json.dumps(
+                {
+                    "runtime": self.rt.oci_runtime.path,
+                    "storage_driver": self.rt.snapshotter.name,
+                    "rootless": self.rt.rootless,
+                }
+            )
+        return cri.StatusResponse(status=cri.RuntimeStatus(conditions=conditions), info=info)
+
+    async def UpdateRuntimeConfig(
+        self, request: cri.UpdateRuntimeConfigRequest, context: Any
+    ) -> cri.UpdateRuntimeConfigResponse:
+        # The pod CIDR matters once pods get networks of their own; accept and remember it.
+        self.rt.pod_cidr = request.runtime_config.network_config.pod_cidr
+        return cri.UpdateRuntimeConfigResponse()
+
+    # -- sandboxes -------------------------------------------------------------
+
+    async def RunPodSandbox(
+        self, request: cri.RunPodSandboxRequest, context: Any
+    ) -> cri.RunPodSandboxResponse:
+        config = request.config
+        meta = config.metadata
+        if not meta.name or not meta.uid or not meta.namespace:
+            raise InvalidArgument("RunPodSandbox: metadata name, uid and namespace are required")
+        name = f"k8s_POD_{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}"
+        ns = config.linux.security_context.namespace_options
+        sandbox = await self.sandboxes.run(
+            PodRequest(
+                name=name,
+                hostname=config.hostname,
+                labels=dict(config.labels),
+                annotations=dict(config.annotations),
+                cri={
+                    "name": meta.name,
+                    "uid": meta.uid,
+                    "namespace": meta.namespace,
+                    "attempt": meta.attempt,
+                },
+                log_directory=config.log_directory,
+                dns={
+                    "servers": list(config.dns_config.servers),
+                    "searches": list(config.dns_config.searches),
+                    "options": list(config.dns_config.options),
+                },
+                namespace_options={"network": ns.network, "pid": ns.pid, "ipc": ns.ipc},
+                runtime_handler=request.runtime_handler,
+            )
+        )
+        return cri.RunPodSandboxResponse(pod_sandbox_id=sandbox.id)
+
+    async def StopPodSandbox(
+        self, request: cri.StopPodSandboxRequest, context: Any
+    ) -> cri.StopPodSandboxResponse:
+        await self.sandboxes.stop(request.pod_sandbox_id)
+        return cri.StopPodSandboxResponse()
+
+    async def RemovePodSandbox(
+        self, request: cri.RemovePodSandboxRequest, context: Any
+    ) -> cri.RemovePodSandboxResponse:
+        await self.sandboxes.remove(request.pod_sandbox_id)
+        return cri.RemovePodSandboxResponse()
+
+    def _pod_metadata(self, sandbox: Sandbox) -> cri.PodSandboxMetadata:
+        meta = sandbox.config.cri or {}
+        return cri.PodSandboxMetadata(
+            name=meta.get("name", ""),
+            uid=meta.get("uid", ""),
+            namespace=meta.get("namespace", ""),
+            attempt=meta.get("attempt", 0),
+        )
+
+    def _pod_state(self, sandbox: Sandbox) -> int:
+        return cri.SANDBOX_READY if sandbox.state.ready else cri.SANDBOX_NOTREADY
+
+    async def PodSandboxStatus(
+        self, request: cri.PodSandboxStatusRequest, context: Any
+    ) -> cri.PodSandboxStatusResponse:
+        sandbox = self.sandboxes.get(request.pod_sandbox_id)
+        opts = sandbox.config.namespace_options
+        status = cri.PodSandboxStatus(
+            id=sandbox.id,
+            metadata=self._pod_metadata(sandbox),
+            state=self._pod_state(sandbox),
+            created_at=sandbox.created_at,
+            network=cri.PodSandboxNetworkStatus(ip=""),
+            linux=cri.LinuxPodSandboxStatus(
+                namespaces=cri.Namespace(
+                    options=cri.NamespaceOption(
+                        network=opts.get("network", 0),
+                        pid=opts.get("pid", 0),
+                        ipc=opts.get("ipc", 0),
+                    )
+                )
+            ),
+            labels=sandbox.config.labels,
+            annotations=sandbox.config.annotations,
+            runtime_handler=sandbox.config.runtime_handler,
+        )
+        info = {}
+        if request.verbose:
+            info["info"] = json.dumps(
+                {"ns_dir": sandbox.config.ns_dir, "hostname": sandbox.config.hostname}
+            )
+        return cri.PodSandboxStatusResponse(status=status, info=info)
+
+    async def ListPodSandbox(
+        self, request: cri.ListPodSandboxRequest, context: Any
+    ) -> cri.ListPodSandboxResponse:
+        flt = request.filter
+        items = []
+        for sandbox in self.sandboxes.pods():
+            if flt.id and not sandbox.id.startswith(flt.id):
+                continue
+            if flt.HasField("state") and self._pod_state(sandbox) != flt.state.state:
+                continue
+            if not _labels_match(sandbox.config.labels, flt.label_selector):
+                continue
+            items.append(
+                cri.PodSandbox(
+                    id=sandbox.id,
+                    metadata=self._pod_metadata(sandbox),
+                    state=self._pod_state(sandbox),
+                    created_at=sandbox.created_at,
+                    labels=sandbox.config.labels,
+                    annotations=sandbox.config.annotations,
+                    runtime_handler=sandbox.config.runtime_handler,
+                )
+            )
+        return cri.ListPodSandboxResponse(items=items)
+
+    # -- containers ------------------------------------------------------------
+
+    async def CreateContainer(
+        self, request: cri.CreateContainerRequest, context: Any
+    ) -> cri.CreateContainerResponse:
+        config = request.config
+        sandbox = self.sandboxes.get(request.pod_sandbox_id)
+        meta = config.metadata
+        if not meta.name:
+            raise InvalidArgument("CreateContainer: metadata.name is required")
+        pod = sandbox.config.cri or {}
+        name = (
+            f"k8s_{meta.name}_{pod.get('name', '')}_{pod.get('namespace', '')}_"
+            f"{pod.get('uid', '')}_{meta.attempt}"
+        )
+        if any(c.name == name for c in self.containers.list()):
+            raise AlreadyExists(f"container name {name!r} is already in use in this pod")
+        sec = config.linux.security_context
+        log_path = ""
+        if config.log_path:
+            log_path = os.path.join(sandbox.config.log_directory, config.log_path)
+        binds = []
+        for mount in config.mounts:
+            if mount.HasField("image") and mount.image.image:
+                raise InvalidArgument("image volumes are not supported yet")
+            binds.append(
+                BindMount(
+                    source=mount.host_path,
+                    destination=mount.container_path,
+                    readonly=mount.readonly,
+                    propagation=_PROPAGATION.get(mount.propagation, "rprivate"),
+                )
+            )
+        user = sec.run_as_username
+        if sec.HasField("run_as_user"):
+            user = str(sec.run_as_user.value)
+            if sec.HasField("run_as_group"):
+                user += f":{sec.run_as_group.value}"
+        container = await self.containers.create(
+            CreateRequest(
+                image=config.image.image,
+                name=name,
+                entrypoint=list(config.command) or None,
+                cmd=list(config.args) or None,
+                env=[f"{kv.key}={kv.value}" for kv in config.envs],
+                working_dir=config.working_dir,
+                user=user,
+                labels=dict(config.labels),
+                annotations=dict(config.annotations),
+                tty=config.tty,
+                stdin=config.stdin,
+                stdin_once=config.stdin_once,
+                read_only=sec.readonly_rootfs,
+                restart_policy=RestartPolicy(),
+                stop_signal=cri.Signal.Name(config.stop_signal) if config.stop_signal else "",
+                binds=binds,
+                log_driver="cri" if log_path else "none",
+                log_path=log_path,
+                sandbox_id=sandbox.id,
+                cri={"name": meta.name, "attempt": meta.attempt},
+                cap_add=list(sec.capabilities.add_capabilities),
+                cap_drop=list(sec.capabilities.drop_capabilities),
+                privileged=sec.privileged,
+                no_new_privileges=sec.no_new_privs,
+            )
+        )
+        return cri.CreateContainerResponse(container_id=container.id)
+
+    def _container(self, container_id: str) -> Container:
+        container = self.containers.get(container_id)
+        if container.config.cri is None:
+            raise NotFound(f"container {container_id} is not a CRI container")
+        return container
+
+    async def StartContainer(
+        self, request: cri.StartContainerRequest, context: Any
+    ) -> cri.StartContainerResponse:
+        container = self._container(request.container_id)
+        if container.state.status != Status.CREATED:
+            raise FailedPrecondition(
+                f"container {container.id} is in {_STATE[container.state.status]} state, "
+                "not CONTAINER_CREATED"
+            )
+        await self.containers.start(container.id)
+        return cri.StartContainerResponse()
+
+    async def StopContainer(
+        self, request: cri.StopContainerRequest, context: Any
+    ) -> cri.StopContainerResponse:
+        try:
+            container = self._container(request.container_id)
+        except NotFound:
+            return cri.StopContainerResponse()
+        await self.containers.stop(container.id, timeout=int(request.timeout))
+        return cri.StopContainerResponse()
+
+    async def RemoveContainer(
+        self, request: cri.RemoveContainerRequest, context: Any
+    ) -> cri.RemoveContainerResponse:
+        try:
+            container = self._container(request.container_id)
+        except NotFound:
+            return cri.RemoveContainerResponse()
+        await self.containers.remove(container.id, force=True)
+        return cri.RemoveContainerResponse()
+
+    def _image_fields(self, container: Container) -> dict[str, Any]:
+        record = self.rt.metadata.get_image(container.config.image_id)
+        image_ref = container.config.image_id
+        if record is not None and record.digests:
+            image_ref = record.digests[0]
+        return {
+            "image": cri.ImageSpec(image=container.config.image),
+            "image_ref": image_ref,
+        }
+
+    def _meta(self, container: Container) -> cri.ContainerMetadata:
+        meta = container.config.cri or {}
+        return cri.ContainerMetadata(
+            name=meta.get("name", container.name), attempt=meta.get("attempt", 0)
+        )
+
+    async def ListContainers(
+        self, request: cri.ListContainersRequest, context: Any
+    ) -> cri.ListContainersResponse:
+        flt = request.filter
+        items = []
+        for container in self.containers.list():
+            if container.config.cri is None:
+                continue
+            if flt.id and not container.id.startswith(flt.id):
+                continue
+            if flt.pod_sandbox_id and not container.sandbox_id.startswith(flt.pod_sandbox_id):
+                continue
+            if flt.HasField("state") and _STATE[container.state.status] != flt.state.state:
+                continue
+            if not _labels_match(container.config.labels, flt.label_selector):
+                continue
+            items.append(
+                cri.Container(
+                    id=container.id,
+                    pod_sandbox_id=container.sandbox_id,
+                    metadata=self._meta(container),
+                    state=_STATE[container.state.status],
+                    created_at=container.created_at,
+                    labels=container.config.labels,
+                    annotations=container.config.annotations,
+                    image_id=container.config.image_id,
+                    **self._image_fields(container),
+                )
+            )
+        return cri.ListContainersResponse(containers=items)
+
+    async def ContainerStatus(
+        self, request: cri.ContainerStatusRequest, context: Any
+    ) -> cri.ContainerStatusResponse:
+        container = self._container(request.container_id)
+        state = container.state
+        mounts = [
+            cri.Mount(
+                container_path=m["destination"],
+                host_path=m["source"],
+                readonly=m["readonly"],
+                propagation=_PROPAGATION_BACK.get(m["propagation"], 0),
+            )
+            for m in container.config.spec.get("mounts", [])
+        ]
+        status = cri.ContainerStatus(
+            id=container.id,
+            metadata=self._meta(container),
+            state=_STATE[state.status],
+            created_at=container.created_at,
+            started_at=state.started_at,
+            finished_at=state.finished_at,
+            exit_code=state.exit_code,
+            reason=state.reason if state.status == Status.EXITED else "",
+            message=state.message or state.error,
+            labels=container.config.labels,
+            annotations=container.config.annotations,
+            mounts=mounts,
+            log_path=container.config.log_path if container.config.log_driver == "cri" else "",
+            image_id=container.config.image_id,
+            **self._image_fields(container),
+        )
+        info = {}
+        if request.verbose:
+            info["info"] = json.dumps(
+                {
+                    "pid": state.pid,
+                    "sandboxID": container.sandbox_id,
+                    "args": container.config.args,
+                    "restartCount": state.restart_count,
+                    "runtime": self.rt.oci_runtime.name,
+                }
+            )
+        return cri.ContainerStatusResponse(status=status, info=info)
+
+    async def ExecSync(self, request: cri.ExecSyncRequest, context: Any) -> cri.ExecSyncResponse:
+        container = self._container(request.container_id)
+        stream = await self.containers.exec(container.id, list(request.cmd))
+        out, err = bytearray(), bytearray()
+        exit_code = 0
+
+        async def pump() -> int:
+            while True:
+                kind, data = await stream.read()
+                if kind == "stdout":
+                    out.extend(data)
+                elif kind == "stderr":
+                    err.extend(data)
+                elif kind == "exit":
+                    return int(json.loads(data).get("exit_code", 0))
+                else:
+                    return 0
+
+        try:
+            timeout = request.timeout if request.timeout > 0 else None
+            exit_code = await asyncio.wait_for(pump(), timeout)
+        except TimeoutError:
+            raise FailedPrecondition(
+                f"command {list(request.cmd)!r} timed out after {request.timeout}s"
+            ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.close()
+        return cri.ExecSyncResponse(stdout=bytes(out), stderr=bytes(err), exit_code=exit_code)
+
+    async def ReopenContainerLog(
+        self, request: cri.ReopenContainerLogRequest, context: Any
+    ) -> cri.ReopenContainerLogResponse:
+        container = self._container(request.container_id)
+        if not container.running:
+            raise FailedPrecondition(f"container {container.id} is not running")
+        await self.containers.reopen_log(container.id)
+        return cri.ReopenContainerLogResponse()
 
 
-def _unimplemented(name: str) -> Any:
-    async def handler(self: CriRuntimeServicer, request: Any, context: Any) -> Any:
-        raise Unimplemented(f"{name} is not implemented by runtimed {__version__} yet")
-
-    handler.__name__ = name
-    return handler
-
-
-for _method in cri.DESCRIPTOR.services_by_name["RuntimeService"].methods:
-    if _method.name not in CriRuntimeServicer.__dict__:
-        setattr(CriRuntimeServicer, _method.name, _unimplemented(_method.name))
+fill_unimplemented(CriRuntimeServicer, cri.DESCRIPTOR.services_by_name["RuntimeService"])

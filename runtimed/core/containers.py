@@ -1,0 +1,725 @@
+"""Containers: create, start, stop, remove, and follow them through their shims.
+
+Both front doors call this service. A container's process belongs to its
+shim; the daemon keeps the record, tells the shim what to do, and learns of
+exits by long-polling the shim (`wait`). Nothing here blocks on container
+output: logs are written by the shim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import secrets
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from runtimed.core import restart
+from runtimed.core.hostfiles import write_host_files
+from runtimed.core.model import (
+    Container,
+    ContainerConfig,
+    ContainerState,
+    RestartPolicy,
+    Sandbox,
+    SandboxConfig,
+    SandboxState,
+    Status,
+    now_ns,
+)
+from runtimed.core.names import random_name, validate_name
+from runtimed.core.shim_client import AttachStream, ShimClient, ShimLauncher
+from runtimed.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from runtimed.images.service import ImageService
+from runtimed.oci.runtime import OciRuntime
+from runtimed.oci.signals import parse_signal
+from runtimed.oci.spec import (
+    BindMount,
+    NamespacePaths,
+    SpecRequest,
+    build_exec_process,
+    build_spec,
+    resolve_args,
+)
+from runtimed.snapshots import Snapshotter
+from runtimed.store.atomicfile import write_atomic
+from runtimed.store.containers import ContainerRecords
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_STOP_TIMEOUT = 10
+SIGKILL = 9
+PRE_START_ATTACH_TIMEOUT = 5.0
+
+
+@dataclass
+class CreateRequest:
+    """What docker run/create and CRI CreateContainer ask for, in core terms."""
+
+    image: str
+    name: str = ""
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    working_dir: str = ""
+    user: str = ""
+    hostname: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    tty: bool = False
+    stdin: bool = False
+    stdin_once: bool = False
+    read_only: bool = False
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    stop_signal: str = ""
+    stop_timeout: int = -1
+    binds: list[BindMount] = field(default_factory=list)
+    auto_remove: bool = False
+    log_driver: str = ""
+    log_opts: dict[str, str] = field(default_factory=dict)
+    log_path: str = ""  # CRI: where kubelet wants the log
+    sandbox_id: str = ""  # CRI: the pod; empty: an implicit sandbox of its own
+    cri: dict[str, Any] | None = None
+    sysctls: dict[str, str] = field(default_factory=dict)
+    rlimits: list[tuple[str, int, int]] = field(default_factory=list)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    no_new_privileges: bool = True
+
+
+@dataclass
+class _PreStartAttach:
+    """An attach that arrived before start: start waits until it is connected."""
+
+    created: asyncio.Event = field(default_factory=asyncio.Event)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ContainerService:
+    def __init__(
+        self,
+        *,
+        records: ContainerRecords,
+        images: ImageService,
+        snapshotter: Snapshotter,
+        launcher: ShimLauncher,
+        runtime: OciRuntime,
+        run_dir: Path,
+        data_dir: Path,
+        default_log_driver: str = "json-file",
+        sandbox_namespaces: Callable[[Sandbox], NamespacePaths] | None = None,
+    ) -> None:
+        self.records = records
+        self.images = images
+        self.snapshotter = snapshotter
+        self.launcher = launcher
+        self.runtime = runtime
+        self.run_dir = run_dir
+        self.data_dir = data_dir
+        self.default_log_driver = default_log_driver
+        self.sandbox_namespaces = sandbox_namespaces or (lambda _sb: NamespacePaths())
+        self._monitors: dict[str, asyncio.Task[None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._changed: dict[str, asyncio.Condition] = {}
+        self._pre_start: dict[str, list[_PreStartAttach]] = {}
+        # Images in use may not be removed: the image service asks us.
+        images.containers_using = records.using_image
+
+    # -- lookup ----------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        """By full id, name, or unique id prefix (docker's order)."""
+        if not ref:
+            raise InvalidArgument("container id or name is required")
+        ref = ref.lstrip("/")
+        found = self.records.get(ref) or self.records.by_name(ref)
+        if found:
+            return found
+        matches = self.records.with_prefix(ref) if ref.isalnum() else []
+        if len(matches) > 1:
+            raise InvalidArgument(f"multiple containers found with provided prefix: {ref}")
+        if matches:
+            return matches[0]
+        raise NotFound(f"No such container: {ref}")
+
+    def list(self) -> list[Container]:
+        return self.records.containers()
+
+    def state_dir(self, container_id: str) -> Path:
+        return self.run_dir / "containers" / container_id
+
+    def files_dir(self, container_id: str) -> Path:
+        return self.data_dir / "containers" / container_id
+
+    def shim(self, container: Container) -> ShimClient:
+        return ShimClient(self.state_dir(container.id))
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    def _condition(self, container_id: str) -> asyncio.Condition:
+        return self._changed.setdefault(container_id, asyncio.Condition())
+
+    async def _save(self, container: Container) -> None:
+        self.records.save_state(container)
+        cond = self._condition(container.id)
+        async with cond:
+            cond.notify_all()
+
+    # -- create ----------------------------------------------------------------
+
+    async def create(self, req: CreateRequest) -> Container:
+        image = self.images.resolve(req.image)
+        image_config = self.images.config(image).get("config") or {}
+        sandbox = self.records.get_sandbox(req.sandbox_id) if req.sandbox_id else None
+        if req.sandbox_id and sandbox is None:
+            raise NotFound(f"pod sandbox {req.sandbox_id} not found")
+        if sandbox is not None and not sandbox.state.ready:
+            raise FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
+        args = resolve_args(image_config, req.entrypoint, req.cmd)
+        for bind in req.binds:
+            if not Path(bind.source).exists():
+                raise InvalidArgument(
+                    f'invalid mount config for type "bind": bind source path does not exist: '
+                    f"{bind.source}"
+                )
+        container_id = secrets.token_hex(32)
+        name = validate_name(req.name) if req.name else self._free_name()
+        hostname = req.hostname or (sandbox.config.hostname if sandbox else container_id[:12])
+        implicit = None
+        if sandbox is None:
+            implicit = Sandbox(
+                id=container_id,
+                name=f"implicit-{container_id}",
+                config=SandboxConfig(kind="implicit", hostname=hostname),
+                state=SandboxState(),
+                created_at=now_ns(),
+            )
+        files = self.files_dir(container_id)
+        driver = req.log_driver or ("cri" if req.cri is not None else self.default_log_driver)
+        log_path = req.log_path or str(files / f"{container_id}-json.log")
+        stop_signal = req.stop_signal or image_config.get("StopSignal") or "SIGTERM"
+        parse_signal(stop_signal)  # refuse a bad one now, not at stop time
+        spec = SpecRequest(
+            image_config={},
+            entrypoint=req.entrypoint,
+            cmd=req.cmd,
+            env=list(req.env),
+            working_dir=req.working_dir,
+            user=req.user,
+            hostname=hostname,
+            tty=req.tty,
+            stdin=req.stdin,
+            readonly_rootfs=req.read_only,
+            mounts=list(req.binds),
+            namespaces=NamespacePaths(),
+            hostname_file=str(files / "hostname"),
+            hosts_file=str(files / "hosts"),
+            resolv_conf=str(files / "resolv.conf"),
+            sysctls=dict(req.sysctls),
+            rlimits=list(req.rlimits),
+            cap_add=list(req.cap_add),
+            cap_drop=list(req.cap_drop),
+            privileged=req.privileged,
+            no_new_privileges=req.no_new_privileges,
+            stop_signal=stop_signal,
+            annotations=dict(req.annotations),
+        )
+        config = ContainerConfig(
+            image=req.image,
+            image_id=image.id,
+            spec=_spec_to_dict(spec),
+            args=args,
+            labels=dict(req.labels),
+            annotations=dict(req.annotations),
+            tty=req.tty,
+            stdin=req.stdin,
+            stdin_once=req.stdin_once,
+            auto_remove=req.auto_remove,
+            restart_policy=req.restart_policy,
+            stop_signal=stop_signal,
+            stop_timeout=req.stop_timeout if req.stop_timeout >= 0 else DEFAULT_STOP_TIMEOUT,
+            log_driver=driver,
+            log_opts=dict(req.log_opts),
+            log_path=log_path,
+            cri=req.cri,
+        )
+        container = Container(
+            id=container_id,
+            name=name,
+            sandbox_id=sandbox.id if sandbox else container_id,
+            config=config,
+            state=ContainerState(),
+            created_at=now_ns(),
+        )
+        dns = sandbox.config.dns if sandbox else {}
+        await asyncio.to_thread(
+            write_host_files,
+            files,
+            hostname,
+            dns_servers=dns.get("servers"),
+            dns_searches=dns.get("searches"),
+            dns_options=dns.get("options"),
+        )
+        try:
+            await asyncio.to_thread(self.snapshotter.mount, container_id, self._lowers(image.id))
+            self.records.add_container(container, implicit)
+        except BaseException:
+            await asyncio.to_thread(self._discard_files, container_id)
+            raise
+        log.info("container_created", container_id=container_id, name=name, image=image.id)
+        return container
+
+    def _free_name(self) -> str:
+        for _ in range(50):
+            name = random_name()
+            if self.records.by_name(name) is None:
+                return name
+        return f"{random_name()}_{secrets.token_hex(3)}"
+
+    def _lowers(self, image_id: str) -> list[Path]:
+        record = self.images.metadata.get_image(image_id)
+        if record is None:
+            raise NotFound(f"image {image_id} of this container is gone")
+        return [self.images.layers.path(c) for c in reversed(record.chain_ids)]
+
+    def _discard_files(self, container_id: str) -> None:
+        with contextlib.suppress(Exception):
+            self.snapshotter.remove(container_id)
+        shutil.rmtree(self.files_dir(container_id), ignore_errors=True)
+
+    # -- start -----------------------------------------------------------------
+
+    async def start(self, ref: str) -> Container:
+        container = self.get(ref)
+        async with self._lock(container.id):
+            container = self.get(container.id)
+            if container.running:
+                return container
+            await self._start_locked(container)
+        return container
+
+    async def _start_locked(self, container: Container) -> None:
+        client = self.shim(container)
+        # A shim of an earlier run of this container holds the old process state.
+        with contextlib.suppress(Unavailable):
+            await client.delete()
+        await asyncio.to_thread(shutil.rmtree, self.state_dir(container.id), True)
+        rootfs = await asyncio.to_thread(
+            self.snapshotter.mount, container.id, self._lowers(container.config.image_id)
+        )
+        spec_doc = await asyncio.to_thread(self._write_bundle, container, rootfs)
+        state_dir = self.state_dir(container.id)
+        shim_config = {
+            "id": container.id,
+            "bundle": str(state_dir / "bundle"),
+            "state_dir": str(state_dir),
+            "runtime": self.runtime.path,
+            "runtime_root": str(self.run_dir / "crun"),
+            "tty": container.config.tty,
+            "stdin": container.config.stdin,
+            "stdin_once": container.config.stdin_once,
+            "log": _log_config(container),
+            "exit_file": str(state_dir / "exit.json"),
+        }
+        del spec_doc
+        try:
+            _shim_pid, pid = await self.launcher.spawn(shim_config)
+        except FailedPrecondition as exc:
+            container.state.error = exc.message
+            await self._save(container)
+            raise
+        waiting = self._pre_start.pop(container.id, [])
+        for gate in waiting:
+            gate.created.set()
+        if waiting:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(g.connected.wait() for g in waiting)),
+                    PRE_START_ATTACH_TIMEOUT,
+                )
+        await client.start()
+        state = container.state
+        state.status = Status.RUNNING
+        state.pid = pid
+        state.started_at = now_ns()
+        state.finished_at = 0
+        state.exit_code = 0
+        state.reason = ""
+        state.error = ""
+        state.manually_stopped = False
+        await self._save(container)
+        self._monitor(container)
+        log.info("container_started", container_id=container.id, pid=pid)
+
+    def _write_bundle(self, container: Container, rootfs: Path) -> dict[str, Any]:
+        image = self.images.metadata.get_image(container.config.image_id)
+        image_config = (self.images.config(image).get("config") or {}) if image else {}
+        sandbox = self.records.get_sandbox(container.sandbox_id)
+        request = _spec_from_dict(container.config.spec, image_config)
+        if sandbox is not None and sandbox.config.kind == "pod":
+            request.namespaces = self.sandbox_namespaces(sandbox)
+        doc = build_spec(request, rootfs)
+        bundle = self.state_dir(container.id) / "bundle"
+        bundle.mkdir(parents=True, exist_ok=True)
+        write_atomic(bundle / "config.json", json.dumps(doc).encode(), mode=0o600)
+        return doc
+
+    # -- exits -----------------------------------------------------------------
+
+    def _monitor(self, container: Container) -> None:
+        old = self._monitors.get(container.id)
+        if old is not None and not old.done():
+            return
+        self._monitors[container.id] = asyncio.create_task(
+            self._follow(container.id), name=f"monitor-{container.id[:12]}"
+        )
+
+    async def _follow(self, container_id: str) -> None:
+        try:
+            container = self.get(container_id)
+            try:
+                exit_state = await self.shim(container).wait()
+            except Unavailable:
+                exit_state = self._exit_file(container_id)
+            await self._record_exit(container_id, exit_state)
+        except NotFound:
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("container_monitor_failed", container_id=container_id)
+
+    def _exit_file(self, container_id: str) -> dict[str, Any]:
+        path = self.state_dir(container_id) / "exit.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            # The shim died without writing an exit: what happened is unknown.
+            return {
+                "exit_code": 255,
+                "reason": "Unknown",
+                "finished_at": now_ns(),
+                "message": "the container's shim disappeared",
+            }
+
+    async def _record_exit(self, container_id: str, exit_state: dict[str, Any]) -> None:
+        async with self._lock(container_id):
+            try:
+                container = self.get(container_id)
+            except NotFound:
+                return
+            if container.state.status != Status.RUNNING:
+                return
+            state = container.state
+            state.status = Status.EXITED
+            state.exit_code = int(exit_state.get("exit_code") or 0)
+            state.reason = exit_state.get("reason") or (
+                "Completed" if state.exit_code == 0 else "Error"
+            )
+            state.message = exit_state.get("message") or ""
+            state.finished_at = int(exit_state.get("finished_at") or now_ns())
+            state.pid = 0
+            await self._save(container)
+            log.info("container_exited", container_id=container_id, exit_code=state.exit_code)
+        await self._after_exit(container_id)
+
+    async def _after_exit(self, container_id: str, *, daemon_starting: bool = False) -> None:
+        try:
+            container = self.get(container_id)
+        except NotFound:
+            return
+        policy = container.config.restart_policy
+        if restart.should_restart(policy, container.state, daemon_starting=daemon_starting):
+            await asyncio.sleep(restart.restart_delay(container.state.restart_count))
+            async with self._lock(container_id):
+                try:
+                    container = self.get(container_id)
+                except NotFound:
+                    return
+                if container.running or container.state.manually_stopped:
+                    return
+                container.state.restart_count += 1
+                try:
+                    await self._start_locked(container)
+                except Exception as exc:  # noqa: BLE001 - recorded on the container
+                    log.warning(
+                        "container_restart_failed", container_id=container_id, error=str(exc)
+                    )
+            return
+        if container.config.auto_remove:
+            with contextlib.suppress(NotFound):
+                await self.remove(container_id, force=True)
+
+    async def wait_exit(self, container_id: str, *, timeout: float | None = None) -> Container:
+        """Until the container is not running (or gone: NotFound)."""
+        cond = self._condition(container_id)
+
+        async def until_stopped() -> None:
+            async with cond:
+                await cond.wait_for(lambda: not self.get(container_id).running)
+
+        await asyncio.wait_for(until_stopped(), timeout)
+        return self.get(container_id)
+
+    async def wait(self, ref: str, condition: str = "not-running") -> int:
+        container = self.get(ref)
+        cond = self._condition(container.id)
+        if condition in ("", "not-running"):
+            if not container.running:
+                return container.state.exit_code
+            container = await self.wait_exit(container.id)
+            return container.state.exit_code
+        if condition == "next-exit":
+            started = container.state.finished_at
+            async with cond:
+                await cond.wait_for(lambda: self._finished_after(container.id, started))
+            return self.get(container.id).state.exit_code
+        if condition == "removed":
+            last = container.state.exit_code
+            async with cond:
+                while True:
+                    try:
+                        current = self.get(container.id)
+                    except NotFound:
+                        return last
+                    last = current.state.exit_code
+                    await cond.wait()
+        raise InvalidArgument(f"invalid condition {condition!r}: not-running, next-exit or removed")
+
+    def _finished_after(self, container_id: str, stamp: int) -> bool:
+        state = self.get(container_id).state
+        return state.status != Status.RUNNING and state.finished_at > stamp
+
+    # -- stop / kill / restart -------------------------------------------------
+
+    async def stop(self, ref: str, *, timeout: int | None = None, signal: str = "") -> Container:
+        container = self.get(ref)
+        container.state.manually_stopped = True
+        await self._save(container)
+        if not container.running:
+            return container
+        sig = parse_signal(signal or container.config.stop_signal or "SIGTERM")
+        grace = container.config.stop_timeout if timeout is None or timeout < 0 else timeout
+        client = self.shim(container)
+        try:
+            await client.kill(sig, all_processes=False)
+            try:
+                return await self.wait_exit(container.id, timeout=grace)
+            except TimeoutError:
+                log.info("container_stop_timeout", container_id=container.id, seconds=grace)
+            await client.kill(SIGKILL, all_processes=True)
+            return await self.wait_exit(container.id, timeout=30)
+        except Unavailable:
+            await self._record_exit(container.id, self._exit_file(container.id))
+            return self.get(container.id)
+
+    async def kill(self, ref: str, signal: str = "") -> None:
+        container = self.get(ref)
+        if not container.running:
+            raise FailedPrecondition(
+                f"Cannot kill container: {ref}: container {container.id} is not running"
+            )
+        await self.shim(container).kill(parse_signal(signal or "SIGKILL"), all_processes=False)
+
+    async def restart(self, ref: str, *, timeout: int | None = None) -> Container:
+        container = await self.stop(ref, timeout=timeout)
+        return await self.start(container.id)
+
+    async def rename(self, ref: str, new_name: str) -> None:
+        container = self.get(ref)
+        new_name = validate_name(new_name)
+        if new_name == container.name:
+            raise InvalidArgument(
+                f"Renaming a container with the same name as its current name: {new_name}"
+            )
+        self.records.rename(container.id, new_name)
+
+    # -- remove ----------------------------------------------------------------
+
+    async def remove(self, ref: str, *, force: bool = False) -> Container:
+        container = self.get(ref)
+        if container.running:
+            if not force:
+                raise FailedPrecondition(
+                    f'cannot remove container "/{container.name}": container is running: '
+                    "stop the container before removing or force remove"
+                )
+            container.state.manually_stopped = True
+            await self._save(container)
+            with contextlib.suppress(Unavailable):
+                await self.shim(container).kill(SIGKILL, all_processes=True)
+            with contextlib.suppress(TimeoutError):
+                await self.wait_exit(container.id, timeout=30)
+        async with self._lock(container.id):
+            with contextlib.suppress(Unavailable):
+                await self.shim(container).delete()
+            monitor = self._monitors.pop(container.id, None)
+            if monitor is not None and monitor is not asyncio.current_task():
+                monitor.cancel()
+            await asyncio.to_thread(shutil.rmtree, self.state_dir(container.id), True)
+            await asyncio.to_thread(self._discard_files, container.id)
+            implicit = container.sandbox_id == container.id
+            self.records.delete(container, with_sandbox=implicit)
+        cond = self._condition(container.id)
+        async with cond:
+            cond.notify_all()
+        self._locks.pop(container.id, None)
+        log.info("container_removed", container_id=container.id)
+        return container
+
+    async def prune(self) -> list[Container]:
+        removed = []
+        for container in self.list():
+            if container.state.status in (Status.EXITED, Status.CREATED, Status.UNKNOWN):
+                if container.config.cri is not None:
+                    continue  # kubelet owns the lifecycle of its containers
+                removed.append(await self.remove(container.id))
+        return removed
+
+    # -- attach / exec ---------------------------------------------------------
+
+    async def attach(
+        self,
+        ref: str,
+        *,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+        on_waiting: Callable[[], Awaitable[None]] | None = None,
+    ) -> AttachStream:
+        """Attach to a running container, or wait for the next start of a stopped one.
+
+        `on_waiting` runs once the attach is registered for a container that is
+        not running yet, so the client can now ask for the start without losing
+        the first bytes of output.
+        """
+        container = self.get(ref)
+        if container.running:
+            return await self.shim(container).attach(stdin=stdin, stdout=stdout, stderr=stderr)
+        gate = _PreStartAttach()
+        self._pre_start.setdefault(container.id, []).append(gate)
+        try:
+            if on_waiting is not None:
+                await on_waiting()
+            await gate.created.wait()
+            stream = await self.shim(container).attach(stdin=stdin, stdout=stdout, stderr=stderr)
+        finally:
+            gate.connected.set()
+            waiting = self._pre_start.get(container.id, [])
+            if gate in waiting:
+                waiting.remove(gate)
+        return stream
+
+    def _running_or_fail(self, ref: str) -> Container:
+        container = self.get(ref)
+        if not container.running:
+            raise FailedPrecondition(f"container {container.id} is not running")
+        return container
+
+    async def exec(
+        self,
+        ref: str,
+        args: list[str],
+        *,
+        env: list[str] | None = None,
+        user: str = "",
+        working_dir: str = "",
+        tty: bool = False,
+        stdin: bool = False,
+    ) -> AttachStream:
+        container = self._running_or_fail(ref)
+        if not args:
+            raise InvalidArgument("exec: no command given")
+        bundle = self.state_dir(container.id) / "bundle" / "config.json"
+        base = json.loads(await asyncio.to_thread(bundle.read_text))
+        rootfs = Path(base["root"]["path"])
+        process = await asyncio.to_thread(
+            build_exec_process, base, args, list(env or []), user, working_dir, tty, rootfs
+        )
+        return await self.shim(container).exec(
+            process, tty=tty, stdin=stdin, exec_id=secrets.token_hex(8)
+        )
+
+    async def reopen_log(self, ref: str) -> None:
+        container = self._running_or_fail(ref)
+        await self.shim(container).reopen_log()
+
+    # -- daemon start ----------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Reconnect to every shim: running ones are followed, exits that happened while
+        we were away are recorded with their real codes, restart policies applied."""
+        for container in self.list():
+            if container.state.status != Status.RUNNING:
+                continue
+            client = self.shim(container)
+            try:
+                state = await client.state()
+            except Unavailable:
+                await self._record_exit(container.id, self._exit_file(container.id))
+                continue
+            if state.get("status") == "exited":
+                await self._record_exit(container.id, state)
+            else:
+                self._monitor(container)
+        for container in self.list():
+            if container.state.status == Status.EXITED:
+                policy = container.config.restart_policy
+                if restart.should_restart(policy, container.state, daemon_starting=True):
+                    asyncio.create_task(self._after_exit(container.id, daemon_starting=True))
+        log.info("containers_restored", count=len(self.list()))
+
+    async def aclose(self) -> None:
+        for task in self._monitors.values():
+            task.cancel()
+        for task in self._monitors.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _log_config(container: Container) -> dict[str, Any]:
+    opts = container.config.log_opts
+    return {
+        "driver": container.config.log_driver,
+        "path": container.config.log_path,
+        "max_size": _size(opts.get("max-size", "")),
+        "max_file": int(opts.get("max-file", "1") or 1),
+    }
+
+
+def _size(text: str) -> int:
+    """docker's --log-opt max-size: decimal units (10m = 10,000,000 bytes)."""
+    if not text:
+        return 0
+    units = {"k": 10**3, "m": 10**6, "g": 10**9}
+    text = text.strip().lower().removesuffix("b")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid max-size {text!r}") from None
+
+
+def _spec_to_dict(spec: SpecRequest) -> dict[str, Any]:
+    data = dataclasses.asdict(spec)
+    data.pop("image_config", None)
+    return data
+
+
+def _spec_from_dict(data: dict[str, Any], image_config: dict[str, Any]) -> SpecRequest:
+    data = dict(data)
+    data["image_config"] = image_config
+    data["mounts"] = [BindMount(**m) for m in data.get("mounts", [])]
+    data["namespaces"] = NamespacePaths(**data.get("namespaces", {}))
+    data["rlimits"] = [tuple(r) for r in data.get("rlimits", [])]
+    return SpecRequest(**data)

@@ -1,0 +1,165 @@
+"""Pod sandboxes: namespaces pinned for a pod's containers to join, and their lifecycle.
+
+No pause image: the network, IPC and UTS namespaces of a pod are pinned by
+bind mounts (as CRI-O's pinns does) in the daemon's mount namespace, so they
+outlive any container and survive daemon restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from runtimed.core.containers import ContainerService
+from runtimed.core.hostfiles import write_host_files
+from runtimed.core.model import Sandbox, SandboxConfig, SandboxState, now_ns
+from runtimed.errors import NotFound
+from runtimed.oci.sandbox_ns import pin_namespaces, unpin_namespaces
+from runtimed.oci.spec import NamespacePaths
+from runtimed.store.containers import ContainerRecords
+
+log = structlog.get_logger(__name__)
+
+# CRI NamespaceMode values.
+POD, CONTAINER, NODE, TARGET = 0, 1, 2, 3
+
+
+@dataclass
+class PodRequest:
+    name: str
+    hostname: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    cri: dict[str, Any] = field(default_factory=dict)  # name, uid, namespace, attempt
+    log_directory: str = ""
+    dns: dict[str, list[str]] = field(default_factory=dict)
+    namespace_options: dict[str, Any] = field(default_factory=dict)  # network, pid, ipc modes
+    runtime_handler: str = ""
+
+
+class SandboxService:
+    def __init__(
+        self,
+        *,
+        records: ContainerRecords,
+        containers: ContainerService,
+        run_dir: Path,
+        data_dir: Path,
+    ) -> None:
+        self.records = records
+        self.containers = containers
+        self.run_dir = run_dir
+        self.data_dir = data_dir
+        containers.sandbox_namespaces = self.namespaces
+
+    def ns_dir(self, sandbox_id: str) -> Path:
+        return self.run_dir / "sandboxes" / sandbox_id
+
+    def files_dir(self, sandbox_id: str) -> Path:
+        return self.data_dir / "sandboxes" / sandbox_id
+
+    def get(self, ref: str) -> Sandbox:
+        sandbox = self.records.get_sandbox(ref)
+        if sandbox is None or sandbox.config.kind != "pod":
+            matches = [s for s in self.pods() if s.id.startswith(ref)] if ref else []
+            if len(matches) != 1:
+                raise NotFound(f"pod sandbox {ref!r} not found")
+            sandbox = matches[0]
+        return sandbox
+
+    def pods(self) -> list[Sandbox]:
+        return [s for s in self.records.sandboxes() if s.config.kind == "pod"]
+
+    def containers_of(self, sandbox_id: str) -> list:
+        return [c for c in self.containers.list() if c.sandbox_id == sandbox_id]
+
+    def namespaces(self, sandbox: Sandbox) -> NamespacePaths:
+        """What a container of this pod joins (host network when the pod asked for it)."""
+        ns_dir = Path(sandbox.config.ns_dir)
+        opts = sandbox.config.namespace_options
+        host_network = opts.get("network") == NODE
+        return NamespacePaths(
+            network=None if host_network else str(ns_dir / "net"),
+            ipc=None if opts.get("ipc") == CONTAINER else str(ns_dir / "ipc"),
+            uts=str(ns_dir / "uts"),
+            pid=None,
+            host_network=host_network,
+        )
+
+    async def run(self, req: PodRequest) -> Sandbox:
+        sandbox_id = secrets.token_hex(32)
+        ns_dir = self.ns_dir(sandbox_id)
+        hostname = req.hostname or req.cri.get("name", "") or sandbox_id[:12]
+        config = SandboxConfig(
+            kind="pod",
+            hostname=hostname,
+            labels=dict(req.labels),
+            annotations=dict(req.annotations),
+            cri=dict(req.cri),
+            log_directory=req.log_directory,
+            dns={k: list(v) for k, v in req.dns.items()},
+            namespace_options=dict(req.namespace_options),
+            ns_dir=str(ns_dir),
+            runtime_handler=req.runtime_handler,
+        )
+        sandbox = Sandbox(sandbox_id, req.name, config, SandboxState(), now_ns())
+        host_network = req.namespace_options.get("network") == NODE
+        try:
+            await asyncio.to_thread(pin_namespaces, ns_dir, hostname, network=not host_network)
+            await asyncio.to_thread(
+                write_host_files,
+                self.files_dir(sandbox_id),
+                hostname,
+                dns_servers=req.dns.get("servers"),
+                dns_searches=req.dns.get("searches"),
+                dns_options=req.dns.get("options"),
+            )
+            self.records.add_sandbox(sandbox)
+        except BaseException:
+            await asyncio.to_thread(self._release, sandbox_id)
+            raise
+        log.info("sandbox_started", sandbox_id=sandbox_id, name=req.name)
+        return sandbox
+
+    def _release(self, sandbox_id: str) -> None:
+        with contextlib.suppress(Exception):
+            unpin_namespaces(self.ns_dir(sandbox_id))
+        shutil.rmtree(self.ns_dir(sandbox_id), ignore_errors=True)
+        shutil.rmtree(self.files_dir(sandbox_id), ignore_errors=True)
+
+    async def stop(self, ref: str) -> None:
+        """Stop every container of the pod; idempotent, absent pods are fine (kubelet)."""
+        try:
+            sandbox = self.get(ref)
+        except NotFound:
+            return
+        await asyncio.gather(
+            *(
+                self.containers.stop(c.id, timeout=0)
+                for c in self.containers_of(sandbox.id)
+                if c.running
+            )
+        )
+        if sandbox.state.ready:
+            sandbox.state.ready = False
+            sandbox.state.stopped_at = now_ns()
+            self.records.save_sandbox_state(sandbox)
+        log.info("sandbox_stopped", sandbox_id=sandbox.id)
+
+    async def remove(self, ref: str) -> None:
+        try:
+            sandbox = self.get(ref)
+        except NotFound:
+            return
+        for container in self.containers_of(sandbox.id):
+            await self.containers.remove(container.id, force=True)
+        await asyncio.to_thread(self._release, sandbox.id)
+        self.records.delete_sandbox(sandbox.id)
+        log.info("sandbox_removed", sandbox_id=sandbox.id)
