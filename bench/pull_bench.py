@@ -450,6 +450,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        ref, image, results = run_bench(args)
+    except RuntimeError as exc:  # BenchError, and the registry's and daemon's start errors
+        print(f"pull bench failed: {exc}", file=sys.stderr)
+        return 1
+    print_table(ref, image, results)
+    phases = next((median_phases(r) for r in results if r.name == "runtimed"), {})
+    print_phases(phases)
+    print(summary(ref, image, results, phases))
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> tuple[str, Image, list[ToolResult]]:
     tools = args.tool or ["runtimed", "podman"]
     with Registry() as registry:
         print(f"building and pushing a {args.size_mb} MiB image in {args.layers} layers ...")
@@ -460,16 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             chosen.append(Runtimed())
         if "podman" in tools:
             chosen.append(Podman(registry.host, args.podman_storage))
-        try:
-            results = bench(chosen, ref, args.rounds)
-        except BenchError as exc:
-            print(f"pull bench failed: {exc}", file=sys.stderr)
-            return 1
-    print_table(ref, image, results)
-    phases = next((median_phases(r) for r in results if r.name == "runtimed"), {})
-    print_phases(phases)
-    print(summary(ref, image, results, phases))
-    return 0
+        return ref, image, bench(chosen, ref, args.rounds)
 
 
 if __name__ == "__main__":

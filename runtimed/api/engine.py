@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
 from runtimed.api import imageview
+from runtimed.api.engine_containers import ContainerRpcs
+from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.gen.runtimed.v1 import engine_pb2_grpc
@@ -27,7 +29,7 @@ API_VERSION = "1"
 CRI_VERSION = "v1"
 
 
-class EngineServicer(engine_pb2_grpc.EngineServicer):
+class EngineServicer(ContainerRpcs, engine_pb2_grpc.EngineServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
 
@@ -44,6 +46,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     async def Info(self, request: pb.InfoRequest, context: Any) -> pb.InfoResponse:
         cfg, rt = self.rt.config, self.rt
+        containers = rt.containers.list()
         regs = rt.registries
         return pb.InfoResponse(
             server_version=__version__,
@@ -68,6 +71,9 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
             run_dir=str(cfg.run_dir),
             socket=str(cfg.socket),
             images=len(rt.images.list()),
+            containers=len(containers),
+            containers_running=sum(1 for c in containers if c.running),
+            containers_stopped=sum(1 for c in containers if not c.running),
             kernel_version=platform.release(),
             operating_system=_os_name(),
             arch=platform.machine(),
@@ -229,3 +235,6 @@ def _uid_map() -> str:
     with contextlib.suppress(OSError):
         return " ".join(Path("/proc/self/uid_map").read_text().split())
     return ""
+
+
+fill_unimplemented(EngineServicer, pb.DESCRIPTOR.services_by_name["Engine"])

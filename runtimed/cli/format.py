@@ -9,45 +9,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runtimed.errors import InvalidArgument
+from runtimed.humanize import human_duration, human_size
 
-_SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
-
-
-def human_size(size: float, precision: int = 3) -> str:
-    """Decimal units with three significant digits, as `docker images` prints (4.26MB)."""
-    unit = 0
-    while size >= 1000 and unit < len(_SIZE_UNITS) - 1:
-        size /= 1000
-        unit += 1
-    return f"{size:.{precision}g}{_SIZE_UNITS[unit]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's HumanDuration wording ("About a minute", "3 weeks")."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
+__all__ = ["ago", "human_duration", "human_size", "render_template", "table", "template_headers"]
 
 
 def ago(timestamp: float) -> str:

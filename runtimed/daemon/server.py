@@ -20,6 +20,9 @@ from runtimed.api.cri_runtime import CriRuntimeServicer
 from runtimed.api.engine import EngineServicer
 from runtimed.api.errors import ErrorInterceptor
 from runtimed.config import Config, config_dir
+from runtimed.core.containers import ContainerService
+from runtimed.core.sandboxes import SandboxService
+from runtimed.core.shim_client import ShimLauncher
 from runtimed.daemon import logging as daemon_logging
 from runtimed.errors import FailedPrecondition
 from runtimed.gen.runtime.v1 import api_pb2_grpc
@@ -30,7 +33,10 @@ from runtimed.images.layers import LayerStore
 from runtimed.images.registry import RegistryClient
 from runtimed.images.service import ImageService
 from runtimed.oci.runtime import OciRuntime, detect_runtime
+from runtimed.rootless import userns
 from runtimed.snapshots import Snapshotter, select_snapshotter
+from runtimed.store.atomicfile import write_atomic
+from runtimed.store.containers import ContainerRecords
 from runtimed.store.content import ContentStore
 from runtimed.store.metadata import MetadataStore
 
@@ -51,6 +57,10 @@ class Runtime:
     images: ImageService
     snapshotter: Snapshotter
     oci_runtime: OciRuntime
+    launcher: ShimLauncher
+    containers: ContainerService
+    sandboxes: SandboxService
+    pod_cidr: str = ""
 
     @classmethod
     def build(cls, config: Config, *, rootless: bool) -> Runtime:
@@ -76,6 +86,22 @@ class Runtime:
         images = ImageService(content, metadata, layers, registry)
         images.collect_garbage()
         snapshotter = select_snapshotter(config.storage_driver, data / "snapshots")
+        oci_runtime = detect_runtime(config.runtime)
+        records = ContainerRecords(metadata)
+        launcher = ShimLauncher(socket=config.run_dir / "shim-launcher.sock")
+        containers = ContainerService(
+            records=records,
+            images=images,
+            snapshotter=snapshotter,
+            launcher=launcher,
+            runtime=oci_runtime,
+            run_dir=config.run_dir,
+            data_dir=data,
+            default_log_driver=config.default_log_driver,
+        )
+        sandboxes = SandboxService(
+            records=records, containers=containers, run_dir=config.run_dir, data_dir=data
+        )
         return cls(
             config=config,
             rootless=rootless,
@@ -86,10 +112,21 @@ class Runtime:
             registry=registry,
             images=images,
             snapshotter=snapshotter,
-            oci_runtime=detect_runtime(config.runtime),
+            oci_runtime=oci_runtime,
+            launcher=launcher,
+            containers=containers,
+            sandboxes=sandboxes,
         )
 
+    async def start(self) -> None:
+        """Bring up the shim launcher (it also holds our namespaces) and find every shim."""
+        pid = await self.launcher.ensure()
+        # Recorded after start: a restarted daemon joins this process's namespaces.
+        write_atomic(self.config.run_dir / userns.HOLDER_PID_FILE, f"{pid}\n".encode())
+        await self.containers.restore()
+
     async def aclose(self) -> None:
+        await self.containers.aclose()
         await self.registry.aclose()
         self.metadata.close()
 
@@ -116,6 +153,7 @@ def _prepare_socket(path: Path) -> None:
 async def serve(config: Config, *, rootless: bool) -> None:
     runtime = Runtime.build(config, rootless=rootless)
     _prepare_socket(config.socket)
+    await runtime.start()
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor()],
         options=[

@@ -29,19 +29,21 @@ OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Kernel capability numbers, in order: the index is the bit in CapEff.
-ALL_CAPS = (
-    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP "
-    "LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER "
-    "SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE "
-    "SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP "
-    "MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF "
-    "CHECKPOINT_RESTORE"
-).split()
+# fmt: off
+ALL_CAPS = [
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+]
 
-DEFAULT_CAPS = (
-    "CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP SETPCAP "
-    "NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE"
-).split()
+DEFAULT_CAPS = [
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP",
+    "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+]
+# fmt: on
 
 MASKED_PATHS = [
     "/proc/asound",
@@ -59,10 +61,12 @@ MASKED_PATHS = [
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
-RLIMITS = (
-    "AS CORE CPU DATA FSIZE LOCKS MEMLOCK MSGQUEUE NICE NOFILE NPROC RSS RTPRIO RTTIME "
-    "SIGPENDING STACK"
-).split()
+# fmt: off
+RLIMITS = [
+    "AS", "CORE", "CPU", "DATA", "FSIZE", "LOCKS", "MEMLOCK", "MSGQUEUE", "NICE", "NOFILE",
+    "NPROC", "RSS", "RTPRIO", "RTTIME", "SIGPENDING", "STACK",
+]
+# fmt: on
 RLIM_INFINITY = 2**64 - 1
 _MAX_HOSTNAME = 64  # HOST_NAME_MAX
 
@@ -125,7 +129,7 @@ def build_spec(req: SpecRequest, rootfs: Path) -> dict[str, Any]:
     args = resolve_args(image, req.entrypoint, req.cmd)
     user = resolve_user_full(rootfs, req.user or str(image.get("User") or ""))
     cwd = _working_dir(req.working_dir or str(image.get("WorkingDir") or "") or "/")
-    _check_hostname(req.hostname)
+    check_hostname(req.hostname)
     if req.stop_signal:
         parse_signal(req.stop_signal)
     ns = req.namespaces
@@ -298,7 +302,7 @@ def _user_json(user: ResolvedUser) -> dict[str, Any]:
     return {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)}
 
 
-def _check_hostname(name: str) -> None:
+def check_hostname(name: str) -> None:
     if len(name) > _MAX_HOSTNAME:
         raise InvalidArgument(f"hostname {name[:20]!r}... is longer than {_MAX_HOSTNAME} bytes")
     if any(not (c.isascii() and (c.isalnum() or c in "-._")) for c in name):
@@ -328,17 +332,15 @@ def capabilities(add: Sequence[str], drop: Sequence[str], *, privileged: bool = 
         if name != "ALL" and name not in ALL_CAPS:
             raise InvalidArgument(f"unknown capability {name!r} (e.g. NET_ADMIN or CAP_NET_ADMIN)")
     supported = _supported_caps()
-    if privileged or "ALL" in adds:
-        caps = list(supported)
-    elif "ALL" in drops:
+    if privileged:
+        return [f"CAP_{c}" for c in supported]
+    caps = list(DEFAULT_CAPS)
+    if "ALL" in drops:
         caps = []
-    else:
-        caps = list(DEFAULT_CAPS)
-    if not privileged:
-        if "ALL" in drops:
-            caps = []
-        caps = [c for c in caps if c not in drops]
-        caps += [c for c in adds if c != "ALL" and c not in caps]
+    if "ALL" in adds:
+        caps = list(supported)
+    caps = [c for c in caps if c not in drops]
+    caps += [c for c in adds if c != "ALL" and c not in caps]
     order = {name: i for i, name in enumerate(ALL_CAPS)}
     return [f"CAP_{c}" for c in sorted(caps, key=order.__getitem__)]
 
@@ -391,9 +393,6 @@ def _namespaces(ns: NamespacePaths) -> list[dict[str, str]]:
     return out
 
 
-_NAMESPACED_SYSCTLS = ("kernel.shmmax", "kernel.shmall", "kernel.shmmni", "kernel.shm_rmid_forced")
-
-
 def _sysctl_name(name: str) -> str:
     # Kubernetes accepts "net/ipv4/ip_forward": '/' separates, and '.' may sit in a part.
     slash, dot = name.find("/"), name.find(".")
@@ -406,10 +405,7 @@ def _sysctls(sysctls: dict[str, str], *, host_network: bool) -> dict[str, str]:
     out = {}
     for raw, value in sysctls.items():
         name = _sysctl_name(raw.strip())
-        ipc = (
-            name.startswith(("kernel.shm", "kernel.msg", "fs.mqueue."))
-            or name == "kernel.sem"
-        )
+        ipc = name.startswith(("kernel.shm", "kernel.msg", "fs.mqueue.")) or name == "kernel.sem"
         if name.startswith("net."):
             if host_network:
                 raise InvalidArgument(
@@ -482,7 +478,9 @@ def _mount_json(m: BindMount) -> dict[str, Any]:
     options = list(m.options)
     if m.type == "bind":
         if not m.source.startswith("/"):
-            raise InvalidArgument(f"mount {dest}: bind source {m.source!r} must be an absolute path")
+            raise InvalidArgument(
+                f"mount {dest}: bind source {m.source!r} must be an absolute path"
+            )
         if "bind" not in options and "rbind" not in options:
             options.insert(0, "rbind")
         options.append(m.propagation)

@@ -1,0 +1,134 @@
+"""How containers look from the outside: docker's ps summary, status words and inspect."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import TYPE_CHECKING, Any
+
+from runtimed.core.model import Container, Status
+from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+from runtimed.humanize import human_duration
+
+if TYPE_CHECKING:
+    from runtimed.core.containers import ContainerService
+
+
+def rfc3339(ns: int) -> str:
+    if not ns:
+        return "0001-01-01T00:00:00Z"
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    base = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{nanos:09d}Z"
+
+
+def status_text(container: Container) -> str:
+    state = container.state
+    now = time.time_ns()
+    if state.status == Status.RUNNING:
+        return "Up " + human_duration((now - state.started_at) / 1e9)
+    if state.status == Status.EXITED:
+        return f"Exited ({state.exit_code}) {human_duration((now - state.finished_at) / 1e9)} ago"
+    if state.status == Status.UNKNOWN:
+        return "Unknown"
+    return "Created"
+
+
+def summary(service: ContainerService, container: Container) -> pb.ContainerSummary:
+    record = service.images.metadata.get_image(container.config.image_id)
+    image = container.config.image
+    if record is None:
+        image = container.config.image_id
+    return pb.ContainerSummary(
+        id=container.id,
+        name=container.name,
+        image=image,
+        image_id=container.config.image_id,
+        command=" ".join(container.config.args),
+        created=container.created_at // 1_000_000_000,
+        state=str(container.state.status),
+        status=status_text(container),
+        ports="",
+        labels=container.config.labels,
+        exit_code=container.state.exit_code,
+    )
+
+
+def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
+    """The document `docker container inspect` prints."""
+    cfg, state, spec = container.config, container.state, container.config.spec
+    files = service.files_dir(container.id)
+    binds = [
+        f"{m['source']}:{m['destination']}{':ro' if m['readonly'] else ''}"
+        for m in spec.get("mounts", [])
+    ]
+    return {
+        "Id": container.id,
+        "Created": rfc3339(container.created_at),
+        "Path": cfg.args[0] if cfg.args else "",
+        "Args": cfg.args[1:],
+        "State": {
+            "Status": str(state.status) if state.status != Status.UNKNOWN else "dead",
+            "Running": state.status == Status.RUNNING,
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": state.reason == "OOMKilled",
+            "Dead": state.status == Status.UNKNOWN,
+            "Pid": state.pid,
+            "ExitCode": state.exit_code,
+            "Error": state.error,
+            "StartedAt": rfc3339(state.started_at),
+            "FinishedAt": rfc3339(state.finished_at),
+        },
+        "Image": cfg.image_id,
+        "ResolvConfPath": str(files / "resolv.conf"),
+        "HostnamePath": str(files / "hostname"),
+        "HostsPath": str(files / "hosts"),
+        "LogPath": cfg.log_path if cfg.log_driver in ("json-file", "cri") else "",
+        "Name": "/" + container.name,
+        "RestartCount": state.restart_count,
+        "Driver": service.snapshotter.name,
+        "Platform": "linux",
+        "HostConfig": {
+            "Binds": binds,
+            "LogConfig": {"Type": cfg.log_driver, "Config": cfg.log_opts},
+            "RestartPolicy": {
+                "Name": cfg.restart_policy.name,
+                "MaximumRetryCount": cfg.restart_policy.max_retries,
+            },
+            "AutoRemove": cfg.auto_remove,
+            "ReadonlyRootfs": spec.get("readonly_rootfs", False),
+            "Privileged": spec.get("privileged", False),
+            "CapAdd": spec.get("cap_add", []),
+            "CapDrop": spec.get("cap_drop", []),
+            "NetworkMode": "none",
+        },
+        "Mounts": [
+            {
+                "Type": "bind",
+                "Source": m["source"],
+                "Destination": m["destination"],
+                "Mode": "ro" if m["readonly"] else "",
+                "RW": not m["readonly"],
+                "Propagation": m.get("propagation", "rprivate"),
+            }
+            for m in spec.get("mounts", [])
+        ],
+        "Config": {
+            "Hostname": spec.get("hostname", ""),
+            "User": spec.get("user", ""),
+            "AttachStdin": False,
+            "Tty": cfg.tty,
+            "OpenStdin": cfg.stdin,
+            "StdinOnce": cfg.stdin_once,
+            "Env": spec.get("env", []),
+            "Cmd": spec.get("cmd"),
+            "Entrypoint": spec.get("entrypoint"),
+            "Image": cfg.image,
+            "WorkingDir": spec.get("working_dir", ""),
+            "Labels": cfg.labels,
+            "StopSignal": cfg.stop_signal,
+            "StopTimeout": cfg.stop_timeout,
+        },
+        "NetworkSettings": {"Networks": {}, "Ports": {}, "IPAddress": ""},
+    }

@@ -1,0 +1,101 @@
+"""Pod namespaces pinned to files, so a CRI sandbox needs no pause container.
+
+util-linux `unshare --net=FILE --ipc=FILE --uts=FILE` creates the namespaces
+and bind-mounts each onto its file; they then live as long as the mount does,
+with no process inside. A short Python program run inside them names the host
+and brings loopback up. Containers join them through the paths returned.
+
+The files must sit on a mount with private propagation (unshare refuses
+otherwise); the daemon's own mount namespace is rprivate. Synchronous on
+purpose: the daemon calls these through asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import structlog
+
+from runtimed.errors import FailedPrecondition, Internal
+from runtimed.oci.spec import NamespacePaths, check_hostname
+from runtimed.snapshots import _mount
+
+log = structlog.get_logger(__name__)
+
+_KINDS = ("net", "ipc", "uts")
+_TIMEOUT = 30
+
+# Runs inside the new namespaces: sethostname(2), then SIOCSIFFLAGS IFF_UP on lo.
+_SETUP = """
+import fcntl, socket, struct, sys
+socket.sethostname(sys.argv[1])
+if sys.argv[2] == "1":
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sh", b"lo", 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(s, SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
+"""
+
+
+def pin_namespaces(dir: Path, hostname: str, *, network: bool = True) -> NamespacePaths:
+    """New uts, ipc (and net unless `network` is False: host network) namespaces,
+    pinned at dir/uts, dir/ipc, dir/net. The pid namespace is not pinned."""
+    check_hostname(hostname)
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise FailedPrecondition("unshare not found: install util-linux")
+    kinds = [k for k in _KINDS if network or k != "net"]
+    dir.mkdir(parents=True, exist_ok=True)
+    for kind in kinds:
+        (dir / kind).touch(mode=0o600)
+    cmd = [unshare, *(f"--{k}={dir / k}" for k in kinds)]
+    cmd += [sys.executable, "-I", "-c", _SETUP, hostname, "1" if network else "0"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        unpin_namespaces(dir)
+        raise Internal(f"could not pin pod namespaces in {dir}: {exc}") from exc
+    if proc.returncode != 0:
+        unpin_namespaces(dir)
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise Internal(
+            f"could not pin pod namespaces in {dir}: {detail[-1] if detail else proc.returncode}"
+        )
+    log.info("namespaces_pinned", dir=str(dir), hostname=hostname, network=network)
+    return NamespacePaths(
+        network=str(dir / "net") if network else None,
+        ipc=str(dir / "ipc"),
+        uts=str(dir / "uts"),
+        pid=None,
+        host_network=not network,
+    )
+
+
+def unpin_namespaces(dir: Path) -> None:
+    """Release the pinned namespaces and remove their files (and `dir` if then empty).
+
+    Safe to call again, or on a half-made pin. A namespace still used by a
+    running container lives on until that container exits.
+    """
+    for kind in _KINDS:
+        path = dir / kind
+        # A mount may be stacked if pin was retried on a live pin: peel them all.
+        for _ in range(8):
+            try:
+                _mount.umount(path, _mount.MNT_DETACH | _mount.UMOUNT_NOFOLLOW)
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                    raise Internal(f"could not release namespace {path}: {exc}") from exc
+                break
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    with contextlib.suppress(OSError):
+        os.rmdir(dir)  # only if empty: the caller may keep other files there
+    log.info("namespaces_unpinned", dir=str(dir))
