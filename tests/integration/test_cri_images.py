@@ -113,6 +113,6 @@ def test_runtime_service_version_and_unimplemented(daemon: Daemon) -> None:
     assert version.version == "0.1.0"
     assert version.runtime_name == "runtimed" and version.runtime_api_version == "v1"
     with pytest.raises(grpc.RpcError) as err:
-        runtime.ListContainers(cri.ListContainersRequest())
+        runtime.CheckpointContainer(cri.CheckpointContainerRequest())
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "ListContainers" in err.value.details()
+    assert "CheckpointContainer" in err.value.details()
