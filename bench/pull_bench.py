@@ -123,7 +123,7 @@ def pull_phases(events: list[tuple[str, float]], start: float, end: float) -> di
     (downloads and unpacks overlap, so only their sum is clear), commit, CLI exit."""
     times = {event: [t for e, t in events if e == event] for event in (RESOLVED, UNPACKED, PULLED)}
     if not all(times.values()):
-        return {}  # the daemon logs other events now: no breakdown rather than a wrong one
+        return {}  # events renamed or missing: no breakdown rather than a wrong one
     resolved, unpacked, pulled = times[RESOLVED][0], max(times[UNPACKED]), times[PULLED][-1]
     return {
         "start+resolve": resolved - start,
@@ -186,6 +186,9 @@ class Runtimed:
         )
 
     def cleanup(self) -> None:
+        self.daemon.stop()
+        # The daemon's shim launcher outlives it by design; its command line names our root.
+        stop_processes(leftover_pids(str(self.daemon.root) + "/"))
         self.daemon.cleanup()
 
 
@@ -315,6 +318,29 @@ class Podman:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def leftover_pids(marker: str) -> list[int]:
+    """Our own processes whose command line mentions `marker` (a private temp path)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if entry.stat().st_uid == os.getuid() and marker.encode() in (
+                (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            ):
+                found.append(int(entry.name))
+    return found
+
+
+def stop_processes(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            wait_gone(pid)
+
+
 def is_our_pause_process(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -325,11 +351,20 @@ def is_our_pause_process(pid: int) -> bool:
     return uid == os.getuid() and b"catatonit" in cmdline
 
 
+def running(pid: int) -> bool:
+    """True until the process exits (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def wait_gone(pid: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+    while time.monotonic() < deadline and running(pid):
         time.sleep(0.05)
-    if Path(f"/proc/{pid}").exists():
+    if running(pid):
         os.kill(pid, signal.SIGKILL)
 
 

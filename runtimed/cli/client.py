@@ -10,7 +10,6 @@ from pathlib import Path
 import grpc
 
 from runtimed.config import default_socket, parse_host
-from runtimed.gen.runtime.v1 import api_pb2_grpc
 from runtimed.gen.runtimed.v1 import engine_pb2_grpc
 
 
@@ -33,8 +32,6 @@ class Client:
     socket: Path
     channel: grpc.Channel
     engine: engine_pb2_grpc.EngineStub
-    cri_images: api_pb2_grpc.ImageServiceStub
-    cri_runtime: api_pb2_grpc.RuntimeServiceStub
 
     @classmethod
     def connect(cls, host: str | None) -> Client:
@@ -55,8 +52,6 @@ class Client:
             socket=path,
             channel=channel,
             engine=engine_pb2_grpc.EngineStub(channel),
-            cri_images=api_pb2_grpc.ImageServiceStub(channel),
-            cri_runtime=api_pb2_grpc.RuntimeServiceStub(channel),
         )
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ import sys
 import grpc
 
 from runtimed import __version__
-from runtimed.cli import images, system
+from runtimed.cli import containers, images, system
 from runtimed.cli.client import Client, CliError, describe_rpc_error
 
 
@@ -22,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="manage images")
     image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
     images.register(sub, image_sub)
+    container = sub.add_parser("container", help="manage containers")
+    container_sub = container.add_subparsers(
+        dest="container_command", metavar="COMMAND", required=True
+    )
+    containers.register(sub, container_sub)
     system.register(sub)
     return parser
 

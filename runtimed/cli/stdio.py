@@ -25,7 +25,7 @@ import tty as ttymod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
@@ -33,7 +33,10 @@ from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+# After a detach, how long the daemon has to end the call before we cancel it.
+DETACH_GRACE = 1.0
 READ_SIZE = 32 * 1024
+STDIN_WINDOW = 64
 
 # Docker's names for the control characters: ctrl-@ is NUL, ctrl-a..ctrl-z are 1..26,
 # then ctrl-[ ctrl-\ ctrl-] ctrl-^ ctrl-_ are 27..31.
@@ -66,7 +69,7 @@ def parse_detach_keys(spec: str) -> bytes:
     return bytes(codes)
 
 
-def _bad_keys(spec: str) -> None:
+def _bad_keys(spec: str) -> NoReturn:
     raise InvalidArgument(
         f"Invalid detach keys ({spec}) provided: use a comma-separated list of single "
         "characters or ctrl-<a-z, @, [, \\, ], ^, _>, e.g. ctrl-p,ctrl-q"
@@ -150,7 +153,9 @@ def raw_terminal(fd: int) -> Iterator[None]:
     try:
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        # A hung-up terminal cannot be restored, and must not hide the real error.
+        with contextlib.suppress(termios.error, OSError):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 def _write(stream: Any, data: bytes) -> None:
@@ -191,9 +196,13 @@ class StdioSession:
         self.on_ready = on_ready
         self.forward_signal = forward_signal
         self.detached = False
+        self.exited = False  # an exit message arrived: the process is gone
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
+        # Bounds what a fast stdin (a big file) can queue ahead of the network.
+        self._stdin_credit = threading.Semaphore(STDIN_WINDOW)
+        self._stopping = threading.Event()
         self._call: Any = None
         self._threads: list[threading.Thread] = []
 
@@ -206,6 +215,8 @@ class StdioSession:
             if item is _END:
                 return
             yield item
+            if item.WhichOneof("msg") == "stdin":
+                self._stdin_credit.release()  # sent: the pump may read more
 
     def send_resize(self) -> None:
         if not self.tty:
@@ -234,15 +245,35 @@ class StdioSession:
             else:
                 forward, detach = data, False
             if forward:
+                if not self._take_credit():
+                    return
                 self._requests.put(pb.StdioInput(stdin=forward))
             if detach:
-                self.detached = True
-                if self._call is not None:
-                    self._call.cancel()
+                self._detach()
                 return
             if not data:
                 self._requests.put(pb.StdioInput(close_stdin=True))
                 return
+
+    def _take_credit(self) -> bool:
+        """Wait until fewer than STDIN_WINDOW reads are unsent; False once shutting down."""
+        while not self._stdin_credit.acquire(timeout=0.1):
+            if self._stopping.is_set():
+                return False
+        return True
+
+    def _detach(self) -> None:
+        """End our half of the stream: what was typed before the keys still gets there, and
+        the daemon ends the call without an exit message. Cancel if it does not, shortly."""
+        self.detached = True
+        self._requests.put(_END)
+        timer = threading.Timer(DETACH_GRACE, self._cancel)
+        timer.daemon = True
+        timer.start()
+
+    def _cancel(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
 
     def _forwarder(self) -> None:
         while (signum := self._signals.get()) is not None:
@@ -291,6 +322,8 @@ class StdioSession:
             try:
                 for message in self._call:
                     kind = message.WhichOneof("msg")
+                    if self.detached:
+                        continue  # the user has left: show nothing, wait for the call to end
                     if kind == "stdout":
                         _write(sys.stdout, message.stdout)
                     elif kind == "stderr":
@@ -306,6 +339,7 @@ class StdioSession:
                         if self.stdin is not None:
                             self._start_thread(self._pump, "stdin-pump")
                     elif kind == "exit":
+                        self.exited = True
                         return StdioResult(message.exit.exit_code, reason=message.exit.reason)
             except grpc.RpcError as exc:
                 if self.detached and exc.code() == grpc.StatusCode.CANCELLED:
@@ -315,11 +349,11 @@ class StdioSession:
         raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
 
     def _shutdown(self) -> None:
+        self._stopping.set()
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
         self._requests.put(_END)
-        if self._call is not None:
-            self._call.cancel()
+        self._cancel()
         for thread in self._threads:
             if thread.name == "stdin-pump":
                 thread.join(timeout=1)

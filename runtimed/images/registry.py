@@ -13,7 +13,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,7 +51,8 @@ log = structlog.get_logger(__name__)
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # same cap as containerd; manifests are small
 _MAX_ERROR_BODY = 64 * 1024
-_PROGRESS_STEP = 64 * 1024
+_PROGRESS_STEP = 512 * 1024
+_CHUNK = 1 << 20
 _MIN_TOKEN_LIFETIME = 60.0  # the token spec's default when expires_in is absent
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)')
@@ -590,13 +590,19 @@ class RegistryClient:
         hasher = hashlib.new(algorithm)
         received = reported = 0
         with open(dest, "wb") as fh:
+
+            def consume(chunk: bytes) -> None:
+                hasher.update(chunk)
+                fh.write(chunk)
+
             try:
-                async for chunk in response.aiter_raw():
+                # Large chunks, hashed and written in a worker thread: the event loop stays
+                # free for gRPC and the other layers, and both cores get used.
+                async for chunk in response.aiter_raw(_CHUNK):
                     received += len(chunk)
                     if received > desc.size:
                         break  # a registry sending more than it promised is not trusted
-                    hasher.update(chunk)
-                    fh.write(chunk)
+                    await asyncio.to_thread(consume, chunk)
                     if progress is not None and received - reported >= _PROGRESS_STEP:
                         progress(received)
                         reported = received
@@ -605,8 +611,8 @@ class RegistryClient:
                     f"connection to {source} lost while downloading {desc.digest} "
                     f"after {received} bytes: {_describe(exc)}"
                 ) from None
-            fh.flush()
-            os.fsync(fh.fileno())
+            # No fsync: a blob only lands under its name through ContentStore.commit,
+            # which syncs it; layer blobs are unpacked and dropped.
         got = f"{algorithm}:{hasher.hexdigest()}"
         if received != desc.size or got != desc.digest:
             self._discard(dest)

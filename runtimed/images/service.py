@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from runtimed.store.metadata import ImageRecord, LayerRecord, MetadataStore
 log = structlog.get_logger(__name__)
 
 _HEX = frozenset("0123456789abcdef")
+PROGRESS_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -278,12 +280,20 @@ class ImageService:
                 return None, existing
             progress(PullEvent(status="Pulling fs layer", layer_id=lid, total=desc.size))
             tmp = self.content.new_ingest()
+            last = 0.0
             try:
 
                 def report(done: int) -> None:
-                    progress(
-                        PullEvent(status="Downloading", layer_id=lid, current=done, total=desc.size)
-                    )
+                    # A few updates a second are enough for a progress bar.
+                    nonlocal last
+                    now = time.monotonic()
+                    if now - last >= PROGRESS_INTERVAL or done == desc.size:
+                        last = now
+                        progress(
+                            PullEvent(
+                                status="Downloading", layer_id=lid, current=done, total=desc.size
+                            )
+                        )
 
                 await self.registry.fetch_blob(image, desc, tmp, report)
                 progress(PullEvent(status="Download complete", layer_id=lid, total=desc.size))

@@ -13,7 +13,6 @@ purpose: the daemon calls these through asyncio.to_thread.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import subprocess
@@ -86,14 +85,12 @@ def unpin_namespaces(dir: Path) -> None:
     """
     for kind in _KINDS:
         path = dir / kind
-        # A mount may be stacked if pin was retried on a live pin: peel them all.
-        for _ in range(8):
+        # Peel every mount: a retried pin may have stacked one on another.
+        while _mount.is_mounted(path):
             try:
                 _mount.umount(path, _mount.MNT_DETACH | _mount.UMOUNT_NOFOLLOW)
             except OSError as exc:
-                if exc.errno not in (errno.EINVAL, errno.ENOENT):
-                    raise Internal(f"could not release namespace {path}: {exc}") from exc
-                break
+                raise Internal(f"could not release namespace {path}: {exc}") from exc
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     with contextlib.suppress(OSError):

@@ -146,7 +146,9 @@ def build_spec(req: SpecRequest, rootfs: Path) -> dict[str, Any]:
         "args": args,
         "env": env,
         "cwd": cwd,
-        "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+        "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
+        # Our default is on; a privileged container keeps Docker's default (off)
+        # so setuid tools such as sudo work in it.
         "noNewPrivileges": req.no_new_privileges and not req.privileged,
     }
     rlimits = _rlimits(req.rlimits)
@@ -429,12 +431,13 @@ def _default_mounts(ns: NamespacePaths, privileged: bool) -> list[dict[str, Any]
     sys_ro = [] if privileged else ["ro"]
     if ns.host_network:
         # sysfs may only be mounted by the owner of the network namespace; the
-        # host's belongs to the initial user namespace, so bind it instead.
+        # host's belongs to the initial user namespace, so bind it instead, and
+        # read-only all the way down (rro) so the host's cgroup mounts are too.
         sysfs = {
             "destination": "/sys",
             "type": "bind",
             "source": "/sys",
-            "options": ["rbind", "nosuid", "noexec", "nodev", *sys_ro],
+            "options": ["rbind", "nosuid", "noexec", "nodev", *(["rro"] if sys_ro else [])],
         }
     else:
         sysfs = {

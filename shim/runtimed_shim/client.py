@@ -11,16 +11,19 @@ import contextlib
 import json
 import socket
 from collections.abc import Callable
-from typing import Any
 
 from runtimed_shim.loop import Loop
 from runtimed_shim.protocol import MAX_REQUEST, FrameDecoder, encode_line
 
-OUTPUT_LIMIT = 1 << 20
+TYPE_CHECKING = False  # typing costs every shim ~2 MB; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
-RequestHandler = Callable[["Client", dict[str, Any]], None]
-FrameHandler = Callable[["Client", int, bytes], None]
-CloseHandler = Callable[["Client"], None]
+    RequestHandler = Callable[["Client", dict[str, Any]], None]
+    FrameHandler = Callable[["Client", int, bytes], None]
+    CloseHandler = Callable[["Client"], None]
+
+OUTPUT_LIMIT = 1 << 20
 
 
 class Client:

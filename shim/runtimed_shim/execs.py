@@ -37,7 +37,6 @@ class ExecSession:
         "console",
         "files",
         "exit_code",
-        "on_done",
     )
 
     def __init__(
@@ -61,7 +60,7 @@ class ExecSession:
         self.exit_code: int | None = None
         self.io = ProcessIo(loop, self._output, self._output_end)
         self.console: ConsoleSocket | None = None
-        base = f"exec-{exec_id}"
+        base = f"exec-{exec_id}"  # relative to the shim's cwd, its state dir
         if os.path.exists(base + ".json"):
             raise ExecError(f"exec {exec_id} exists already")
         process = dict(process, terminal=tty)
@@ -105,7 +104,6 @@ class ExecSession:
         client.stdin = want_stdin
         client.on_close = self._client_gone
         client.start_frames(self._frame)
-        self.on_done = None
 
     # -- events ----------------------------------------------------------------
 
@@ -121,8 +119,6 @@ class ExecSession:
         finally:
             console.close()
         self.io.set_tty(master)
-        if self.client is None or not self.client.stdin:
-            self.io.stdin_fd = -1 if self.io.tty < 0 else self.io.stdin_fd
 
     def _output(self, kind: int, data: bytes) -> None:
         if self.client is not None:

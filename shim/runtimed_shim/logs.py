@@ -9,6 +9,7 @@ output must not wait for the disk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -206,10 +207,8 @@ class JsonFileLog(LogWriter):
             return
         for i in range(self.max_file - 1, 0, -1):
             older = f"{self.path}.{i - 1}" if i > 1 else self.path
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.rename(older, f"{self.path}.{i}")
-            except FileNotFoundError:
-                pass
         self.reopen()
 
 

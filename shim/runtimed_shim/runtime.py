@@ -33,7 +33,8 @@ def devnull() -> int:
 
 def spawn(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
     """Start argv with the given fds as its stdio; returns its pid."""
-    actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((stdin, stdout, stderr))]
+    fds = (stdin, stdout, stderr)
+    actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
     return os.posix_spawnp(
         argv[0], argv, os.environ, file_actions=actions, setsigdef=_DEFAULT_SIGNALS, setsigmask=()
     )

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+import runtimed.images.registry as registry_module
 from runtimed.errors import (
     DataLoss,
     InvalidArgument,
@@ -342,9 +343,10 @@ async def test_bearer_flow_index_selection_and_blob_download(
     await client.fetch_blob(image, image.layers[0], dest, seen.append)
     assert dest.read_bytes() == arm.layers[0]
     assert seen[-1] == len(arm.layers[0])
-    # Progress is throttled: steps of at least 64 KiB, then the final size once.
+    # Progress is throttled: steps of at least _PROGRESS_STEP, then the final size once.
     steps = [b - a for a, b in itertools.pairwise([0, *seen[:-1]])]
-    assert len(seen) >= 2 and all(step >= 64 * 1024 for step in steps)
+    assert seen.count(len(arm.layers[0])) == 1
+    assert all(step >= registry_module._PROGRESS_STEP for step in steps)
     await client.fetch_blob(image, image.layers[1], tmp_path / "l2", None)
 
     # One anonymous attempt, one token for the repository scope, reused afterwards.

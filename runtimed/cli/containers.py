@@ -1,0 +1,1098 @@
+"""Container commands: run, create, start, stop, kill, restart, wait, rename, rm, prune, ps,
+inspect, logs, top, exec, attach (cp lives in cli/cp.py).
+
+Flags and exit codes follow docker: `run` and `create` exit 125 when the daemon
+refuses before the process starts, 126/127 when the command cannot be run,
+and otherwise with the container's own exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from runtimed.cli import cp, images
+from runtimed.cli.client import Client, CliError, describe_rpc_error
+from runtimed.cli.format import ago, human_size, render_template, table
+from runtimed.cli.stdio import (
+    DEFAULT_DETACH_KEYS,
+    StdioResult,
+    StdioSession,
+    Terminated,
+    is_tty,
+    parse_detach_keys,
+    stdin_fd,
+)
+from runtimed.errors import InvalidArgument
+from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+PULL_POLICIES = ("always", "missing", "never")
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+_WHITESPACE = " \t\n\v\f\r"
+RM_WAIT = 30.0  # seconds `run --rm` waits for the daemon to remove the container
+
+# --- parsing flags into a CreateContainerRequest -------------------------------------------
+
+
+def _usage(message: str) -> CliError:
+    return CliError(message, 125)
+
+
+def _env_value(key: str, environ: Mapping[str, str]) -> list[str]:
+    """A bare KEY takes the client's value, and is left out when the client has none."""
+    return [f"{key}={environ[key]}"] if key in environ else []
+
+
+def parse_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
+    """docker's --env-file: `#` comments, blank lines, KEY=VALUE (value verbatim), bare KEY."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise _usage(f"open {path}: {exc.strerror.lower() if exc.strerror else exc}") from exc
+    result: list[str] = []
+    for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _usage(f"env file {path} contains invalid utf8 bytes at line {number}") from None
+        if number == 1:
+            line = line.removeprefix("\ufeff")
+        line = line.removesuffix("\r").lstrip(_WHITESPACE)
+        if not line or line.startswith("#"):
+            continue
+        key, has_value, value = line.partition("=")
+        if not key:
+            raise _usage(f"poorly formatted environment: no variable name on line '{line}'")
+        if any(ch in _WHITESPACE for ch in key):
+            raise _usage(f"poorly formatted environment: variable '{key}' contains whitespaces")
+        result += [f"{key}={value}"] if has_value else _env_value(key, environ)
+    return result
+
+
+def parse_env(
+    files: Sequence[str] | None, values: Sequence[str] | None, environ: Mapping[str, str]
+) -> list[str]:
+    """Env files first, then -e, so -e wins when the daemon merges (docker's order)."""
+    result: list[str] = []
+    for path in files or []:
+        result += parse_env_file(path, environ)
+    for item in values or []:
+        key, has_value, _ = item.partition("=")
+        if not key:
+            raise _usage(f"invalid environment variable: {item}")
+        result += [item] if has_value else _env_value(key, environ)
+    return result
+
+
+def parse_labels(values: Sequence[str] | None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in values or []:
+        key, _, value = item.partition("=")
+        if not key:
+            raise _usage(f"invalid label '{item}': empty name")
+        labels[key] = value
+    return labels
+
+
+def parse_key_values(values: Sequence[str] | None, what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _usage(f"invalid {what} '{item}': expected KEY=VALUE")
+        result[key] = value
+    return result
+
+
+def parse_restart_policy(text: str | None) -> pb.RestartPolicy:
+    """no | always | unless-stopped | on-failure[:max-retries]."""
+    if not text:
+        return pb.RestartPolicy(name="no")
+    name, sep, count = text.partition(":")
+    if name not in RESTART_POLICIES:
+        raise _usage(
+            f"invalid restart policy '{text}': use no, always, unless-stopped "
+            "or on-failure[:max-retries]"
+        )
+    retries = 0
+    if sep:
+        if name != "on-failure":
+            raise _usage(
+                f"invalid restart policy '{text}': a maximum retry count can only be used "
+                "with on-failure"
+            )
+        try:
+            retries = int(count)
+        except ValueError:
+            raise _usage(f"invalid restart policy '{text}': '{count}' is not a number") from None
+        if retries < 0:
+            raise _usage(f"invalid restart policy '{text}': maximum retry count cannot be negative")
+    return pb.RestartPolicy(name=name, max_retries=retries)
+
+
+def parse_volume(spec: str) -> pb.Bind:
+    """-v HOST:CTR[:OPTS]: a bind mount; OPTS is ro|rw plus a propagation mode, comma-separated."""
+    parts = spec.split(":")
+    if len(parts) == 1:
+        raise _usage(
+            f"invalid volume specification: '{spec}': anonymous volumes are not supported yet; "
+            "give a host path: -v /host/path:/container/path"
+        )
+    if len(parts) > 3 or not parts[0] or not parts[1]:
+        raise _usage(f"invalid volume specification: '{spec}'")
+    source, target = parts[0], parts[1]
+    if not source.startswith("/"):
+        if _VOLUME_NAME.fullmatch(source):
+            raise _usage(
+                f"invalid volume specification: '{spec}': named volumes are not supported yet; "
+                "use an absolute host path for a bind mount"
+            )
+        raise _usage(f"invalid volume specification: '{spec}': bind source path must be absolute")
+    if not target.startswith("/"):
+        raise _usage(f"invalid volume specification: '{spec}': mount path must be absolute")
+    target = os.path.normpath(target)
+    if target == "/":
+        raise _usage(f"invalid volume specification: '{spec}': destination can't be '/'")
+    bind = pb.Bind(source=os.path.normpath(source), target=target, propagation="rprivate")
+    modes = [m for m in parts[2].split(",") if m] if len(parts) == 3 else []
+    seen_rw = False
+    for mode in modes:
+        if mode in ("ro", "rw"):
+            if seen_rw:
+                raise _usage(f"invalid volume specification: '{spec}': conflicting modes")
+            seen_rw = True
+            bind.readonly = mode == "ro"
+        elif mode in PROPAGATIONS:
+            bind.propagation = mode
+        elif mode in ("z", "Z", "consistent", "cached", "delegated"):
+            continue  # SELinux relabel and macOS hints have no meaning here
+        else:
+            raise _usage(f"invalid volume specification: '{spec}': invalid mode: {mode}")
+    return bind
+
+
+def parse_volumes(specs: Sequence[str] | None) -> list[pb.Bind]:
+    binds: list[pb.Bind] = []
+    for spec in specs or []:
+        bind = parse_volume(spec)
+        if any(b.target == bind.target for b in binds):
+            raise _usage(f"Duplicate mount point: {bind.target}")
+        binds.append(bind)
+    return binds
+
+
+def build_create_request(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> pb.CreateContainerRequest:
+    """Flags of `run`/`create` as the daemon wants them; raises CliError (125) on bad input."""
+    if args.pull not in PULL_POLICIES:
+        raise _usage(
+            f'invalid pull option: \'{args.pull}\': must be one of "always", "missing" or "never"'
+        )
+    restart = parse_restart_policy(args.restart)
+    if args.rm and restart.name != "no":
+        raise _usage("Conflicting options: cannot specify both --restart and --rm")
+    log_opts = parse_key_values(args.log_opt, "log-opt")
+    if args.log_driver == "none" and log_opts:
+        raise _usage("invalid logging opts for driver none")
+    detach = bool(getattr(args, "detach", False))
+    req = pb.CreateContainerRequest(
+        image=args.image,
+        name=args.name or "",
+        env=parse_env(args.env_file, args.env, environ),
+        working_dir=args.workdir or "",
+        user=args.user or "",
+        hostname=args.hostname or "",
+        labels=parse_labels(args.label),
+        tty=args.tty,
+        stdin_open=args.interactive,
+        # docker closes stdin after the first attached client leaves when it attaches one.
+        stdin_once=args.interactive and not detach,
+        read_only=args.read_only,
+        restart_policy=restart,
+        stop_signal=args.stop_signal or "",
+        stop_timeout=-1 if args.stop_timeout is None else args.stop_timeout,
+        binds=parse_volumes(args.volume),
+        auto_remove=args.rm,
+        pull_if_missing=args.pull == "missing",
+        platform=args.platform or "",
+        log_driver=args.log_driver or "",
+        log_opts=log_opts,
+    )
+    if args.entrypoint is not None:
+        req.has_entrypoint = True
+        req.entrypoint.extend([args.entrypoint] if args.entrypoint else [])
+    if args.cmd:
+        req.has_cmd = True
+        req.cmd.extend(args.cmd)
+    return req
+
+
+def detach_keys_or_fail(spec: str | None, exit_code: int) -> bytes:
+    try:
+        return parse_detach_keys(spec or DEFAULT_DETACH_KEYS)
+    except InvalidArgument as exc:
+        raise CliError(exc.message, exit_code) from None
+
+
+# --- ps formatting --------------------------------------------------------------------------
+
+PS_HEADERS = {
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED",
+    "Ports": "PORTS",
+    "State": "STATE",
+    "Status": "STATUS",
+    "Size": "SIZE",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Mounts": "MOUNTS",
+    "Networks": "NETWORKS",
+    "LocalVolumes": "LOCAL VOLUMES",
+}
+PS_DEFAULT = "\t".join(
+    f"{{{{.{field}}}}}"
+    for field in ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names")
+)
+_TEMPLATE_FIELD = re.compile(r"\{\{\s*(?:json\s+)?\.(\w+)[^}]*\}\}")
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_GO_ESCAPES |= {"\v": "\\v", '"': '\\"', "\\": "\\\\"}
+
+
+def go_quote(text: str) -> str:
+    """Go's strconv.Quote, which docker ps applies to COMMAND."""
+    out = ['"']
+    for ch in text:
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def short_id(ident: str) -> str:
+    return ident.removeprefix("sha256:")[:12]
+
+
+def created_at(stamp: int) -> str:
+    """Go's time.Time.String() in local time: 2024-02-01 18:20:02 -0500 EST."""
+    return dt.datetime.fromtimestamp(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S %z %Z")
+
+
+def ps_row(c: pb.ContainerSummary, *, trunc: bool) -> dict[str, str]:
+    image = c.image or "<no image>"
+    if trunc and image.startswith("sha256:"):
+        image = short_id(image)
+    return {
+        "ID": short_id(c.id) if trunc else c.id,
+        "Image": image,
+        "Command": go_quote(ellipsis(c.command, 20) if trunc else c.command),
+        "CreatedAt": created_at(c.created),
+        "RunningFor": ago(c.created),
+        "Ports": c.ports,
+        "State": c.state,
+        "Status": c.status,
+        "Size": human_size(c.size_rw),
+        "Names": c.name.lstrip("/"),
+        "Labels": ",".join(sorted(f"{k}={v}" for k, v in c.labels.items())),
+        "Mounts": "",
+        "Networks": "",
+        "LocalVolumes": "0",
+    }
+
+
+def format_ps(
+    rows: Sequence[Mapping[str, str]], fmt: str | None, *, quiet: bool, size: bool
+) -> str:
+    """Render `ps` output: the default table, `json`, a template, or `table TEMPLATE`."""
+    if quiet:
+        return "\n".join(row["ID"] for row in rows)
+    if fmt == "json":
+        return "\n".join(json.dumps(row, sort_keys=True, separators=(",", ":")) for row in rows)
+    if not fmt or fmt == "table":
+        fmt = "table " + PS_DEFAULT + ("\t{{.Size}}" if size else "")
+    is_table = fmt.startswith("table")
+    template = fmt[len("table") :].lstrip() if is_table else fmt
+    try:
+        rendered = [render_template(template, row) for row in rows]
+    except InvalidArgument as exc:
+        raise CliError(f"template parsing error: {exc.message}", 1) from None
+    if not is_table:
+        return "\n".join(rendered)
+    template = template.replace("\\t", "\t")
+    headers = [
+        _TEMPLATE_FIELD.sub(lambda m: PS_HEADERS.get(m.group(1), m.group(1).upper()), cell)
+        for cell in template.split("\t")
+    ]
+    return table(headers, [line.split("\t") for line in rendered])
+
+
+# --- logs -------------------------------------------------------------------------------------
+
+
+def rfc3339_nano(time_nano: int) -> str:
+    """docker logs -t: always nine fraction digits, UTC."""
+    seconds, frac = divmod(time_nano, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
+
+
+class LogPrinter:
+    """Turns LogEntry messages into bytes per stream, stamping each line start when asked."""
+
+    def __init__(self, timestamps: bool) -> None:
+        self.timestamps = timestamps
+        self.at_line_start = {"stdout": True, "stderr": True}
+
+    def format(self, entry: pb.LogEntry) -> bytes:
+        if not self.timestamps:
+            return entry.data
+        stamp = rfc3339_nano(entry.time_nano).encode() + b" "
+        out = bytearray()
+        for line in entry.data.splitlines(keepends=True):
+            if self.at_line_start.get(entry.stream, True):
+                out += stamp
+            out += line
+            self.at_line_start[entry.stream] = line.endswith(b"\n")
+        return bytes(out)
+
+
+# --- talking to the daemon --------------------------------------------------------------------
+
+
+def _rpc_message(client: Client, exc: grpc.RpcError) -> str:
+    return describe_rpc_error(exc, client.socket).message
+
+
+def _details(exc: grpc.RpcError) -> str:
+    return (exc.details() if hasattr(exc, "details") else str(exc)) or ""
+
+
+def _code(exc: grpc.RpcError) -> grpc.StatusCode | None:
+    return exc.code() if hasattr(exc, "code") else None
+
+
+def start_error_code(message: str) -> int:
+    """docker's rule: 127 when the command is missing, 126 when it cannot run, else 125."""
+    lowered = message.lower()
+    if "executable file not found" in lowered or "no such file or directory" in lowered:
+        return 127
+    if "permission denied" in lowered or "is a directory" in lowered:
+        return 126
+    return 125
+
+
+def _display_ref(ref: str) -> str:
+    if "@" in ref or ":" in ref.rsplit("/", 1)[-1]:
+        return ref
+    return ref + ":latest"
+
+
+def _pull_to_stderr(client: Client, ref: str, platform: str, quiet: bool) -> None:
+    """Pull with docker's progress display, on stderr so stdout stays the container's."""
+    with contextlib.ExitStack() as stack:
+        target = stack.enter_context(open(os.devnull, "w")) if quiet else sys.stderr  # noqa: SIM115
+        stack.enter_context(contextlib.redirect_stdout(target))
+        images.pull(client, ref, platform=platform, quiet=quiet)
+
+
+def create_container(client: Client, req: pb.CreateContainerRequest, pull: str, quiet: bool) -> str:
+    """CreateContainer, pulling the image first or when the daemon does not have it."""
+    try:
+        if pull == "always":
+            _pull_to_stderr(client, req.image, req.platform, quiet)
+        try:
+            reply = client.engine.CreateContainer(req)
+        except grpc.RpcError as exc:
+            missing = _code(exc) == grpc.StatusCode.NOT_FOUND and "image" in _details(exc).lower()
+            if pull == "never" or not missing:
+                raise
+            print(f"Unable to find image '{_display_ref(req.image)}' locally", file=sys.stderr)
+            _pull_to_stderr(client, req.image, req.platform, quiet)
+            reply = client.engine.CreateContainer(req)
+    except grpc.RpcError as exc:
+        raise CliError(_rpc_message(client, exc), start_error_code(_details(exc))) from None
+    for warning in reply.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    return reply.id
+
+
+def start_container(client: Client, ident: str) -> None:
+    try:
+        client.engine.StartContainer(pb.ContainerRef(id=ident))
+    except grpc.RpcError as exc:
+        raise CliError(_rpc_message(client, exc), start_error_code(_details(exc))) from None
+
+
+def inspect_container(client: Client, ref: str) -> dict[str, Any]:
+    try:
+        reply = client.engine.InspectContainer(pb.ContainerRef(id=ref))
+    except grpc.RpcError as exc:
+        if _code(exc) == grpc.StatusCode.NOT_FOUND:
+            raise CliError(f"Error: No such container: {ref}") from None
+        raise
+    doc: dict[str, Any] = json.loads(reply.json)
+    return doc
+
+
+def _signal_forwarder(client: Client, ident: str) -> Callable[[int], None]:
+    def forward(signum: int) -> None:
+        client.engine.KillContainer(pb.KillContainerRequest(id=ident, signal=str(signum)))
+
+    return forward
+
+
+def _check_tty(attach_stdin: bool, tty: bool, fd: int | None) -> None:
+    if attach_stdin and tty and not is_tty(fd):
+        raise CliError("the input device is not a TTY")
+
+
+def run_session(
+    client: Client,
+    session: StdioSession,
+    ident: str,
+    *,
+    error_code: int,
+    detach_message: str | None = None,
+) -> int:
+    """Drive the session; the exit message's code becomes ours."""
+    try:
+        result: StdioResult = session.run()
+    except Terminated as exc:
+        return 128 + exc.signum
+    except grpc.RpcError as exc:
+        details = _details(exc)
+        code = start_error_code(details) if error_code == 125 else error_code
+        raise CliError(_rpc_message(client, exc), code) from None
+    if result.detached:
+        if detach_message:
+            print(detach_message, file=sys.stderr)
+        return 0
+    if result.exit_code is not None:
+        return result.exit_code
+    # The stream ended without an exit message (daemon restarted): ask for the code.
+    try:
+        return client.engine.WaitContainer(pb.WaitContainerRequest(id=ident)).exit_code
+    except grpc.RpcError:
+        return error_code
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_create(client: Client, args: argparse.Namespace) -> int:
+    req = build_create_request(args, os.environ)
+    print(create_container(client, req, args.pull, args.quiet))
+    return 0
+
+
+def cmd_run(client: Client, args: argparse.Namespace) -> int:
+    req = build_create_request(args, os.environ)
+    keys = detach_keys_or_fail(args.detach_keys, 125)
+    attach_stdin = args.interactive and not args.detach
+    fd = stdin_fd() if attach_stdin else None
+    if not args.detach:
+        _check_tty(attach_stdin, args.tty, fd)
+    ident = create_container(client, req, args.pull, args.quiet)
+    if args.detach:
+        start_container(client, ident)
+        print(ident)
+        return 0
+    session = StdioSession(
+        client.engine.Attach,
+        pb.StdioInput(
+            attach=pb.AttachOptions(
+                id=ident,
+                stdin=attach_stdin,
+                stdout=True,
+                stderr=True,
+                detach_keys=args.detach_keys or "",
+            )
+        ),
+        stdin=fd,
+        tty=args.tty,
+        detach_keys=keys,
+        on_ready=lambda: start_container(client, ident),
+        forward_signal=_signal_forwarder(client, ident) if args.sig_proxy else None,
+    )
+    code = run_session(client, session, ident, error_code=125)
+    if args.rm and session.exited:
+        # Like docker, return only once --rm has removed it, so a following ps agrees.
+        with contextlib.suppress(grpc.RpcError):
+            client.engine.WaitContainer(
+                pb.WaitContainerRequest(id=ident, condition="removed"), timeout=RM_WAIT
+            )
+    return code
+
+
+def _attach_session(
+    client: Client,
+    doc: Mapping[str, Any],
+    *,
+    want_stdin: bool,
+    detach_keys: str | None,
+    sig_proxy: bool,
+    on_ready: Callable[[], None] | None,
+) -> StdioSession:
+    config = doc.get("Config") or {}
+    ident = str(doc.get("Id") or doc.get("ID") or "")
+    tty = bool(config.get("Tty"))
+    attach_stdin = want_stdin and bool(config.get("OpenStdin"))
+    fd = stdin_fd() if attach_stdin else None
+    _check_tty(attach_stdin, tty, fd)
+    keys = detach_keys_or_fail(detach_keys, 1)
+    return StdioSession(
+        client.engine.Attach,
+        pb.StdioInput(
+            attach=pb.AttachOptions(
+                id=ident,
+                stdin=attach_stdin,
+                stdout=True,
+                stderr=True,
+                detach_keys=detach_keys or "",
+            )
+        ),
+        stdin=fd,
+        tty=tty,
+        detach_keys=keys,
+        on_ready=on_ready,
+        forward_signal=_signal_forwarder(client, ident) if sig_proxy and not tty else None,
+    )
+
+
+def cmd_start(client: Client, args: argparse.Namespace) -> int:
+    if args.attach or args.interactive:
+        if len(args.containers) > 1:
+            raise CliError("you cannot start and attach multiple containers at once")
+        doc = inspect_container(client, args.containers[0])
+        ident = str(doc.get("Id") or args.containers[0])
+        running = bool((doc.get("State") or {}).get("Running"))
+        session = _attach_session(
+            client,
+            doc,
+            want_stdin=args.interactive,
+            detach_keys=args.detach_keys,
+            sig_proxy=True,
+            on_ready=None if running else (lambda: start_container(client, ident)),
+        )
+        return run_session(client, session, ident, error_code=1)
+    failed: list[str] = []
+    for ref in args.containers:
+        try:
+            client.engine.StartContainer(pb.ContainerRef(id=ref))
+        except grpc.RpcError as exc:
+            print(_rpc_message(client, exc), file=sys.stderr)
+            failed.append(ref)
+            continue
+        print(ref)
+    if failed:
+        print(f"Error: failed to start containers: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_attach(client: Client, args: argparse.Namespace) -> int:
+    doc = inspect_container(client, args.container)
+    state = doc.get("State") or {}
+    if state.get("Paused"):
+        raise CliError("You cannot attach to a paused container, unpause it first")
+    if state.get("Restarting"):
+        raise CliError("You cannot attach to a restarting container, wait until it is running")
+    if not state.get("Running"):
+        raise CliError("You cannot attach to a stopped container, start it first")
+    session = _attach_session(
+        client,
+        doc,
+        want_stdin=not args.no_stdin,
+        detach_keys=args.detach_keys,
+        sig_proxy=args.sig_proxy,
+        on_ready=None,
+    )
+    ident = str(doc.get("Id") or args.container)
+    return run_session(client, session, ident, error_code=1, detach_message="read escape sequence")
+
+
+def _each(client: Client, refs: Sequence[str], action: Callable[[str], str | None]) -> int:
+    """Apply action to every ref, printing what it returns; failures do not stop the rest."""
+    failed = False
+    for ref in refs:
+        try:
+            line = action(ref)
+        except grpc.RpcError as exc:
+            print(_rpc_message(client, exc), file=sys.stderr)
+            failed = True
+            continue
+        if line is not None:
+            print(line)
+    return 1 if failed else 0
+
+
+def _timeout(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+def cmd_stop(client: Client, args: argparse.Namespace) -> int:
+    def stop(ref: str) -> str:
+        client.engine.StopContainer(
+            pb.StopContainerRequest(id=ref, timeout=_timeout(args.time), signal=args.signal or "")
+        )
+        return ref
+
+    return _each(client, args.containers, stop)
+
+
+def cmd_restart(client: Client, args: argparse.Namespace) -> int:
+    def restart(ref: str) -> str:
+        client.engine.RestartContainer(
+            pb.StopContainerRequest(id=ref, timeout=_timeout(args.time), signal=args.signal or "")
+        )
+        return ref
+
+    return _each(client, args.containers, restart)
+
+
+def cmd_kill(client: Client, args: argparse.Namespace) -> int:
+    def kill(ref: str) -> str:
+        client.engine.KillContainer(pb.KillContainerRequest(id=ref, signal=args.signal or ""))
+        return ref
+
+    return _each(client, args.containers, kill)
+
+
+def cmd_wait(client: Client, args: argparse.Namespace) -> int:
+    def wait(ref: str) -> str:
+        reply = client.engine.WaitContainer(pb.WaitContainerRequest(id=ref))
+        if reply.error:
+            print(reply.error, file=sys.stderr)
+        return str(reply.exit_code)
+
+    return _each(client, args.containers, wait)
+
+
+def cmd_rename(client: Client, args: argparse.Namespace) -> int:
+    client.engine.RenameContainer(pb.RenameContainerRequest(id=args.old, new_name=args.new))
+    return 0
+
+
+def cmd_rm(client: Client, args: argparse.Namespace) -> int:
+    def remove(ref: str) -> str:
+        client.engine.RemoveContainer(
+            pb.RemoveContainerRequest(id=ref, force=args.force, volumes=args.volumes)
+        )
+        return ref
+
+    return _each(client, args.containers, remove)
+
+
+def cmd_prune(client: Client, args: argparse.Namespace) -> int:
+    if not args.force:
+        sys.stdout.write(
+            "WARNING! This will remove all stopped containers.\n"
+            "Are you sure you want to continue? [y/N] "
+        )
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    reply = client.engine.PruneContainers(
+        pb.PruneContainersRequest(filters=images.parse_filters(args.filter))
+    )
+    if reply.deleted:
+        print("Deleted Containers:")
+        for ident in reply.deleted:
+            print(ident)
+        print()
+    print(f"Total reclaimed space: {human_size(reply.space_reclaimed)}")
+    return 0
+
+
+def parse_ps_filters(values: Sequence[str] | None) -> list[pb.Filter]:
+    filters = []
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"bad format of filter (expected name=value): {item}", 125)
+        filters.append(pb.Filter(key=key.strip().lower(), value=value))
+    return filters
+
+
+def cmd_ps(client: Client, args: argparse.Namespace) -> int:
+    last = 1 if args.latest else (args.last if args.last is not None and args.last >= 0 else 0)
+    reply = client.engine.ListContainers(
+        pb.ListContainersRequest(
+            all=args.all or last > 0, filters=parse_ps_filters(args.filter), last=last
+        )
+    )
+    rows = [ps_row(c, trunc=not args.no_trunc) for c in reply.containers]
+    text = format_ps(rows, args.format, quiet=args.quiet, size=args.size)
+    if text:
+        print(text)
+    return 0
+
+
+def _inspect_one(client: Client, ref: str, kind: str | None) -> dict[str, Any]:
+    """docker inspect: a container first, then an image, unless --type says which."""
+    if kind in (None, "container"):
+        try:
+            reply = client.engine.InspectContainer(pb.ContainerRef(id=ref))
+            doc: dict[str, Any] = json.loads(reply.json)
+            return doc
+        except grpc.RpcError as exc:
+            if _code(exc) != grpc.StatusCode.NOT_FOUND:
+                raise
+            if kind == "container":
+                raise CliError(f"Error: No such container: {ref}") from None
+    try:
+        image = client.engine.InspectImage(pb.InspectImageRequest(reference=ref))
+    except grpc.RpcError as exc:
+        if _code(exc) != grpc.StatusCode.NOT_FOUND:
+            raise
+        what = "image" if kind == "image" else "object"
+        raise CliError(f"Error: No such {what}: {ref}") from None
+    doc = json.loads(image.json)
+    return doc
+
+
+def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
+    docs: list[dict[str, Any]] = []
+    failed = False
+    for ref in args.names:
+        try:
+            docs.append(_inspect_one(client, ref, args.type))
+        except CliError as exc:
+            print(exc.message, file=sys.stderr)
+            failed = True
+        except grpc.RpcError as exc:
+            print(_rpc_message(client, exc), file=sys.stderr)
+            failed = True
+    if args.format:
+        try:
+            for doc in docs:
+                print(render_template(args.format, doc))
+        except InvalidArgument as exc:
+            raise CliError(f"template parsing error: {exc.message}") from None
+    else:
+        print(json.dumps(docs, indent=4))
+    return 1 if failed else 0
+
+
+def _parse_tail(text: str) -> int:
+    if text == "all":
+        return -1
+    try:
+        return int(text)
+    except ValueError:
+        raise CliError(f"invalid value for --tail: '{text}': use a number or all", 125) from None
+
+
+def cmd_logs(client: Client, args: argparse.Namespace) -> int:
+    req = pb.ContainerLogsRequest(
+        id=args.container,
+        follow=args.follow,
+        tail=_parse_tail(args.tail),
+        since=args.since or "",
+        until=args.until or "",
+        # The CLI stamps lines itself from time_nano, so the data stays untouched.
+        timestamps=False,
+        stdout=True,
+        stderr=True,
+    )
+    printer = LogPrinter(args.timestamps)
+    for entry in client.engine.ContainerLogs(req):
+        out = sys.stderr if entry.stream == "stderr" else sys.stdout
+        data = printer.format(entry)
+        buffer = getattr(out, "buffer", out)
+        buffer.write(data)
+        buffer.flush()
+    return 0
+
+
+def cmd_top(client: Client, args: argparse.Namespace) -> int:
+    reply = client.engine.TopContainer(
+        pb.TopContainerRequest(id=args.container, ps_args=" ".join(args.ps_args))
+    )
+    print(table(list(reply.titles), [list(row.fields) for row in reply.processes]))
+    return 0
+
+
+def _exec_error_code(details: str) -> int:
+    code = start_error_code(details)
+    return 1 if code == 125 else code
+
+
+def cmd_exec(client: Client, args: argparse.Namespace) -> int:
+    if not args.cmd:
+        raise CliError('"runtimectl exec" requires at least 2 arguments: CONTAINER COMMAND...')
+    attach_stdin = args.interactive and not args.detach
+    fd = stdin_fd() if attach_stdin else None
+    if not args.detach:
+        _check_tty(attach_stdin, args.tty, fd)
+    keys = detach_keys_or_fail(args.detach_keys, 1)
+    options = pb.ExecOptions(
+        id=args.container,
+        cmd=args.cmd,
+        env=parse_env(args.env_file, args.env, os.environ),
+        user=args.user or "",
+        working_dir=args.workdir or "",
+        tty=args.tty,
+        stdin=attach_stdin,
+        detach=args.detach,
+        privileged=args.privileged,
+        detach_keys=args.detach_keys or "",
+    )
+    if args.detach:
+        return _exec_detached(client, options)
+    session = StdioSession(
+        client.engine.Exec,
+        pb.StdioInput(exec=options),
+        stdin=fd,
+        tty=args.tty,
+        detach_keys=keys,
+    )
+    try:
+        result = session.run()
+    except Terminated as exc:
+        return 128 + exc.signum
+    except grpc.RpcError as exc:
+        raise CliError(_rpc_message(client, exc), _exec_error_code(_details(exc))) from None
+    if result.exit_code is None and not result.detached:
+        print("exec session ended without an exit status", file=sys.stderr)
+        return 1
+    return result.exit_code or 0
+
+
+def _exec_detached(client: Client, options: pb.ExecOptions) -> int:
+    """exec -d: return once the daemon says the process runs (or already ended)."""
+    done = threading.Event()
+
+    def requests() -> Iterator[pb.StdioInput]:
+        yield pb.StdioInput(exec=options)
+        done.wait()
+
+    call = client.engine.Exec(requests())
+    try:
+        for message in call:
+            if message.WhichOneof("msg") in ("ready", "exit"):
+                break
+    except grpc.RpcError as exc:
+        raise CliError(_rpc_message(client, exc), _exec_error_code(_details(exc))) from None
+    finally:
+        done.set()
+        call.cancel()
+    return 0
+
+
+# --- argument parsers -------------------------------------------------------------------------
+
+
+def _add_bool_variants(p: argparse.ArgumentParser, flag: str, dest: str, default: bool) -> None:
+    """A docker-style boolean: `--flag`, `--flag=true`, `--flag=false` (no separate value)."""
+    p.add_argument(
+        flag, dest=dest, action="store_const", const=True, default=default, help=f"{flag}[=false]"
+    )
+    for word, value in (("true", True), ("false", False), ("1", True), ("0", False)):
+        p.add_argument(
+            f"{flag}={word}", dest=dest, action="store_const", const=value, help=argparse.SUPPRESS
+        )
+
+
+def _add_create_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--help", action="help", help="show this help message and exit")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("--name", help="assign a name to the container")
+    p.add_argument("-e", "--env", action="append", help="set environment variables")
+    p.add_argument("--env-file", action="append", help="read environment variables from a file")
+    p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("-u", "--user", help="user (name|uid[:group|gid])")
+    p.add_argument("--entrypoint", help="override the image's ENTRYPOINT")
+    p.add_argument("-h", "--hostname", help="container host name")
+    p.add_argument("-l", "--label", action="append", help="set metadata on the container")
+    p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("--restart", help="no | on-failure[:max-retries] | always | unless-stopped")
+    p.add_argument("--stop-signal", help="signal to stop the container")
+    p.add_argument("--stop-timeout", type=int, help="seconds to wait before killing on stop")
+    p.add_argument("-v", "--volume", action="append", help="bind mount HOST:CONTAINER[:ro]")
+    p.add_argument("--platform", help="os/arch[/variant] of the image")
+    p.add_argument("--pull", default="missing", help="pull image: always | missing | never")
+    p.add_argument("-q", "--quiet", action="store_true", help="suppress the pull output")
+    p.add_argument("--log-driver", help="logging driver for the container")
+    p.add_argument("--log-opt", action="append", help="log driver options KEY=VALUE")
+    p.add_argument("image")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+
+def _add_create(p: argparse.ArgumentParser) -> None:
+    _add_create_flags(p)
+    p.set_defaults(func=cmd_create)
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background, print id")
+    p.add_argument("--detach-keys", help="key sequence for detaching (default ctrl-p,ctrl-q)")
+    _add_bool_variants(p, "--sig-proxy", "sig_proxy", True)
+    _add_create_flags(p)
+    p.set_defaults(func=cmd_run)
+
+
+def _add_start(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+")
+    p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr")
+    p.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
+    p.add_argument("--detach-keys")
+    p.set_defaults(func=cmd_start)
+
+
+def _add_stop(p: argparse.ArgumentParser, func: Callable[..., int]) -> None:
+    p.add_argument("containers", nargs="+")
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, help="seconds before kill")
+    p.add_argument("-s", "--signal", help="signal to send")
+    p.set_defaults(func=func)
+
+
+def _add_kill(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+")
+    p.add_argument("-s", "--signal", help="signal to send (default KILL)")
+    p.set_defaults(func=cmd_kill)
+
+
+def _add_wait(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_wait)
+
+
+def _add_rename(p: argparse.ArgumentParser) -> None:
+    p.add_argument("old")
+    p.add_argument("new")
+    p.set_defaults(func=cmd_rename)
+
+
+def _add_rm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+")
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("-v", "--volumes", action="store_true", help="remove anonymous volumes")
+    p.set_defaults(func=cmd_rm)
+
+
+def _add_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt")
+    p.add_argument("--filter", action="append", help="until=..., label=K[=V]")
+    p.set_defaults(func=cmd_prune)
+
+
+def _add_ps(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="show all containers")
+    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-n", "--last", type=int, help="show the n last created containers")
+    p.add_argument("-l", "--latest", action="store_true", help="show the latest container")
+    p.add_argument("-f", "--filter", action="append", help="KEY=VALUE")
+    p.add_argument("--format", help="table | json | Go template")
+    p.add_argument("-s", "--size", action="store_true", help="show sizes")
+    p.set_defaults(func=cmd_ps)
+
+
+def _add_inspect(p: argparse.ArgumentParser, kind: str | None) -> None:
+    p.add_argument("names", nargs="+")
+    p.add_argument("-f", "--format", help="Go template")
+    p.add_argument("-s", "--size", action="store_true", help="accepted for compatibility")
+    if kind is None:
+        p.add_argument("--type", choices=["container", "image"])
+    else:
+        p.set_defaults(type=kind)
+    p.set_defaults(func=cmd_inspect)
+
+
+def _add_logs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--tail", default="all", help="lines from the end (or all)")
+    p.add_argument("--since", help="RFC 3339 time, unix seconds or duration (10m)")
+    p.add_argument("--until", help="RFC 3339 time, unix seconds or duration (10m)")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.set_defaults(func=cmd_logs)
+
+
+def _add_top(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_top)
+
+
+def _add_exec(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-e", "--env", action="append")
+    p.add_argument("--env-file", action="append")
+    p.add_argument("-u", "--user")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--detach-keys")
+    p.add_argument("container")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.set_defaults(func=cmd_exec)
+
+
+def _add_attach(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container")
+    p.add_argument("--no-stdin", action="store_true")
+    p.add_argument("--detach-keys")
+    _add_bool_variants(p, "--sig-proxy", "sig_proxy", True)
+    p.set_defaults(func=cmd_attach)
+
+
+def register(sub: argparse._SubParsersAction, group: argparse._SubParsersAction) -> None:
+    """Top-level commands (docker run) and the `container` group (docker container run)."""
+    no_help = {"add_help": False}  # -h is --hostname for run/create, as in docker
+    commands: list[tuple[str, list[str], str, Callable[[argparse.ArgumentParser], None]]] = [
+        ("run", [], "create and start a container", _add_run),
+        ("create", [], "create a container", _add_create),
+        ("start", [], "start containers", _add_start),
+        ("stop", [], "stop containers", lambda p: _add_stop(p, cmd_stop)),
+        ("restart", [], "restart containers", lambda p: _add_stop(p, cmd_restart)),
+        ("kill", [], "kill containers", _add_kill),
+        ("wait", [], "wait for containers to stop, print exit codes", _add_wait),
+        ("rename", [], "rename a container", _add_rename),
+        ("rm", ["remove"], "remove containers", _add_rm),
+        ("logs", [], "show a container's logs", _add_logs),
+        ("top", [], "show a container's processes", _add_top),
+        ("exec", [], "run a command in a running container", _add_exec),
+        ("attach", [], "attach to a running container", _add_attach),
+    ]
+    for name, aliases, text, add in commands:
+        extra = no_help if name in ("run", "create") else {}
+        add(sub.add_parser(name, help=text, **extra))
+        add(group.add_parser(name, aliases=aliases, help=text, **extra))
+    _add_ps(sub.add_parser("ps", help="list containers"))
+    _add_ps(group.add_parser("ls", aliases=["ps", "list"], help="list containers"))
+    _add_prune(group.add_parser("prune", help="remove stopped containers"))
+    _add_inspect(sub.add_parser("inspect", help="show containers or images"), None)
+    _add_inspect(group.add_parser("inspect", help="show containers"), "container")
+    cp.register(sub, group)

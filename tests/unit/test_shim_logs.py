@@ -1,0 +1,150 @@
+"""The shim's log formats: what kubelet and `docker logs` will read back."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+_SHIM = str(Path(__file__).resolve().parents[2] / "shim")
+if _SHIM not in sys.path:
+    sys.path.insert(0, _SHIM)
+
+from runtimed_shim.logs import (  # noqa: E402
+    MAX_LINE,
+    CriLog,
+    JsonFileLog,
+    LineSplitter,
+    cri_line,
+    json_escape,
+    json_line,
+    rfc3339nano,
+)
+
+# 2024-03-01T12:34:56Z
+SECOND = 1_709_296_496
+
+
+def test_rfc3339nano_trims_trailing_zeros_like_go() -> None:
+    assert rfc3339nano(SECOND * 10**9 + 123_456_789) == "2024-03-01T12:34:56.123456789Z"
+    assert rfc3339nano(SECOND * 10**9 + 120_000_000) == "2024-03-01T12:34:56.12Z"
+    assert rfc3339nano(SECOND * 10**9 + 1) == "2024-03-01T12:34:56.000000001Z"
+    assert rfc3339nano(SECOND * 10**9) == "2024-03-01T12:34:56Z"
+
+
+def test_splitter_gives_the_same_lines_however_output_was_chunked() -> None:
+    data = b"one\ntwo\n" + b"x" * (MAX_LINE * 2 + 5) + b"\ntail"
+    whole = LineSplitter()
+    expected = whole.feed(data) + whole.flush()
+    bytewise = LineSplitter()
+    got = [piece for i in range(len(data)) for piece in bytewise.feed(data[i : i + 1])]
+    assert got + bytewise.flush() == expected
+    assert expected == [
+        (b"one", True),
+        (b"two", True),
+        (b"x" * MAX_LINE, False),
+        (b"x" * MAX_LINE, False),
+        (b"x" * 5, True),
+        (b"tail", False),
+    ]
+
+
+def test_splitter_keeps_empty_lines_and_holds_an_unfinished_one() -> None:
+    s = LineSplitter()
+    assert s.feed(b"\n\nabc") == [(b"", True), (b"", True)]
+    assert s.feed(b"def\n") == [(b"abcdef", True)]
+    assert s.flush() == []
+
+
+def test_cri_line_format() -> None:
+    stamp = "2024-03-01T12:34:56.5Z"
+    assert cri_line("stdout", b"hello", True, stamp) == b"2024-03-01T12:34:56.5Z stdout F hello\n"
+    assert cri_line("stderr", b"par", False, stamp) == b"2024-03-01T12:34:56.5Z stderr P par\n"
+    assert cri_line("stdout", b"", True, stamp) == b"2024-03-01T12:34:56.5Z stdout F \n"
+
+
+def test_json_line_has_docker_key_order_and_newline_rule() -> None:
+    stamp = "2024-03-01T12:34:56.5Z"
+    assert json_line("stdout", b"hi", True, stamp) == (
+        b'{"log":"hi\\n","stream":"stdout","time":"2024-03-01T12:34:56.5Z"}\n'
+    )
+    # Partial chunks (long lines, an unterminated tail) carry no newline.
+    assert json_line("stderr", b"hi", False, stamp) == (
+        b'{"log":"hi","stream":"stderr","time":"2024-03-01T12:34:56.5Z"}\n'
+    )
+
+
+def test_json_escaping_is_go_html_safe() -> None:
+    assert json_escape(b"<a href='x'>&</a>") == "\\u003ca href='x'\\u003e\\u0026\\u003c/a\\u003e"
+    assert json_escape(b'quote " back \\ tab \t cr \r') == ('quote \\" back \\\\ tab \\t cr \\r')
+    assert json_escape(b"\x00\x08\x0c\x1b\x7f") == "\\u0000\\u0008\\u000c\\u001b\x7f"
+    assert json_escape("\u2028\u2029".encode()) == "\\u2028\\u2029"
+    # UTF-8 stays as is; every byte that is not valid UTF-8 becomes one \ufffd.
+    assert json_escape("grüß 日本 \ufffd".encode()) == "grüß 日本 \ufffd"
+    assert json_escape(b"a\xffb\xe2\x82c") == "a\\ufffdb\\ufffd\\ufffdc"
+
+
+def test_json_lines_parse_back_to_the_original_text() -> None:
+    text = 'mixed <tag> & "quotes" \\ \t \u2028 ünï\x01'
+    record = json.loads(json_line("stdout", text.encode(), True, "2024-03-01T12:34:56Z"))
+    assert record == {"log": text + "\n", "stream": "stdout", "time": "2024-03-01T12:34:56Z"}
+
+
+def test_cri_log_splits_long_lines_and_ends_streams_with_a_partial(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    log = CriLog(str(path))
+    ns = SECOND * 10**9 + 7
+    log.write("stdout", b"a" * (MAX_LINE + 10) + b"\nshort\nunfin", ns)
+    log.write("stderr", b"err\n", ns)
+    log.end("stdout", ns)
+    log.end("stderr", ns)
+    log.close()
+    stamp = "2024-03-01T12:34:56.000000007Z"
+    assert path.read_bytes().split(b"\n")[:-1] == [
+        f"{stamp} stdout P ".encode() + b"a" * MAX_LINE,
+        f"{stamp} stdout F ".encode() + b"a" * 10,
+        f"{stamp} stdout F short".encode(),
+        f"{stamp} stderr F err".encode(),
+        f"{stamp} stdout P unfin".encode(),
+    ]
+
+
+def test_log_appends_and_reopen_follows_a_rename(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    path.write_bytes(b"earlier\n")
+    log = CriLog(str(path))
+    log.write("stdout", b"one\n", SECOND * 10**9)
+    path.rename(tmp_path / "c.log.1")
+    log.reopen()
+    log.write("stdout", b"two\n", SECOND * 10**9)
+    log.close()
+    assert (tmp_path / "c.log.1").read_bytes() == (b"earlier\n2024-03-01T12:34:56Z stdout F one\n")
+    assert path.read_bytes() == b"2024-03-01T12:34:56Z stdout F two\n"
+
+
+def _records(path: Path) -> list[str]:
+    return [json.loads(line)["log"] for line in path.read_text().splitlines()]
+
+
+def test_json_file_rotates_by_size_and_keeps_max_file(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    # Each record is 66 bytes: three fit in 210, a fourth would pass it and rotates.
+    log = JsonFileLog(str(path), max_size=210, max_file=3)
+    for i in range(10):
+        log.write("stdout", f"line{i}\n".encode(), SECOND * 10**9)
+    log.close()
+    assert _records(path) == ["line9\n"]
+    assert _records(tmp_path / "c-json.log.1") == ["line6\n", "line7\n", "line8\n"]
+    assert _records(tmp_path / "c-json.log.2") == ["line3\n", "line4\n", "line5\n"]
+    assert not (tmp_path / "c-json.log.3").exists()
+    assert all(p.stat().st_size <= 210 for p in tmp_path.iterdir())
+
+
+def test_json_file_with_one_file_truncates(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    log = JsonFileLog(str(path), max_size=150, max_file=1)
+    for i in range(5):
+        log.write("stdout", f"line{i}\n".encode(), SECOND * 10**9)
+    log.close()
+    assert _records(path) == ["line4\n"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c-json.log"]
