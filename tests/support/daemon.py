@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -111,8 +112,36 @@ class Daemon:
         self.proc.wait()
         self.stop()
 
+    def remove_everything(self) -> None:
+        """Remove every container and pod this daemon knows, so no process outlives the test."""
+        from runtimed.gen.runtime.v1 import api_pb2 as cri
+
+        pb = _engine_pb()
+        engine, runtime = self.engine(), self.cri_runtime()
+        for pod in runtime.ListPodSandbox(cri.ListPodSandboxRequest(), timeout=30).items:
+            runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=60)
+        listed = engine.ListContainers(pb.ListContainersRequest(all=True), timeout=30)
+        for container in listed.containers:
+            engine.RemoveContainer(
+                pb.RemoveContainerRequest(id=container.id, force=True), timeout=60
+            )
+
+    def holder_pid(self) -> int | None:
+        try:
+            return int((self.socket.parent / "ns-holder.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
     def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(grpc.RpcError):
+                self.remove_everything()
         self.stop()
+        # The shim launcher outlives the daemon by design (it holds our namespaces).
+        holder = self.holder_pid()
+        if holder is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder, signal.SIGKILL)
         remove_tree(self.root)
 
     def channel(self) -> grpc.Channel:
