@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from runtimed.core import restart
 from runtimed.core.containers import CreateRequest
 from runtimed.core.copy import copy_from_container, copy_to_container
 from runtimed.core.logs import parse_since, read_logs
-from runtimed.core.model import Status
+from runtimed.core.model import Container, Status
 from runtimed.core.shim_client import AttachStream
 from runtimed.core.top import top
 from runtimed.errors import InvalidArgument, NotFound
@@ -105,13 +105,14 @@ async def _relay(
     request_iterator: AsyncIterator[pb.StdioInput],
     queue: asyncio.Queue[pb.StdioOutput | None],
 ) -> None:
-    """Shim output into the queue; client input to the shim, until either side ends."""
+    """Shim output into the queue and client input to the shim, until the process ends
+    or the client detaches (half-closes without ending stdin). Always ends the queue."""
 
     async def outbound() -> None:
         while True:
             frame = await stream.read()
             if frame is None:
-                break
+                return
             kind, data = frame
             if kind == STDOUT:
                 await queue.put(pb.StdioOutput(stdout=data))
@@ -119,29 +120,64 @@ async def _relay(
                 await queue.put(pb.StdioOutput(stderr=data))
             elif kind == EXIT:
                 await queue.put(_exit_message(data))
-                break
-        await queue.put(None)
+                return
 
-    async def inbound() -> None:
+    async def inbound() -> bool:
+        """True when the client detached."""
+        stdin_closed = False
         async for msg in request_iterator:
             which = msg.WhichOneof("msg")
             if which == "stdin":
                 await stream.write_stdin(msg.stdin)
             elif which == "close_stdin":
+                stdin_closed = True
                 await stream.close_stdin()
             elif which == "resize":
                 await stream.resize(msg.resize.rows, msg.resize.cols)
+        return not stdin_closed
 
     out_task = asyncio.create_task(outbound())
     in_task = asyncio.create_task(inbound())
     try:
-        await out_task
+        done, _ = await asyncio.wait({out_task, in_task}, return_when=asyncio.FIRST_COMPLETED)
+        detached = (
+            in_task in done
+            and not in_task.cancelled()
+            and in_task.exception() is None
+            and in_task.result()
+        )
+        if not detached:
+            await out_task
     finally:
-        in_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await in_task
+        for task in (in_task, out_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         with contextlib.suppress(Exception):
             await stream.close()
+        await queue.put(None)
+
+
+def prune_filter(filters: dict[str, str], now_ns: int) -> Callable[[Container], bool]:
+    """docker container prune --filter until=... / label=K[=V] / label!=K[=V]: what to keep."""
+    unknown = set(filters) - {"until", "label", "label!"}
+    if unknown:
+        raise InvalidArgument(f"invalid filter {sorted(unknown)[0]!r}")
+    until = parse_since(filters["until"], now_ns) if "until" in filters else 0
+
+    def has(container: Container, want: str) -> bool:
+        key, sep, value = want.partition("=")
+        labels = container.config.labels
+        return key in labels and (not sep or labels[key] == value)
+
+    def keep(container: Container) -> bool:
+        if until and container.created_at >= until:
+            return True
+        if "label" in filters and not has(container, filters["label"]):
+            return True
+        return "label!" in filters and has(container, filters["label!"])
+
+    return keep
 
 
 class ContainerRpcs:
@@ -198,9 +234,8 @@ class ContainerRpcs:
     async def PruneContainers(
         self, request: pb.PruneContainersRequest, context: Any
     ) -> pb.PruneContainersResponse:
-        if request.filters:
-            raise InvalidArgument(f"invalid filter {sorted(request.filters)[0]!r}")
-        removed = await self.containers.prune()
+        keep = prune_filter(dict(request.filters), time.time_ns())
+        removed = await self.containers.prune(keep)
         return pb.PruneContainersResponse(deleted=[c.id for c in removed])
 
     async def ListContainers(

@@ -228,7 +228,9 @@ def build_create_request(
         stop_timeout=-1 if args.stop_timeout is None else args.stop_timeout,
         binds=parse_volumes(args.volume),
         auto_remove=args.rm,
-        pull_if_missing=args.pull == "missing",
+        # The CLI pulls itself, with docker's progress display, when the daemon says the
+        # image is missing; the daemon's silent pull is for other API clients.
+        pull_if_missing=False,
         platform=args.platform or "",
         log_driver=args.log_driver or "",
         log_opts=log_opts,

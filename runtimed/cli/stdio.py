@@ -21,6 +21,7 @@ import signal
 import sys
 import termios
 import threading
+import time
 import tty as ttymod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,8 +34,10 @@ from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
-# After a detach, how long the daemon has to end the call before we cancel it.
+# After a detach: at most this long for queued input to be sent, then this long for
+# the daemon to take it, before the call is cancelled (unless the daemon ends it first).
 DETACH_GRACE = 1.0
+DETACH_SETTLE = 0.1
 READ_SIZE = 32 * 1024
 STDIN_WINDOW = 64
 
@@ -203,6 +206,7 @@ class StdioSession:
         # Bounds what a fast stdin (a big file) can queue ahead of the network.
         self._stdin_credit = threading.Semaphore(STDIN_WINDOW)
         self._stopping = threading.Event()
+        self._drained = threading.Event()
         self._call: Any = None
         self._threads: list[threading.Thread] = []
 
@@ -213,6 +217,7 @@ class StdioSession:
         while True:
             item = self._requests.get()
             if item is _END:
+                self._drained.set()  # everything queued before has been sent
                 return
             yield item
             if item.WhichOneof("msg") == "stdin":
@@ -267,9 +272,13 @@ class StdioSession:
         the daemon ends the call without an exit message. Cancel if it does not, shortly."""
         self.detached = True
         self._requests.put(_END)
-        timer = threading.Timer(DETACH_GRACE, self._cancel)
-        timer.daemon = True
-        timer.start()
+
+        def cancel_later() -> None:
+            if self._drained.wait(DETACH_GRACE):
+                time.sleep(DETACH_SETTLE)
+            self._cancel()
+
+        self._start_thread(cancel_later, "detach")
 
     def _cancel(self) -> None:
         if self._call is not None:

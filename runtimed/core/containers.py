@@ -576,13 +576,13 @@ class ContainerService:
         log.info("container_removed", container_id=container.id)
         return container
 
-    async def prune(self) -> list[Container]:
+    async def prune(self, keep: Callable[[Container], bool] = lambda _c: False) -> list[Container]:
+        """Remove stopped docker-style containers (kubelet owns its own), except those kept."""
         removed = []
         for container in self.list():
-            if container.state.status in (Status.EXITED, Status.CREATED, Status.UNKNOWN):
-                if container.config.cri is not None:
-                    continue  # kubelet owns the lifecycle of its containers
-                removed.append(await self.remove(container.id))
+            if container.running or container.config.cri is not None or keep(container):
+                continue
+            removed.append(await self.remove(container.id))
         return removed
 
     # -- attach / exec ---------------------------------------------------------

@@ -87,9 +87,10 @@ async def copy_from_container(
         "mtime": int(st.st_mtime),
         "linkTarget": os.readlink(source) if stat.S_ISLNK(st.st_mode) else "",
     }
-    spool = await asyncio.to_thread(_tar_to_spool, source, name)
 
     async def chunks() -> AsyncIterator[bytes]:
+        # Built only when the caller reads on: `cp LOCAL CTR:DIR` only wants the stat.
+        spool = await asyncio.to_thread(_tar_to_spool, source, name)
         try:
             while data := await asyncio.to_thread(spool.read, CHUNK):
                 yield data

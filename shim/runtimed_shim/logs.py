@@ -17,8 +17,22 @@ MAX_LINE = 16 * 1024
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 
+Run = tuple[list[bytes], bool]  # consecutive pieces (without newline), all complete or not
+
+
+def _add(runs: list[Run], piece: bytes, complete: bool) -> None:
+    if runs and runs[-1][1] is complete:
+        runs[-1][0].append(piece)
+    else:
+        runs.append(([piece], complete))
+
+
 class LineSplitter:
-    """Cut a byte stream into (content, complete) pieces without their newline."""
+    """Cut a byte stream into runs of lines (complete) or chunks (partial).
+
+    Works per read, not per line: the common case (no line longer than
+    MAX_LINE) is one split() in C, which is what makes logging fast.
+    """
 
     __slots__ = ("_buf", "_max")
 
@@ -26,31 +40,35 @@ class LineSplitter:
         self._buf = b""
         self._max = max_line
 
-    def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
+    def feed(self, data: bytes) -> list[Run]:
         buf = self._buf + data if self._buf else data
-        out: list[tuple[bytes, bool]] = []
-        start = 0
         limit = self._max
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
-            while nl - start > limit:
-                out.append((buf[start : start + limit], False))
-                start += limit
-            out.append((buf[start:nl], True))
-            start = nl + 1
+        runs: list[Run] = []
+        last = buf.rfind(b"\n")
+        if last >= 0:
+            lines = buf[:last].split(b"\n")
+            if max(map(len, lines)) <= limit:
+                runs.append((lines, True))
+            else:
+                for line in lines:
+                    start = 0
+                    while len(line) - start > limit:
+                        _add(runs, line[start : start + limit], False)
+                        start += limit
+                    _add(runs, line[start:] if start else line, True)
+            buf = buf[last + 1 :]
         # Hold an unterminated tail up to one full line, so how the output was
         # chunked by reads does not change where lines are split.
+        start = 0
         while len(buf) - start > limit:
-            out.append((buf[start : start + limit], False))
+            _add(runs, buf[start : start + limit], False)
             start += limit
-        self._buf = buf[start:]
-        return out
+        self._buf = buf[start:] if start else buf
+        return runs
 
-    def flush(self) -> list[tuple[bytes, bool]]:
+    def flush(self) -> list[Run]:
         tail, self._buf = self._buf, b""
-        return [(tail, False)] if tail else []
+        return [([tail], False)] if tail else []
 
 
 _second_cache: tuple[int, str] = (-1, "")
@@ -74,10 +92,14 @@ def rfc3339nano(ns: int) -> str:
 # -- formats -------------------------------------------------------------------
 
 
+def cri_run(stream: str, pieces: list[bytes], complete: bool, stamp: str) -> bytes:
+    """`<time> <stream> <F|P> <content>\\n` per piece, the format kubelet parses."""
+    prefix = f"{stamp} {stream} {'F' if complete else 'P'} ".encode()
+    return prefix + (b"\n" + prefix).join(pieces) + b"\n"
+
+
 def cri_line(stream: str, content: bytes, complete: bool, stamp: str) -> bytes:
-    """`<time> <stream> <F|P> <content>\\n`, the format kubelet parses."""
-    tag = b" F " if complete else b" P "
-    return b"".join((stamp.encode(), b" ", stream.encode(), tag, content, b"\n"))
+    return cri_run(stream, [content], complete, stamp)
 
 
 def _json_escapes() -> dict[int, str]:
@@ -92,17 +114,24 @@ def _json_escapes() -> dict[int, str]:
 
 
 _JSON_ESCAPES = _json_escapes()
+# For a run, pieces are joined with raw newlines (no piece holds one) that
+# then become record boundaries.
+_JSON_RUN_ESCAPES = {c: e for c, e in _JSON_ESCAPES.items() if c != ord("\n")}
 
 
-def json_escape(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape").translate(_JSON_ESCAPES)
+def json_run(stream: str, pieces: list[bytes], complete: bool, stamp: str) -> bytes:
+    """json-file records, keys in Docker's order; partial chunks carry no trailing newline.
+
+    Pieces come from LineSplitter and hold no newline.
+    """
+    newline = "\\n" if complete else ""
+    end = f'{newline}","stream":"{stream}","time":"{stamp}"}}\n'
+    text = b"\n".join(pieces).decode("utf-8", "surrogateescape").translate(_JSON_RUN_ESCAPES)
+    return ('{"log":"' + text.replace("\n", end + '{"log":"') + end).encode()
 
 
 def json_line(stream: str, content: bytes, complete: bool, stamp: str) -> bytes:
-    """One json-file record; partial chunks carry no trailing newline."""
-    text = json_escape(content)
-    nl = "\\n" if complete else ""
-    return f'{{"log":"{text}{nl}","stream":"{stream}","time":"{stamp}"}}\n'.encode()
+    return json_run(stream, [content], complete, stamp)
 
 
 # -- writers -------------------------------------------------------------------
@@ -136,28 +165,28 @@ class LogWriter:
         splitter = self._splitters.get(stream)
         if splitter is None:
             splitter = self._splitters[stream] = LineSplitter()
-        pieces = splitter.feed(data)
-        if pieces:
-            self._emit(stream, pieces, now_ns)
+        runs = splitter.feed(data)
+        if runs:
+            self._emit(stream, runs, now_ns)
 
     def end(self, stream: str, now_ns: int | None = None) -> None:
         """The stream closed: its unterminated tail is written as a partial line."""
         splitter = self._splitters.get(stream)
         if splitter is not None:
-            pieces = splitter.flush()
-            if pieces:
-                self._emit(stream, pieces, now_ns)
+            runs = splitter.flush()
+            if runs:
+                self._emit(stream, runs, now_ns)
 
-    def _emit(self, stream: str, pieces: list[tuple[bytes, bool]], now_ns: int | None) -> None:
+    def _emit(self, stream: str, runs: list[Run], now_ns: int | None) -> None:
         stamp = rfc3339nano(time.time_ns() if now_ns is None else now_ns)
         fmt = self.format
-        self._append([fmt(stream, content, complete, stamp) for content, complete in pieces])
+        self._append(b"".join([fmt(stream, pieces, complete, stamp) for pieces, complete in runs]))
 
-    def format(self, stream: str, content: bytes, complete: bool, stamp: str) -> bytes:
+    def format(self, stream: str, pieces: list[bytes], complete: bool, stamp: str) -> bytes:
         raise NotImplementedError
 
-    def _append(self, records: list[bytes]) -> None:
-        self._write_all(b"".join(records))
+    def _append(self, blob: bytes) -> None:
+        self._write_all(blob)
 
     def _write_all(self, blob: bytes) -> None:
         view = memoryview(blob)
@@ -172,33 +201,36 @@ class LogWriter:
 
 
 class CriLog(LogWriter):
-    format = staticmethod(cri_line)
+    format = staticmethod(cri_run)
 
 
 class JsonFileLog(LogWriter):
     """Docker's json-file, rotated by size like Docker's max-size / max-file."""
 
-    format = staticmethod(json_line)
+    format = staticmethod(json_run)
 
     def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
         self.max_size = max(0, max_size)
         self.max_file = max(1, max_file)
         super().__init__(path)
 
-    def _append(self, records: list[bytes]) -> None:
-        if not self.max_size:
-            self._write_all(b"".join(records))
+    def _append(self, blob: bytes) -> None:
+        if not self.max_size or self.size + len(blob) <= self.max_size:
+            self._write_all(blob)
             return
+        # Rotation falls between records; a record holds no raw newline (JSON escapes it).
         batch: list[bytes] = []
         pending = 0
-        for record in records:
-            if self.size + pending + len(record) > self.max_size and self.size + pending > 0:
-                self._write_all(b"".join(batch))
+        for record in blob.split(b"\n")[:-1]:
+            size = len(record) + 1
+            if self.size + pending + size > self.max_size and self.size + pending > 0:
+                self._write_all(b"\n".join(batch) + b"\n" if batch else b"")
                 batch, pending = [], 0
                 self._rotate()
             batch.append(record)
-            pending += len(record)
-        self._write_all(b"".join(batch))
+            pending += size
+        if batch:
+            self._write_all(b"\n".join(batch) + b"\n")
 
     def _rotate(self) -> None:
         if self.max_file < 2:

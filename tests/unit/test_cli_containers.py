@@ -78,7 +78,7 @@ def test_run_flags_fill_the_create_request() -> None:
     ]
     assert req.has_cmd and list(req.cmd) == ["sh", "-c", "echo hi"]
     assert not req.has_entrypoint
-    assert req.pull_if_missing and req.platform == "linux/amd64"
+    assert not req.pull_if_missing and req.platform == "linux/amd64"  # the CLI pulls
     assert req.log_driver == "json-file" and dict(req.log_opts) == {"max-size": "10m"}
     assert req.restart_policy.name == "no"
 
@@ -454,6 +454,7 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self.exit_code = 0
         self.echo_stdin = False
         self.wait_for_cancel = False
+        self.hold_after_half_close = False
         self.inspect_doc: dict[str, Any] = {}
         self.copy_tar = b""
         self.copy_stat: dict[str, Any] = {}
@@ -532,6 +533,8 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
                     break
             else:
                 self.events.append("detached")  # input ended without close_stdin
+                if self.hold_after_half_close:
+                    await asyncio.Event().wait()  # until the client cancels
                 return
             if self.echo_stdin:
                 yield pb.StdioOutput(stdout=bytes(self.stdin))
@@ -798,11 +801,18 @@ def attachable(daemon: FakeDaemon) -> None:
     daemon.engine.wait_for_cancel = True
 
 
+@pytest.mark.parametrize("daemon_ends_call", [True, False])
 def test_attach_detaches_on_the_keys_and_restores_the_terminal(
-    daemon: FakeDaemon, pty_stdin: tuple[int, int], capsys: pytest.CaptureFixture[str]
+    daemon: FakeDaemon,
+    pty_stdin: tuple[int, int],
+    capsys: pytest.CaptureFixture[str],
+    daemon_ends_call: bool,
 ) -> None:
     master, slave = pty_stdin
     attachable(daemon)
+    # Either way the keys typed before the sequence arrive; a daemon that keeps the call
+    # open after our half-close gets cancelled.
+    daemon.engine.hold_after_half_close = not daemon_ends_call
     before = termios.tcgetattr(slave)
 
     def type_keys() -> None:

@@ -16,8 +16,9 @@ from runtimed_shim.logs import (  # noqa: E402
     JsonFileLog,
     LineSplitter,
     cri_line,
-    json_escape,
+    cri_run,
     json_line,
+    json_run,
     rfc3339nano,
 )
 
@@ -32,13 +33,17 @@ def test_rfc3339nano_trims_trailing_zeros_like_go() -> None:
     assert rfc3339nano(SECOND * 10**9) == "2024-03-01T12:34:56Z"
 
 
+def _pieces(runs: list[tuple[list[bytes], bool]]) -> list[tuple[bytes, bool]]:
+    return [(piece, complete) for pieces, complete in runs for piece in pieces]
+
+
 def test_splitter_gives_the_same_lines_however_output_was_chunked() -> None:
     data = b"one\ntwo\n" + b"x" * (MAX_LINE * 2 + 5) + b"\ntail"
     whole = LineSplitter()
-    expected = whole.feed(data) + whole.flush()
+    expected = _pieces(whole.feed(data) + whole.flush())
     bytewise = LineSplitter()
-    got = [piece for i in range(len(data)) for piece in bytewise.feed(data[i : i + 1])]
-    assert got + bytewise.flush() == expected
+    got = [p for i in range(len(data)) for p in _pieces(bytewise.feed(data[i : i + 1]))]
+    assert got + _pieces(bytewise.flush()) == expected
     assert expected == [
         (b"one", True),
         (b"two", True),
@@ -51,8 +56,8 @@ def test_splitter_gives_the_same_lines_however_output_was_chunked() -> None:
 
 def test_splitter_keeps_empty_lines_and_holds_an_unfinished_one() -> None:
     s = LineSplitter()
-    assert s.feed(b"\n\nabc") == [(b"", True), (b"", True)]
-    assert s.feed(b"def\n") == [(b"abcdef", True)]
+    assert _pieces(s.feed(b"\n\nabc")) == [(b"", True), (b"", True)]
+    assert _pieces(s.feed(b"def\n")) == [(b"abcdef", True)]
     assert s.flush() == []
 
 
@@ -74,6 +79,14 @@ def test_json_line_has_docker_key_order_and_newline_rule() -> None:
     )
 
 
+def json_escape(content: bytes) -> str:
+    """The escaped text of a partial record's "log" field, as the writer makes it."""
+    record = json_line("stdout", content, False, "T").decode()
+    head, tail = '{"log":"', '","stream":"stdout","time":"T"}\n'
+    assert record.startswith(head) and record.endswith(tail)
+    return record[len(head) : -len(tail)]
+
+
 def test_json_escaping_is_go_html_safe() -> None:
     assert json_escape(b"<a href='x'>&</a>") == "\\u003ca href='x'\\u003e\\u0026\\u003c/a\\u003e"
     assert json_escape(b'quote " back \\ tab \t cr \r') == ('quote \\" back \\\\ tab \\t cr \\r')
@@ -82,6 +95,18 @@ def test_json_escaping_is_go_html_safe() -> None:
     # UTF-8 stays as is; every byte that is not valid UTF-8 becomes one \ufffd.
     assert json_escape("grüß 日本 \ufffd".encode()) == "grüß 日本 \ufffd"
     assert json_escape(b"a\xffb\xe2\x82c") == "a\\ufffdb\\ufffd\\ufffdc"
+
+
+def test_a_run_of_records_equals_its_records_one_by_one() -> None:
+    stamp = "2024-03-01T12:34:56.5Z"
+    pieces = [b"plain", b"", b'<"esc">\t\xff', "ünï \u2028".encode()]
+    for complete in (True, False):
+        assert json_run("stdout", pieces, complete, stamp) == b"".join(
+            json_line("stdout", p, complete, stamp) for p in pieces
+        )
+        assert cri_run("stderr", pieces, complete, stamp) == b"".join(
+            cri_line("stderr", p, complete, stamp) for p in pieces
+        )
 
 
 def test_json_lines_parse_back_to_the_original_text() -> None:
