@@ -66,6 +66,12 @@ class DataLoss(RuntimedError):
     code = "DATA_LOSS"
 
 
+class DeadlineExceeded(RuntimedError):
+    """The operation ran out of the time it was given (an exec's timeout)."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
 class Unimplemented(RuntimedError):
     """The operation exists in the API but this daemon does not provide it yet."""
 

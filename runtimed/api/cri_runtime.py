@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
@@ -18,7 +19,15 @@ from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.core.containers import CreateRequest
 from runtimed.core.model import Container, RestartPolicy, Sandbox, Status
 from runtimed.core.sandboxes import PodRequest
-from runtimed.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from runtimed.core.shim_client import EXIT, STDERR, STDOUT
+from runtimed.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from runtimed.gen.runtime.v1 import api_pb2_grpc
 from runtimed.oci.spec import BindMount
@@ -412,27 +421,27 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     async def ExecSync(self, request: cri.ExecSyncRequest, context: Any) -> cri.ExecSyncResponse:
         container = self._container(request.container_id)
-        stream = await self.containers.exec(container.id, list(request.cmd))
+        exec_id = secrets.token_hex(8)
+        stream = await self.containers.exec(container.id, list(request.cmd), exec_id=exec_id)
         out, err = bytearray(), bytearray()
-        exit_code = 0
 
         async def pump() -> int:
-            while True:
-                kind, data = await stream.read()
-                if kind == "stdout":
+            while (frame := await stream.read()) is not None:
+                kind, data = frame
+                if kind == STDOUT:
                     out.extend(data)
-                elif kind == "stderr":
+                elif kind == STDERR:
                     err.extend(data)
-                elif kind == "exit":
-                    return int(json.loads(data).get("exit_code", 0))
-                else:
-                    return 0
+                elif kind == EXIT:
+                    return int(json.loads(data or b"{}").get("exit_code") or 0)
+            raise Unavailable(f"the shim of {container.id} went away during exec")
 
         try:
             timeout = request.timeout if request.timeout > 0 else None
             exit_code = await asyncio.wait_for(pump(), timeout)
         except TimeoutError:
-            raise FailedPrecondition(
+            await self.containers.kill_exec(container.id, exec_id)
+            raise DeadlineExceeded(
                 f"command {list(request.cmd)!r} timed out after {request.timeout}s"
             ) from None
         finally:

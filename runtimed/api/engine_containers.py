@@ -19,7 +19,7 @@ from runtimed.core.containers import CreateRequest
 from runtimed.core.copy import copy_from_container, copy_to_container
 from runtimed.core.logs import parse_since, read_logs
 from runtimed.core.model import Container, Status
-from runtimed.core.shim_client import AttachStream
+from runtimed.core.shim_client import EXIT, STDERR, STDOUT, AttachStream
 from runtimed.core.top import top
 from runtimed.errors import InvalidArgument, NotFound
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# Frame kinds of the shim's attach stream.
-STDOUT, STDERR, EXIT = 1, 2, 5
 COPY_CHUNK = 256 * 1024
 
 

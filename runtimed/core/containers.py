@@ -635,6 +635,7 @@ class ContainerService:
         working_dir: str = "",
         tty: bool = False,
         stdin: bool = False,
+        exec_id: str = "",
     ) -> AttachStream:
         container = self._running_or_fail(ref)
         if not args:
@@ -646,8 +647,12 @@ class ContainerService:
             build_exec_process, base, args, list(env or []), user, working_dir, tty, rootfs
         )
         return await self.shim(container).exec(
-            process, tty=tty, stdin=stdin, exec_id=secrets.token_hex(8)
+            process, tty=tty, stdin=stdin, exec_id=exec_id or secrets.token_hex(8)
         )
+
+    async def kill_exec(self, ref: str, exec_id: str, signal: int = SIGKILL) -> None:
+        with contextlib.suppress(Unavailable, FailedPrecondition):
+            await self.shim(self.get(ref)).kill_exec(exec_id, signal)
 
     async def reopen_log(self, ref: str) -> None:
         container = self._running_or_fail(ref)

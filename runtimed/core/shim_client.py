@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -322,22 +323,33 @@ class ShimLauncher:
         """
         if not config.get("id"):
             raise InvalidArgument("shim config needs the container id")
-        await self.ensure()
-        try:
-            answer = await self._request({"op": "spawn", "config": config}, SPAWN_TIMEOUT)
-        except (OSError, TimeoutError) as exc:
-            raise Unavailable(f"the shim launcher failed: {exc}") from None
+        for attempt in range(2):
+            await self.ensure()
+            try:
+                answer = await self._request({"op": "spawn", "config": config}, SPAWN_TIMEOUT)
+                break
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                # Gone between ensure() and connect: nothing was asked yet, so ask again.
+                if attempt:
+                    raise Unavailable(f"the shim launcher is unreachable: {exc}") from None
+            except (OSError, TimeoutError) as exc:
+                raise Unavailable(f"the shim launcher failed: {exc}") from None
         if not answer.get("ok"):
             raise FailedPrecondition(f"OCI runtime create failed: {answer.get('error')}")
         return int(answer["shim_pid"]), int(answer["pid"])
 
     async def stop(self) -> None:
-        """Stop the launcher (tests, uninstall); shims keep running."""
+        """Stop the launcher (tests, uninstall), also one an earlier run left; shims go on."""
         async with self._lock:
             proc, self._proc = self._proc, None
             if proc is not None:
                 proc.terminate()
                 await asyncio.to_thread(proc.wait)
+                return
+            pid = await self.ping()
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
 
 
 def _package_parent() -> Path:

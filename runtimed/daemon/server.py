@@ -35,7 +35,6 @@ from runtimed.images.service import ImageService
 from runtimed.oci.runtime import OciRuntime, detect_runtime
 from runtimed.rootless import userns
 from runtimed.snapshots import Snapshotter, select_snapshotter
-from runtimed.store.atomicfile import write_atomic
 from runtimed.store.containers import ContainerRecords
 from runtimed.store.content import ContentStore
 from runtimed.store.metadata import MetadataStore
@@ -88,7 +87,11 @@ class Runtime:
         snapshotter = select_snapshotter(config.storage_driver, data / "snapshots")
         oci_runtime = detect_runtime(config.runtime)
         records = ContainerRecords(metadata)
-        launcher = ShimLauncher(socket=config.run_dir / "shim-launcher.sock")
+        # The launcher also holds our namespaces: a restarted daemon finds it by its pid file.
+        launcher = ShimLauncher(
+            socket=config.run_dir / "shim-launcher.sock",
+            pid_file=config.run_dir / userns.HOLDER_PID_FILE,
+        )
         containers = ContainerService(
             records=records,
             images=images,
@@ -120,9 +123,7 @@ class Runtime:
 
     async def start(self) -> None:
         """Bring up the shim launcher (it also holds our namespaces) and find every shim."""
-        pid = await self.launcher.ensure()
-        # Recorded after start: a restarted daemon joins this process's namespaces.
-        write_atomic(self.config.run_dir / userns.HOLDER_PID_FILE, f"{pid}\n".encode())
+        await self.launcher.ensure()
         await self.containers.restore()
 
     async def aclose(self) -> None:

@@ -178,7 +178,8 @@ class Launcher:
 
     def _become_shim(self, config: dict[str, Any], report_fd: int) -> NoReturn:
         """In the grandchild: shed everything of the launcher's, then be the shim."""
-        pass
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        set_name("runtimed-shim")
         self.loop.close()
         self.server.close()
         for conn in self.conns.values():
@@ -213,8 +214,15 @@ def _parse(argv: list[str]) -> tuple[str, str | None]:
     return socket_path, pid_file
 
 
+def set_name(name: str) -> None:
+    """What ps and top show (both launcher and shims run the launcher's command line)."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as f:
+        f.write(name[:15])
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     socket_path, pid_file = _parse(sys.argv[1:] if argv is None else argv)
+    set_name("shim-launcher")
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     os.chdir("/")

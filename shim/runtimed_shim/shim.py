@@ -21,6 +21,7 @@ from runtimed_shim.client import Client
 from runtimed_shim.console import ConsoleSocket, set_size
 from runtimed_shim.execs import ExecError, ExecSession
 from runtimed_shim.exitfile import exit_code, oom_kills, reason_for, write_atomic, write_json_atomic
+from runtimed_shim.host import descendants, remove_tree
 from runtimed_shim.logs import LogWriter, NoLog, open_log
 from runtimed_shim.loop import Loop
 from runtimed_shim.procio import ProcessIo
@@ -45,6 +46,7 @@ CONSOLE_SOCKET = "console.sock"
 PID_FILE = "shim.pid"
 CONTAINER_PID_FILE = "container.pid"
 ERROR_LOG = "shim.log"
+MAX_LOGGED_ERRORS = 100  # a bug that repeats must not fill the disk
 CREATE_TIMEOUT = 120.0
 STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 
@@ -93,6 +95,7 @@ class Shim:
         self.execs: dict[int, ExecSession] = {}  # by crun exec pid
         self.exec_ids: dict[str, ExecSession] = {}
         self.deleted = False
+        self.errors = 0
 
     # -- create ----------------------------------------------------------------
 
@@ -102,61 +105,18 @@ class Shim:
         # Relative socket names from here stay short whatever the state dir's length.
         os.chdir(self.state_dir)
         self._install_signals()
-        try:
-            self.log = open_log(self.log_config)
-        except OSError as exc:
-            raise ShimError(
-                f"cannot open the container log {self.log_config.get('path')}: {exc.strerror}"
-            ) from None
-        except ValueError as exc:
-            raise ShimError(str(exc)) from None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(CONTAINER_PID_FILE)
-
-        console: ConsoleSocket | None = None
-        child: list[int] = []  # fds that only crun keeps
+        self._open_log()
         # crun resolves --pid-file after moving into the bundle: it must be absolute.
         pid_file = os.path.join(self.state_dir, CONTAINER_PID_FILE)
-        args = ["create", "--bundle", self.bundle, "--pid-file", pid_file]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pid_file)
+        console = ConsoleSocket(CONSOLE_SOCKET) if self.tty else None
         try:
-            err_r, err_w = os.pipe()
-            child.append(err_w)
-            if self.tty:
-                console = ConsoleSocket(CONSOLE_SOCKET)
-                args += ["--console-socket", self._console_arg()]
-                stdio = (devnull(), devnull(), err_w)
-            else:
-                out_r, out_w = os.pipe()
-                child.append(out_w)
-                stdin = devnull()
-                if self.stdin:
-                    in_r, in_w = os.pipe()
-                    child.append(in_r)
-                    self.io.set_stdin(in_w)
-                    stdin = in_r
-                stdio = (stdin, out_w, err_w)
-            crun = spawn(self.runtime.argv(*args, self.id), *stdio)
-        except BaseException:
-            if console is not None:
-                console.close()
-            raise
-        finally:
-            for fd in child:
-                os.close(fd)
-
-        code = self._wait_create(crun)
-        if code != 0:
-            # Without a tty crun's stderr is the container's: nothing else wrote to it yet.
-            os.set_blocking(err_r, False)
-            try:
-                err = os.read(err_r, 65536)
-            except OSError:
-                err = b""
-            if console is not None:
-                console.close()
-            self.runtime.run("delete", "--force", self.id)
-            raise ShimError(error_text(err, code))
-        try:
+            crun, out_r, err_r = self._spawn_create(pid_file, console)
+            code = self._wait_create(crun)
+            if code != 0:
+                # Without a tty crun's stderr is the container's: nothing else wrote to it yet.
+                raise ShimError(error_text(_read_ready(err_r), code))
             with open(pid_file) as f:
                 self.pid = int(f.read().strip())
             if console is not None:
@@ -172,13 +132,48 @@ class Shim:
             self.oom_before = oom_kills(self.cgroup_path)
             self._listen()
         except BaseException:
-            # Created but unusable: a container nobody can reach must not linger.
+            # Half made, or made but unreachable: no container may linger without its shim.
             self.runtime.run("delete", "--force", self.id)
             raise
         finally:
             if console is not None:
                 console.close()
         return {"ok": True, "shim_pid": os.getpid(), "pid": self.pid}
+
+    def _open_log(self) -> None:
+        try:
+            self.log = open_log(self.log_config)
+        except OSError as exc:
+            path = self.log_config.get("path")
+            raise ShimError(f"cannot open the container log {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ShimError(str(exc)) from None
+
+    def _spawn_create(self, pid_file: str, console: ConsoleSocket | None) -> tuple[int, int, int]:
+        """Start crun create with the container's stdio; returns (pid, stdout_r, stderr_r)."""
+        args = ["create", "--bundle", self.bundle, "--pid-file", pid_file]
+        child: list[int] = []  # ends only crun (and then the container) keeps
+        out_r = -1
+        try:
+            err_r, err_w = os.pipe()
+            child.append(err_w)
+            if console is not None:
+                args += ["--console-socket", self._console_arg()]
+                stdio = (devnull(), devnull(), err_w)
+            else:
+                out_r, out_w = os.pipe()
+                child.append(out_w)
+                stdin = devnull()
+                if self.stdin:
+                    in_r, in_w = os.pipe()
+                    child.append(in_r)
+                    self.io.set_stdin(in_w)
+                    stdin = in_r
+                stdio = (stdin, out_w, err_w)
+            return spawn(self.runtime.argv(*args, self.id), *stdio), out_r, err_r
+        finally:
+            for fd in child:
+                os.close(fd)
 
     def _listen(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -363,7 +358,7 @@ class Shim:
             raise ShimError(f"invalid signal {sig}")
         if self.status == "exited":
             raise ShimError(f"container {self.id} is not running")
-        targets = _descendants(self.pid) if request.get("all") else []
+        targets = descendants(self.pid) if request.get("all") else []
         for pid in [self.pid, *targets]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -466,58 +461,21 @@ class Shim:
     # -- diagnostics -----------------------------------------------------------
 
     def _log_exception(self) -> None:
+        self.errors += 1
+        if self.errors > MAX_LOGGED_ERRORS:
+            return
         import traceback  # only on the error path: keeps every shim smaller
 
         with contextlib.suppress(OSError), open(ERROR_LOG, "a") as f:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {traceback.format_exc()}\n")
 
 
-def _descendants(root: int) -> list[int]:
-    """Processes below `root`, from /proc: without cgroups, the container's process tree."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: parse after the last ')'.
-        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(name))
-    found: list[int] = []
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def remove_tree(path: str) -> None:
-    """Remove a directory tree without crossing into mounts (a rootfs could be one)."""
+def _read_ready(fd: int) -> bytes:
+    os.set_blocking(fd, False)
     try:
-        top = os.lstat(path)
-    except FileNotFoundError:
-        return
-
-    def walk(directory: str) -> None:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                with contextlib.suppress(OSError):
-                    st = entry.stat(follow_symlinks=False)
-                    if entry.is_dir(follow_symlinks=False):
-                        if st.st_dev != top.st_dev:
-                            continue
-                        walk(entry.path)
-                        os.rmdir(entry.path)
-                    else:
-                        os.unlink(entry.path)
-
-    with contextlib.suppress(OSError):
-        walk(path)
-        os.rmdir(path)
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
 
 
 def run(config: dict[str, Any], report_fd: int) -> NoReturn:

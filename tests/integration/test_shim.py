@@ -120,7 +120,11 @@ class Env:
         self.data = Path(scratch) / "data"
         self.data.mkdir(parents=True)
         self.crun_root = self.run / "crun"
-        self.launcher = ShimLauncher(socket=self.run / "shim-launcher.sock", shim_path=SHIM_DIR)
+        self.launcher = ShimLauncher(
+            socket=self.run / "shim-launcher.sock",
+            shim_path=SHIM_DIR,
+            pid_file=self.run / "ns-holder.pid",
+        )
         self.containers: list[Ctr] = []
 
     async def create(
@@ -161,19 +165,37 @@ class Env:
     async def cleanup(self) -> None:
         from runtimed.errors import RuntimedError
 
+        await self.launcher.stop()
         for ctr in self.containers:
+            if not ctr.state_dir.exists():
+                continue  # deleted by the test: the shim removed its state dir
             with contextlib.suppress(RuntimedError):
                 await ctr.client.kill(signal.SIGKILL, all_processes=True)
             with contextlib.suppress(RuntimedError, TimeoutError):
-                await asyncio.wait_for(ctr.client.wait(), 10)
-            with contextlib.suppress(RuntimedError):
+                await asyncio.wait_for(ctr.client.wait(), 3)
+            try:
                 await ctr.client.delete()
-            # Last resort, so no process outlives the test whatever failed above.
-            for pid in (ctr.shim_pid, ctr.pid):
-                with contextlib.suppress(OSError):
-                    if pid:
-                        os.kill(pid, signal.SIGKILL)
-        await self.launcher.stop()
+            except RuntimedError:
+                _kill_leftovers(ctr)
+
+
+def _kill_leftovers(ctr: Ctr) -> None:
+    """Last resort when a shim did not clean up: kill it and its container, checking first
+    that the pids still name them (a pid may have been reused)."""
+
+    def stat(pid: int) -> list[bytes]:
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            return []
+        return [raw[raw.index(b"(") + 1 : raw.rindex(b")")], *raw[raw.rindex(b")") + 2 :].split()]
+
+    shim = stat(ctr.shim_pid)
+    if shim and shim[0] == b"runtimed-shim":
+        os.kill(ctr.shim_pid, signal.SIGKILL)
+    init = stat(ctr.pid)
+    if init and int(init[2]) in (ctr.shim_pid, 1):
+        os.kill(ctr.pid, signal.SIGKILL)
 
 
 def scenario(body: Any) -> Any:
@@ -183,7 +205,8 @@ def scenario(body: Any) -> Any:
         async def main() -> None:
             env = Env(scratch, rootfs)
             try:
-                await asyncio.wait_for(body(env), 45)
+                # Well inside run_scenario's 60 s, so cleanup always gets its turn.
+                await asyncio.wait_for(body(env), 30)
             finally:
                 await env.cleanup()
 
@@ -283,9 +306,10 @@ def test_output_lands_in_both_log_formats_exactly(tmp_path: Path, rootfs: Path) 
 
 @scenario
 async def scenario_exit_codes(env: Env) -> None:
-    ok = await env.create(["true"])
-    fail = await env.create(["sh", "-c", "exit 1"])
-    killed = await env.create(["sleep", "1000"])
+    # Spawned concurrently: the launcher serves several at once.
+    ok, fail, killed = await asyncio.gather(
+        env.create(["true"]), env.create(["sh", "-c", "exit 1"]), env.create(["sleep", "1000"])
+    )
     for ctr in (ok, fail, killed):
         assert (await ctr.client.state())["status"] == "created"
         await ctr.client.start()
@@ -440,6 +464,8 @@ async def scenario_launcher_death(env: Env) -> None:
     ctr = await env.create(["sh", "-c", "while true; do echo tick; sleep 0.05; done"])
     await ctr.client.start()
     launcher_pid = await env.launcher.ensure()
+    assert (env.run / "ns-holder.pid").read_text().strip() == str(launcher_pid)
+    assert Path(f"/proc/{ctr.shim_pid}/comm").read_text().strip() == "runtimed-shim"
     os.kill(launcher_pid, signal.SIGKILL)
     assert gone(launcher_pid)
     size = ctr.log.stat().st_size
@@ -449,6 +475,15 @@ async def scenario_launcher_death(env: Env) -> None:
     stream = await ctr.client.attach(stdin=False, stdout=True, stderr=True)
     assert b"tick\n" in (await collect(stream, until=b"tick\n"))[STDOUT]
     await stream.close()
+    # CRI ReopenContainerLog: after a rename the log goes on in a new file.
+    rotated = ctr.log.with_name(ctr.log.name + ".1")
+    ctr.log.rename(rotated)
+    await ctr.client.reopen_log()
+    await asyncio.sleep(0.3)
+    assert json.loads(ctr.log.read_text().splitlines()[0])["log"] == "tick\n"
+    size = rotated.stat().st_size
+    await asyncio.sleep(0.2)
+    assert rotated.stat().st_size == size, "still writing to the renamed file"
     # A new launcher serves new containers next to the old ones.
     other = await env.create(["true"])
     assert await env.launcher.ensure() != launcher_pid

@@ -1,0 +1,54 @@
+"""Facts from /proc and careful file removal."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+
+def descendants(root: int) -> list[int]:
+    """Processes below `root`, from /proc: without cgroups, the container's process tree."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: parse after the last ')'.
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def remove_tree(path: str) -> None:
+    """Remove a directory tree without crossing into mounts (a rootfs could be one)."""
+    try:
+        top = os.lstat(path)
+    except FileNotFoundError:
+        return
+
+    def walk(directory: str) -> None:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    if entry.is_dir(follow_symlinks=False):
+                        if st.st_dev != top.st_dev:
+                            continue
+                        walk(entry.path)
+                        os.rmdir(entry.path)
+                    else:
+                        os.unlink(entry.path)
+
+    with contextlib.suppress(OSError):
+        walk(path)
+        os.rmdir(path)
