@@ -300,11 +300,18 @@ class ContainerService:
 
     async def start(self, ref: str) -> Container:
         container = self.get(ref)
-        async with self._lock(container.id):
-            container = self.get(container.id)
-            if container.running:
-                return container
-            await self._start_locked(container)
+        try:
+            async with self._lock(container.id):
+                container = self.get(container.id)
+                if container.running:
+                    return container
+                await self._start_locked(container)
+        except Exception:
+            # docker run --rm leaves nothing behind, not even when the start fails.
+            if container.config.auto_remove:
+                with contextlib.suppress(Exception):
+                    await self.remove(container.id, force=True)
+            raise
         return container
 
     async def _start_locked(self, container: Container) -> None:
@@ -377,7 +384,8 @@ class ContainerService:
 
     def _monitor(self, container: Container) -> None:
         old = self._monitors.get(container.id)
-        if old is not None and not old.done():
+        # A restart policy restarts from inside the old monitor: that one is finishing.
+        if old is not None and not old.done() and old is not asyncio.current_task():
             return
         self._monitors[container.id] = asyncio.create_task(
             self._follow(container.id), name=f"monitor-{container.id[:12]}"
