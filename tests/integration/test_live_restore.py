@@ -1,0 +1,111 @@
+"""kill -9 of the daemon loses nothing: containers run on, logs grow, exits are kept."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import Daemon
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate, timeout: float = 15.0, what: str = "condition") -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def state(daemon: Daemon, name: str) -> dict:
+    return json.loads(daemon.ok("inspect", name).stdout)[0]["State"]
+
+
+def test_containers_outlive_a_killed_daemon() -> None:
+    d = Daemon()
+    try:
+        d.start()
+        tarball = d.root / "bb.tar"
+        subprocess.run([str(ROOT / "deploy" / "make-busybox-rootfs.sh"), str(tarball)], check=True)
+        d.ok("import", str(tarball), "bb:restore")
+        d.ok(
+            "run",
+            "-d",
+            "--name",
+            "counter",
+            "bb:restore",
+            "sh",
+            "-c",
+            "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done",
+        )
+        d.ok("run", "-d", "--name", "short", "bb:restore", "sh", "-c", "sleep 1; exit 42")
+        d.ok("run", "-d", "--name", "again", "--restart", "always", "bb:restore", "sleep", "1000")
+        log_path = Path(json.loads(d.ok("inspect", "counter").stdout)[0]["LogPath"])
+        wait_for(lambda: log_path.exists() and log_path.stat().st_size > 0, what="first log line")
+        pid_before = state(d, "counter")["Pid"]
+
+        d.kill9()
+        size_at_kill = log_path.stat().st_size
+        time.sleep(1.5)  # `short` exits while no daemon is there
+        assert log_path.stat().st_size > size_at_kill, "the log stopped growing without a daemon"
+
+        d.start()
+        counter = state(d, "counter")
+        assert counter["Running"] and counter["Pid"] == pid_before
+        short = state(d, "short")
+        assert short["Status"] == "exited" and short["ExitCode"] == 42
+        assert state(d, "again")["Running"]
+        # The restarted daemon still controls what it found.
+        assert d.ok("exec", "counter", "echo", "reachable").stdout == "reachable\n"
+        lines = d.ok("logs", "--tail", "1", "counter").stdout
+        assert int(lines.strip()) > 10
+        d.ok("stop", "-t", "0", "counter")
+        assert state(d, "counter")["ExitCode"] == 137
+    finally:
+        d.cleanup()
+
+
+def test_restart_always_after_daemon_restart() -> None:
+    d = Daemon()
+    try:
+        d.start()
+        tarball = d.root / "bb.tar"
+        subprocess.run([str(ROOT / "deploy" / "make-busybox-rootfs.sh"), str(tarball)], check=True)
+        d.ok("import", str(tarball), "bb:restore")
+        d.ok(
+            "run",
+            "-d",
+            "--name",
+            "svc",
+            "--restart",
+            "unless-stopped",
+            "bb:restore",
+            "sh",
+            "-c",
+            "sleep 0.5; exit 1",
+        )
+        d.ok(
+            "run",
+            "-d",
+            "--name",
+            "halted",
+            "--restart",
+            "unless-stopped",
+            "bb:restore",
+            "sleep",
+            "1000",
+        )
+        d.ok("stop", "-t", "0", "halted")
+        d.kill9()
+        time.sleep(1.0)  # svc exits while the daemon is away
+        d.start()
+        wait_for(lambda: state(d, "svc")["Running"], what="svc restarted by the new daemon")
+        assert not state(d, "halted")["Running"]  # manually stopped: stays stopped
+    finally:
+        d.cleanup()
