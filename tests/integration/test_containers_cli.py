@@ -323,3 +323,20 @@ def test_prune_removes_only_stopped(daemon: Daemon, image: str, cleanup: list[st
     assert "Deleted Containers:" in out
     names = daemon.ok("ps", "-a", "--format", "{{.Names}}").out_lines
     assert "keeper" in names and "done1" not in names
+
+
+def test_bad_input_changes_nothing(daemon: Daemon, image: str) -> None:
+    before = daemon.ok("ps", "-a", "-q").stdout
+    missing = daemon.ctl("run", "--pull", "never", "nosuch/image:1", "true")
+    assert missing.returncode == 125 and "No such image" in missing.stderr
+    bad_policy = daemon.ctl("run", "--restart", "sometimes", image, "true")
+    assert bad_policy.returncode == 125 and "restart policy" in bad_policy.stderr
+    bad_name = daemon.ctl("run", "--name", "bad name!", image, "true")
+    assert bad_name.returncode == 125 and "Invalid container name" in bad_name.stderr
+    bad_bind = daemon.ctl("run", "-v", "/no/such/dir:/x", image, "true")
+    assert bad_bind.returncode == 125 and "does not exist" in bad_bind.stderr
+    unknown_flag = daemon.ctl("run", "--no-such-flag", image, "true")
+    assert unknown_flag.returncode != 0 and "--no-such-flag" in unknown_flag.stderr
+    assert daemon.ctl("start", "ghost").returncode == 1
+    assert "No such container: ghost" in daemon.ctl("stop", "ghost").stderr
+    assert daemon.ok("ps", "-a", "-q").stdout == before
