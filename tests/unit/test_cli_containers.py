@@ -25,22 +25,17 @@ import pytest
 
 from runtimed.cli import format as fmt_module
 from runtimed.cli.client import CliError
-from runtimed.cli.containers import (
-    LogPrinter,
+from runtimed.cli.cp import extract_archive, split_cp_arg, stat_is_dir
+from runtimed.cli.main import build_parser, main
+from runtimed.cli.psformat import LogPrinter, ellipsis, format_ps, go_quote, ps_row, rfc3339_nano
+from runtimed.cli.runflags import (
     build_create_request,
-    ellipsis,
-    format_ps,
-    go_quote,
     parse_env,
     parse_env_file,
     parse_restart_policy,
     parse_volume,
     parse_volumes,
-    ps_row,
-    rfc3339_nano,
 )
-from runtimed.cli.cp import extract_archive, split_cp_arg, stat_is_dir
-from runtimed.cli.main import build_parser, main
 from runtimed.cli.stdio import DetachScanner, parse_detach_keys
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
