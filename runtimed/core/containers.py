@@ -511,8 +511,11 @@ class ContainerService:
 
     async def stop(self, ref: str, *, timeout: int | None = None, signal: str = "") -> Container:
         container = self.get(ref)
-        container.state.manually_stopped = True
-        await self._save(container)
+        # Under the lock: a restart policy starting it right now must see this.
+        async with self._lock(container.id):
+            container = self.get(container.id)
+            container.state.manually_stopped = True
+            await self._save(container)
         if not container.running:
             return container
         sig = parse_signal(signal or container.config.stop_signal or "SIGTERM")
@@ -561,9 +564,11 @@ class ContainerService:
                     f'cannot remove container "/{container.name}": container is running: '
                     "stop the container before removing or force remove"
                 )
-            container.state.manually_stopped = True
-            await self._save(container)
-            with contextlib.suppress(Unavailable):
+            async with self._lock(container.id):
+                container = self.get(container.id)
+                container.state.manually_stopped = True
+                await self._save(container)
+            with contextlib.suppress(Unavailable, FailedPrecondition):
                 await self.shim(container).kill(SIGKILL, all_processes=True)
             with contextlib.suppress(TimeoutError):
                 await self.wait_exit(container.id, timeout=30)
