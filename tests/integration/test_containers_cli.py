@@ -340,3 +340,32 @@ def test_bad_input_changes_nothing(daemon: Daemon, image: str) -> None:
     assert daemon.ctl("start", "ghost").returncode == 1
     assert "No such container: ghost" in daemon.ctl("stop", "ghost").stderr
     assert daemon.ok("ps", "-a", "-q").stdout == before
+
+
+def test_file_bind_start_attach_restart_and_since(
+    daemon: Daemon, image: str, tmp_path: Path, cleanup: list[str]
+) -> None:
+    conf = tmp_path / "app.conf"
+    conf.write_text("setting=1\n")
+    os.chmod(tmp_path, 0o755)
+    cleanup += ["attached", "bounce"]
+    daemon.ok(
+        "create",
+        "--name",
+        "attached",
+        "-v",
+        f"{conf}:/etc/app.conf:ro",
+        image,
+        "cat",
+        "/etc/app.conf",
+    )
+    started = daemon.ok("start", "-a", "attached")
+    assert started.stdout == "setting=1\n"
+    daemon.ok("run", "-d", "--name", "bounce", image, "sh", "-c", "echo boot; sleep 100")
+    first_pid = inspect(daemon, "bounce")["State"]["Pid"]
+    daemon.ok("restart", "-t", "0", "bounce")
+    state = inspect(daemon, "bounce")["State"]
+    assert state["Running"] and state["Pid"] != first_pid
+    wait_for(lambda: daemon.ok("logs", "bounce").stdout == "boot\nboot\n", what="second boot")
+    assert daemon.ok("logs", "--since", "2999-01-01T00:00:00Z", "bounce").stdout == ""
+    assert daemon.ok("logs", "--until", "2000-01-01T00:00:00Z", "bounce").stdout == ""
