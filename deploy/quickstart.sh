@@ -2,7 +2,7 @@
 # From a fresh Debian 12 machine to a running rootless runtimed (run as root):
 # prepares the host, installs runtimed for an unprivileged user, starts the
 # daemon as that user, imports a busybox image built locally (offline) and
-# lists it. The daemon is stopped at the end; the last line says how to use it.
+# lists it and runs a container. The daemon is stopped at the end; the last line says how to use it.
 set -euo pipefail
 user="${RUNTIMED_USER:-runtimed-test}"
 stage="${RUNTIMED_DIR:-/var/tmp/runtimed-demo}"
@@ -23,6 +23,7 @@ as_user bash -euo pipefail -c '
   runtimectl import -c "CMD [\"/bin/sh\"]" "$STAGE/busybox-rootfs.tar" busybox:local
   runtimectl images
   runtimectl image inspect --format "{{.Id}} {{json .Config.Cmd}}" busybox:local
+  runtimectl run --rm busybox:local sh -c "echo hello from \$(hostname) as \$(id -un)"
 '
 echo
 echo "Done. To use it yourself:  su - $user;  export PATH=$stage/venv/bin:\$PATH;  runtimed &"

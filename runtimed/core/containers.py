@@ -696,6 +696,20 @@ class ContainerService:
                     asyncio.create_task(self._after_exit(container.id, daemon_starting=True))
         log.info("containers_restored", count=len(self.list()))
 
+    async def release_idle_shims(self) -> bool:
+        """At a clean shutdown: shims of stopped containers go (their exits are recorded).
+
+        Returns True when no container is running, so nothing needs our namespaces.
+        """
+        idle = True
+        for container in self.list():
+            if container.running:
+                idle = False
+                continue
+            with contextlib.suppress(Unavailable, FailedPrecondition):
+                await self.shim(container).delete()
+        return idle
+
     async def aclose(self) -> None:
         for task in self._monitors.values():
             task.cancel()

@@ -128,6 +128,11 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.containers.aclose()
+        if await self.containers.release_idle_shims():
+            # Nothing runs: the namespaces need no keeper until the next start.
+            await self.launcher.stop()
+            with contextlib.suppress(FileNotFoundError):
+                (self.config.run_dir / userns.HOLDER_PID_FILE).unlink()
         await self.registry.aclose()
         self.metadata.close()
 
