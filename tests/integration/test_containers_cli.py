@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import Daemon
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -22,10 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def image(daemon: Daemon) -> str:
     """busybox with every applet as a hard link, imported from a local tarball."""
-    tarball = daemon.root / "busybox-rootfs.tar"
-    subprocess.run([str(ROOT / "deploy" / "make-busybox-rootfs.sh"), str(tarball)], check=True)
-    daemon.ok("import", "-c", 'CMD ["/bin/sh"]', str(tarball), "bb:test")
-    return "bb:test"
+    return daemon.import_busybox("bb:test")
 
 
 @pytest.fixture
@@ -38,13 +35,6 @@ def cleanup(daemon: Daemon) -> Iterator[list[str]]:
 
 def inspect(daemon: Daemon, name: str) -> dict:
     return json.loads(daemon.ok("container", "inspect", name).stdout)[0]
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_run_prints_output_and_returns_exit_code(daemon: Daemon, image: str) -> None:

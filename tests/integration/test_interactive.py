@@ -79,10 +79,7 @@ class Terminal:
 
 @pytest.fixture(scope="module")
 def image(daemon: Daemon) -> str:
-    tarball = daemon.root / "busybox-rootfs.tar"
-    subprocess.run([str(ROOT / "deploy" / "make-busybox-rootfs.sh"), str(tarball)], check=True)
-    daemon.ok("import", str(tarball), "bb:tty")
-    return "bb:tty"
+    return daemon.import_busybox("bb:tty")
 
 
 def test_interactive_shell(daemon: Daemon, image: str) -> None:

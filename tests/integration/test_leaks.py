@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,9 +57,7 @@ def test_many_cycles_leave_nothing_behind() -> None:
     d = Daemon()
     try:
         d.start()
-        tarball = d.root / "bb.tar"
-        subprocess.run([str(ROOT / "deploy" / "make-busybox-rootfs.sh"), str(tarball)], check=True)
-        d.ok("import", str(tarball), "bb:cycle")
+        d.import_busybox("bb:cycle")
         engine = d.engine()
         # One warm-up cycle so lazily opened files (database, sockets) are counted in both.
         warm = engine.CreateContainer(

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.daemon import Daemon
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def state(daemon: Daemon, name: str) -> dict:
@@ -31,9 +24,7 @@ def test_containers_outlive_a_killed_daemon() -> None:
     d = Daemon()
     try:
         d.start()
-        tarball = d.root / "bb.tar"
-        subprocess.run([str(ROOT / "deploy" / "make-busybox-rootfs.sh"), str(tarball)], check=True)
-        d.ok("import", str(tarball), "bb:restore")
+        d.import_busybox("bb:restore")
         d.ok(
             "run",
             "-d",
@@ -75,9 +66,7 @@ def test_restart_always_after_daemon_restart() -> None:
     d = Daemon()
     try:
         d.start()
-        tarball = d.root / "bb.tar"
-        subprocess.run([str(ROOT / "deploy" / "make-busybox-rootfs.sh"), str(tarball)], check=True)
-        d.ok("import", str(tarball), "bb:restore")
+        d.import_busybox("bb:restore")
         d.ok(
             "run",
             "-d",

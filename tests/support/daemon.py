@@ -170,6 +170,14 @@ class Daemon:
         )
         return CliResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
+    def import_busybox(self, tag: str) -> str:
+        """Import busybox (every applet a hard link) built from busybox-static; returns tag."""
+        tarball = self.root / f"busybox-{tag.replace(':', '-').replace('/', '-')}.tar"
+        script = Path(__file__).resolve().parents[2] / "deploy" / "make-busybox-rootfs.sh"
+        subprocess.run([str(script), str(tarball)], check=True)
+        self.ok("import", "-c", 'CMD ["/bin/sh"]', str(tarball), tag)
+        return tag
+
     def ok(self, *args: str, **kwargs: object) -> CliResult:
         result = self.ctl(*args, **kwargs)  # type: ignore[arg-type]
         assert result.returncode == 0, (
