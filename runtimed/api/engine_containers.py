@@ -226,7 +226,9 @@ class ContainerRpcs:
         return pb.Empty()
 
     async def RemoveContainer(self, request: pb.RemoveContainerRequest, context: Any) -> pb.Empty:
-        await self.containers.remove(request.id, force=request.force)
+        await self.containers.remove(
+            request.id, force=request.force, remove_volumes=request.volumes
+        )
         return pb.Empty()
 
     async def PruneContainers(

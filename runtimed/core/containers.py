@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from runtimed.core import restart
+from runtimed.core.hooks import ContainerHook
 from runtimed.core.hostfiles import write_host_files
 from runtimed.core.model import (
     Container,
@@ -93,6 +94,8 @@ class CreateRequest:
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
     no_new_privileges: bool = True
+    # Per-part settings (volumes, network, ...), each under its own key; see core/hooks.py.
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +133,7 @@ class ContainerService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._changed: dict[str, asyncio.Condition] = {}
         self._pre_start: dict[str, list[_PreStartAttach]] = {}
+        self.hooks: list[ContainerHook] = []
         # Images in use may not be removed: the image service asks us.
         images.containers_using = records.using_image
 
@@ -185,6 +189,8 @@ class ContainerService:
         if sandbox is not None and not sandbox.state.ready:
             raise FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
         args = resolve_args(image_config, req.entrypoint, req.cmd)
+        for hook in self.hooks:
+            await hook.validate(req, image_config)
         for bind in req.binds:
             if not Path(bind.source).exists():
                 raise InvalidArgument(
@@ -251,6 +257,7 @@ class ContainerService:
             log_opts=dict(req.log_opts),
             log_path=log_path,
             cri=req.cri,
+            extras=dict(req.extras),
         )
         container = Container(
             id=container_id,
@@ -274,6 +281,13 @@ class ContainerService:
             self.records.add_container(container, implicit)
         except BaseException:
             await asyncio.to_thread(self._discard_files, container_id)
+            raise
+        try:
+            for hook in self.hooks:
+                await hook.created(container, req)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.remove(container_id, force=True, remove_volumes=True)
             raise
         log.info("container_created", container_id=container_id, name=name, image=image.id)
         return container
@@ -310,7 +324,7 @@ class ContainerService:
             # docker run --rm leaves nothing behind, not even when the start fails.
             if container.config.auto_remove:
                 with contextlib.suppress(Exception):
-                    await self.remove(container.id, force=True)
+                    await self.remove(container.id, force=True, remove_volumes=True)
             raise
         return container
 
@@ -323,7 +337,10 @@ class ContainerService:
         rootfs = await asyncio.to_thread(
             self.snapshotter.mount, container.id, self._lowers(container.config.image_id)
         )
-        spec_doc = await asyncio.to_thread(self._write_bundle, container, rootfs)
+        request = self._spec_request(container)
+        for hook in self.hooks:
+            await hook.before_start(container, request)
+        await asyncio.to_thread(self._write_bundle, container, request, rootfs)
         state_dir = self.state_dir(container.id)
         shim_config = {
             "id": container.id,
@@ -337,7 +354,6 @@ class ContainerService:
             "log": _log_config(container),
             "exit_file": str(state_dir / "exit.json"),
         }
-        del spec_doc
         try:
             _shim_pid, pid = await self.launcher.spawn(shim_config)
         except FailedPrecondition as exc:
@@ -365,15 +381,20 @@ class ContainerService:
         state.manually_stopped = False
         await self._save(container)
         self._monitor(container)
+        for hook in self.hooks:
+            await hook.after_start(container)
         log.info("container_started", container_id=container.id, pid=pid)
 
-    def _write_bundle(self, container: Container, rootfs: Path) -> dict[str, Any]:
+    def _spec_request(self, container: Container) -> SpecRequest:
         image = self.images.metadata.get_image(container.config.image_id)
         image_config = (self.images.config(image).get("config") or {}) if image else {}
         sandbox = self.records.get_sandbox(container.sandbox_id)
         request = _spec_from_dict(container.config.spec, image_config)
         if sandbox is not None and sandbox.config.kind == "pod":
             request.namespaces = self.sandbox_namespaces(sandbox)
+        return request
+
+    def _write_bundle(self, container: Container, request: SpecRequest, rootfs: Path) -> dict:
         doc = build_spec(request, rootfs)
         bundle = self.state_dir(container.id) / "bundle"
         bundle.mkdir(parents=True, exist_ok=True)
@@ -438,6 +459,13 @@ class ContainerService:
             state.pid = 0
             await self._save(container)
             log.info("container_exited", container_id=container_id, exit_code=state.exit_code)
+        for hook in self.hooks:
+            try:
+                await hook.after_stop(container)
+            except Exception:  # noqa: BLE001 - one part's cleanup must not stop the others
+                log.exception(
+                    "container_hook_failed", hook=type(hook).__name__, container_id=container_id
+                )
         await self._after_exit(container_id)
 
     async def _after_exit(self, container_id: str, *, daemon_starting: bool = False) -> None:
@@ -464,8 +492,9 @@ class ContainerService:
                     )
             return
         if container.config.auto_remove:
+            # --rm takes the container's anonymous volumes along, as docker's does.
             with contextlib.suppress(NotFound):
-                await self.remove(container_id, force=True)
+                await self.remove(container_id, force=True, remove_volumes=True)
 
     async def wait_exit(self, container_id: str, *, timeout: float | None = None) -> Container:
         """Until the container is not running (or gone: NotFound)."""
@@ -556,7 +585,9 @@ class ContainerService:
 
     # -- remove ----------------------------------------------------------------
 
-    async def remove(self, ref: str, *, force: bool = False) -> Container:
+    async def remove(
+        self, ref: str, *, force: bool = False, remove_volumes: bool = False
+    ) -> Container:
         container = self.get(ref)
         if container.running:
             if not force:
@@ -572,6 +603,8 @@ class ContainerService:
                 await self.shim(container).kill(SIGKILL, all_processes=True)
             with contextlib.suppress(TimeoutError):
                 await self.wait_exit(container.id, timeout=30)
+        for hook in self.hooks:
+            await hook.before_remove(container, remove_volumes=remove_volumes)
         async with self._lock(container.id):
             with contextlib.suppress(Unavailable):
                 await self.shim(container).delete()
@@ -689,6 +722,8 @@ class ContainerService:
                 await self._record_exit(container.id, state)
             else:
                 self._monitor(container)
+                for hook in self.hooks:
+                    await hook.restored(container)
         for container in self.list():
             if container.state.status == Status.EXITED:
                 policy = container.config.restart_policy

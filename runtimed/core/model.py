@@ -56,6 +56,8 @@ class ContainerConfig:
     log_opts: dict[str, str] = field(default_factory=dict)
     log_path: str = ""
     cri: dict[str, Any] | None = None  # CRI metadata {name, attempt} when kubelet made it
+    # Per-part settings (volumes, network, ...), each under its own key; see core/hooks.py.
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerConfig:

@@ -37,7 +37,7 @@ class RestartPolicy(_message.Message):
     def __init__(self, name: _Optional[str] = ..., max_retries: _Optional[int] = ...) -> None: ...
 
 class CreateContainerRequest(_message.Message):
-    __slots__ = ("image", "name", "entrypoint", "has_entrypoint", "cmd", "has_cmd", "env", "working_dir", "user", "hostname", "labels", "tty", "stdin_open", "stdin_once", "read_only", "restart_policy", "stop_signal", "stop_timeout", "binds", "auto_remove", "pull_if_missing", "platform", "log_driver", "log_opts")
+    __slots__ = ("image", "name", "entrypoint", "has_entrypoint", "cmd", "has_cmd", "env", "working_dir", "user", "hostname", "labels", "tty", "stdin_open", "stdin_once", "read_only", "restart_policy", "stop_signal", "stop_timeout", "binds", "auto_remove", "pull_if_missing", "platform", "log_driver", "log_opts", "mounts", "volumes_from", "network", "network_aliases", "ip", "links", "dns", "dns_search", "dns_options", "extra_hosts", "mac_address", "ports", "publish_all")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,19 @@ class CreateContainerRequest(_message.Message):
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
     LOG_DRIVER_FIELD_NUMBER: _ClassVar[int]
     LOG_OPTS_FIELD_NUMBER: _ClassVar[int]
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FROM_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_ALIASES_FIELD_NUMBER: _ClassVar[int]
+    IP_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    DNS_FIELD_NUMBER: _ClassVar[int]
+    DNS_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    DNS_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_ALL_FIELD_NUMBER: _ClassVar[int]
     image: str
     name: str
     entrypoint: _containers.RepeatedScalarFieldContainer[str]
@@ -100,7 +113,367 @@ class CreateContainerRequest(_message.Message):
     platform: str
     log_driver: str
     log_opts: _containers.ScalarMap[str, str]
-    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., entrypoint: _Optional[_Iterable[str]] = ..., has_entrypoint: _Optional[bool] = ..., cmd: _Optional[_Iterable[str]] = ..., has_cmd: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., stdin_once: _Optional[bool] = ..., read_only: _Optional[bool] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., binds: _Optional[_Iterable[_Union[Bind, _Mapping]]] = ..., auto_remove: _Optional[bool] = ..., pull_if_missing: _Optional[bool] = ..., platform: _Optional[str] = ..., log_driver: _Optional[str] = ..., log_opts: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    mounts: _containers.RepeatedCompositeFieldContainer[MountSpec]
+    volumes_from: _containers.RepeatedScalarFieldContainer[str]
+    network: str
+    network_aliases: _containers.RepeatedScalarFieldContainer[str]
+    ip: str
+    links: _containers.RepeatedScalarFieldContainer[str]
+    dns: _containers.RepeatedScalarFieldContainer[str]
+    dns_search: _containers.RepeatedScalarFieldContainer[str]
+    dns_options: _containers.RepeatedScalarFieldContainer[str]
+    extra_hosts: _containers.RepeatedScalarFieldContainer[str]
+    mac_address: str
+    ports: _containers.RepeatedCompositeFieldContainer[PortBinding]
+    publish_all: bool
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., entrypoint: _Optional[_Iterable[str]] = ..., has_entrypoint: _Optional[bool] = ..., cmd: _Optional[_Iterable[str]] = ..., has_cmd: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., stdin_once: _Optional[bool] = ..., read_only: _Optional[bool] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., binds: _Optional[_Iterable[_Union[Bind, _Mapping]]] = ..., auto_remove: _Optional[bool] = ..., pull_if_missing: _Optional[bool] = ..., platform: _Optional[str] = ..., log_driver: _Optional[str] = ..., log_opts: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[MountSpec, _Mapping]]] = ..., volumes_from: _Optional[_Iterable[str]] = ..., network: _Optional[str] = ..., network_aliases: _Optional[_Iterable[str]] = ..., ip: _Optional[str] = ..., links: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., mac_address: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., publish_all: _Optional[bool] = ...) -> None: ...
+
+class MountSpec(_message.Message):
+    __slots__ = ("type", "source", "target", "readonly", "volume_driver", "volume_opts", "volume_labels", "no_copy", "bind_propagation", "tmpfs_size", "tmpfs_mode", "tmpfs_options")
+    class VolumeOptsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class VolumeLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    READONLY_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_DRIVER_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_OPTS_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_LABELS_FIELD_NUMBER: _ClassVar[int]
+    NO_COPY_FIELD_NUMBER: _ClassVar[int]
+    BIND_PROPAGATION_FIELD_NUMBER: _ClassVar[int]
+    TMPFS_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TMPFS_MODE_FIELD_NUMBER: _ClassVar[int]
+    TMPFS_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    source: str
+    target: str
+    readonly: bool
+    volume_driver: str
+    volume_opts: _containers.ScalarMap[str, str]
+    volume_labels: _containers.ScalarMap[str, str]
+    no_copy: bool
+    bind_propagation: str
+    tmpfs_size: int
+    tmpfs_mode: int
+    tmpfs_options: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, type: _Optional[str] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., readonly: _Optional[bool] = ..., volume_driver: _Optional[str] = ..., volume_opts: _Optional[_Mapping[str, str]] = ..., volume_labels: _Optional[_Mapping[str, str]] = ..., no_copy: _Optional[bool] = ..., bind_propagation: _Optional[str] = ..., tmpfs_size: _Optional[int] = ..., tmpfs_mode: _Optional[int] = ..., tmpfs_options: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PortBinding(_message.Message):
+    __slots__ = ("host_ip", "host_port", "container_port", "protocol")
+    HOST_IP_FIELD_NUMBER: _ClassVar[int]
+    HOST_PORT_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    host_ip: str
+    host_port: int
+    container_port: int
+    protocol: str
+    def __init__(self, host_ip: _Optional[str] = ..., host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
+
+class ContainerPortsResponse(_message.Message):
+    __slots__ = ("ports",)
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    ports: _containers.RepeatedCompositeFieldContainer[PortBinding]
+    def __init__(self, ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ...) -> None: ...
+
+class VolumeRef(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CreateVolumeRequest(_message.Message):
+    __slots__ = ("name", "driver", "driver_opts", "labels")
+    class DriverOptsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_OPTS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    driver: str
+    driver_opts: _containers.ScalarMap[str, str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., driver: _Optional[str] = ..., driver_opts: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Volume(_message.Message):
+    __slots__ = ("name", "driver", "mountpoint", "labels", "options", "created_at", "scope", "used_by", "status")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class StatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    MOUNTPOINT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    USED_BY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    driver: str
+    mountpoint: str
+    labels: _containers.ScalarMap[str, str]
+    options: _containers.ScalarMap[str, str]
+    created_at: str
+    scope: str
+    used_by: _containers.RepeatedScalarFieldContainer[str]
+    status: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., driver: _Optional[str] = ..., mountpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., options: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[str] = ..., scope: _Optional[str] = ..., used_by: _Optional[_Iterable[str]] = ..., status: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListVolumesRequest(_message.Message):
+    __slots__ = ("filters",)
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    filters: _containers.RepeatedCompositeFieldContainer[Filter]
+    def __init__(self, filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ...) -> None: ...
+
+class ListVolumesResponse(_message.Message):
+    __slots__ = ("volumes", "warnings")
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    volumes: _containers.RepeatedCompositeFieldContainer[Volume]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, volumes: _Optional[_Iterable[_Union[Volume, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RemoveVolumeRequest(_message.Message):
+    __slots__ = ("name", "force")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class PruneVolumesRequest(_message.Message):
+    __slots__ = ("filters", "all")
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    filters: _containers.RepeatedCompositeFieldContainer[Filter]
+    all: bool
+    def __init__(self, filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class PruneVolumesResponse(_message.Message):
+    __slots__ = ("deleted", "space_reclaimed")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    SPACE_RECLAIMED_FIELD_NUMBER: _ClassVar[int]
+    deleted: _containers.RepeatedScalarFieldContainer[str]
+    space_reclaimed: int
+    def __init__(self, deleted: _Optional[_Iterable[str]] = ..., space_reclaimed: _Optional[int] = ...) -> None: ...
+
+class ListPluginsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Plugin(_message.Message):
+    __slots__ = ("name", "kind", "address", "enabled", "state", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    address: str
+    enabled: bool
+    state: str
+    error: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., address: _Optional[str] = ..., enabled: _Optional[bool] = ..., state: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ListPluginsResponse(_message.Message):
+    __slots__ = ("plugins",)
+    PLUGINS_FIELD_NUMBER: _ClassVar[int]
+    plugins: _containers.RepeatedCompositeFieldContainer[Plugin]
+    def __init__(self, plugins: _Optional[_Iterable[_Union[Plugin, _Mapping]]] = ...) -> None: ...
+
+class NetworkRef(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class IpamConfig(_message.Message):
+    __slots__ = ("subnet", "ip_range", "gateway")
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    IP_RANGE_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    subnet: str
+    ip_range: str
+    gateway: str
+    def __init__(self, subnet: _Optional[str] = ..., ip_range: _Optional[str] = ..., gateway: _Optional[str] = ...) -> None: ...
+
+class CreateNetworkRequest(_message.Message):
+    __slots__ = ("name", "driver", "ipam", "internal", "labels", "options", "ipv6")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    IPAM_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    IPV6_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    driver: str
+    ipam: _containers.RepeatedCompositeFieldContainer[IpamConfig]
+    internal: bool
+    labels: _containers.ScalarMap[str, str]
+    options: _containers.ScalarMap[str, str]
+    ipv6: bool
+    def __init__(self, name: _Optional[str] = ..., driver: _Optional[str] = ..., ipam: _Optional[_Iterable[_Union[IpamConfig, _Mapping]]] = ..., internal: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., options: _Optional[_Mapping[str, str]] = ..., ipv6: _Optional[bool] = ...) -> None: ...
+
+class NetworkEndpoint(_message.Message):
+    __slots__ = ("container_id", "name", "ipv4_address", "mac_address", "aliases")
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IPV4_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    name: str
+    ipv4_address: str
+    mac_address: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, container_id: _Optional[str] = ..., name: _Optional[str] = ..., ipv4_address: _Optional[str] = ..., mac_address: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Network(_message.Message):
+    __slots__ = ("id", "name", "driver", "ipam", "internal", "labels", "options", "created_at", "containers", "interface", "dns_enabled")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    IPAM_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    DNS_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    driver: str
+    ipam: _containers.RepeatedCompositeFieldContainer[IpamConfig]
+    internal: bool
+    labels: _containers.ScalarMap[str, str]
+    options: _containers.ScalarMap[str, str]
+    created_at: str
+    containers: _containers.RepeatedCompositeFieldContainer[NetworkEndpoint]
+    interface: str
+    dns_enabled: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., driver: _Optional[str] = ..., ipam: _Optional[_Iterable[_Union[IpamConfig, _Mapping]]] = ..., internal: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., options: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[str] = ..., containers: _Optional[_Iterable[_Union[NetworkEndpoint, _Mapping]]] = ..., interface: _Optional[str] = ..., dns_enabled: _Optional[bool] = ...) -> None: ...
+
+class ListNetworksRequest(_message.Message):
+    __slots__ = ("filters",)
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    filters: _containers.RepeatedCompositeFieldContainer[Filter]
+    def __init__(self, filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ...) -> None: ...
+
+class ListNetworksResponse(_message.Message):
+    __slots__ = ("networks",)
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    networks: _containers.RepeatedCompositeFieldContainer[Network]
+    def __init__(self, networks: _Optional[_Iterable[_Union[Network, _Mapping]]] = ...) -> None: ...
+
+class PruneNetworksRequest(_message.Message):
+    __slots__ = ("filters",)
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    filters: _containers.RepeatedCompositeFieldContainer[Filter]
+    def __init__(self, filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ...) -> None: ...
+
+class PruneNetworksResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, deleted: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ConnectNetworkRequest(_message.Message):
+    __slots__ = ("network", "container", "aliases", "ip")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    IP_FIELD_NUMBER: _ClassVar[int]
+    network: str
+    container: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    ip: str
+    def __init__(self, network: _Optional[str] = ..., container: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., ip: _Optional[str] = ...) -> None: ...
+
+class DisconnectNetworkRequest(_message.Message):
+    __slots__ = ("network", "container", "force")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    network: str
+    container: str
+    force: bool
+    def __init__(self, network: _Optional[str] = ..., container: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class CreateContainerResponse(_message.Message):
     __slots__ = ("id", "name", "warnings")

@@ -169,6 +169,76 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.CopyToContainerChunk.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ContainerPorts = channel.unary_unary(
+                '/runtimed.v1.Engine/ContainerPorts',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerPortsResponse.FromString,
+                _registered_method=True)
+        self.CreateVolume = channel.unary_unary(
+                '/runtimed.v1.Engine/CreateVolume',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.CreateVolumeRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Volume.FromString,
+                _registered_method=True)
+        self.ListVolumes = channel.unary_unary(
+                '/runtimed.v1.Engine/ListVolumes',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ListVolumesRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.ListVolumesResponse.FromString,
+                _registered_method=True)
+        self.InspectVolume = channel.unary_unary(
+                '/runtimed.v1.Engine/InspectVolume',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.VolumeRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Volume.FromString,
+                _registered_method=True)
+        self.RemoveVolume = channel.unary_unary(
+                '/runtimed.v1.Engine/RemoveVolume',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.RemoveVolumeRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.PruneVolumes = channel.unary_unary(
+                '/runtimed.v1.Engine/PruneVolumes',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.PruneVolumesRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneVolumesResponse.FromString,
+                _registered_method=True)
+        self.ListPlugins = channel.unary_unary(
+                '/runtimed.v1.Engine/ListPlugins',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ListPluginsRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.ListPluginsResponse.FromString,
+                _registered_method=True)
+        self.CreateNetwork = channel.unary_unary(
+                '/runtimed.v1.Engine/CreateNetwork',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.CreateNetworkRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Network.FromString,
+                _registered_method=True)
+        self.ListNetworks = channel.unary_unary(
+                '/runtimed.v1.Engine/ListNetworks',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ListNetworksRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.ListNetworksResponse.FromString,
+                _registered_method=True)
+        self.InspectNetwork = channel.unary_unary(
+                '/runtimed.v1.Engine/InspectNetwork',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.NetworkRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Network.FromString,
+                _registered_method=True)
+        self.RemoveNetwork = channel.unary_unary(
+                '/runtimed.v1.Engine/RemoveNetwork',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.NetworkRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.PruneNetworks = channel.unary_unary(
+                '/runtimed.v1.Engine/PruneNetworks',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.PruneNetworksRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneNetworksResponse.FromString,
+                _registered_method=True)
+        self.ConnectNetwork = channel.unary_unary(
+                '/runtimed.v1.Engine/ConnectNetwork',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ConnectNetworkRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DisconnectNetwork = channel.unary_unary(
+                '/runtimed.v1.Engine/DisconnectNetwork',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.DisconnectNetworkRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class EngineServicer:
@@ -346,6 +416,93 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ContainerPorts(self, request, context):
+        """Published ports of a container (runtimectl port).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateVolume(self, request, context):
+        """Volumes and volume plugins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVolumes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectVolume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveVolume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneVolumes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPlugins(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateNetwork(self, request, context):
+        """Networks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNetworks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneNetworks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConnectNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisconnectNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -482,6 +639,76 @@ def add_EngineServicer_to_server(servicer, server):
             'CopyToContainer': grpc.stream_unary_rpc_method_handler(
                     servicer.CopyToContainer,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.CopyToContainerChunk.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'ContainerPorts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ContainerPorts,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerPortsResponse.SerializeToString,
+            ),
+            'CreateVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVolume,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.CreateVolumeRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Volume.SerializeToString,
+            ),
+            'ListVolumes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVolumes,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ListVolumesRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.ListVolumesResponse.SerializeToString,
+            ),
+            'InspectVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectVolume,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.VolumeRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Volume.SerializeToString,
+            ),
+            'RemoveVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveVolume,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.RemoveVolumeRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'PruneVolumes': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneVolumes,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneVolumesRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.PruneVolumesResponse.SerializeToString,
+            ),
+            'ListPlugins': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPlugins,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ListPluginsRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.ListPluginsResponse.SerializeToString,
+            ),
+            'CreateNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNetwork,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.CreateNetworkRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Network.SerializeToString,
+            ),
+            'ListNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNetworks,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ListNetworksRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.ListNetworksResponse.SerializeToString,
+            ),
+            'InspectNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectNetwork,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.NetworkRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Network.SerializeToString,
+            ),
+            'RemoveNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNetwork,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.NetworkRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'PruneNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneNetworks,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneNetworksRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.PruneNetworksResponse.SerializeToString,
+            ),
+            'ConnectNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConnectNetwork,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ConnectNetworkRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'DisconnectNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisconnectNetwork,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.DisconnectNetworkRequest.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
             ),
     }
@@ -1213,6 +1440,384 @@ class Engine:
             target,
             '/runtimed.v1.Engine/CopyToContainer',
             runtimed_dot_v1_dot_engine__pb2.CopyToContainerChunk.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerPorts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/ContainerPorts',
+            runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.ContainerPortsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/CreateVolume',
+            runtimed_dot_v1_dot_engine__pb2.CreateVolumeRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Volume.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVolumes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/ListVolumes',
+            runtimed_dot_v1_dot_engine__pb2.ListVolumesRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.ListVolumesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/InspectVolume',
+            runtimed_dot_v1_dot_engine__pb2.VolumeRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Volume.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/RemoveVolume',
+            runtimed_dot_v1_dot_engine__pb2.RemoveVolumeRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneVolumes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/PruneVolumes',
+            runtimed_dot_v1_dot_engine__pb2.PruneVolumesRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.PruneVolumesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPlugins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/ListPlugins',
+            runtimed_dot_v1_dot_engine__pb2.ListPluginsRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.ListPluginsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/CreateNetwork',
+            runtimed_dot_v1_dot_engine__pb2.CreateNetworkRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Network.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/ListNetworks',
+            runtimed_dot_v1_dot_engine__pb2.ListNetworksRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.ListNetworksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/InspectNetwork',
+            runtimed_dot_v1_dot_engine__pb2.NetworkRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Network.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/RemoveNetwork',
+            runtimed_dot_v1_dot_engine__pb2.NetworkRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/PruneNetworks',
+            runtimed_dot_v1_dot_engine__pb2.PruneNetworksRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.PruneNetworksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConnectNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/ConnectNetwork',
+            runtimed_dot_v1_dot_engine__pb2.ConnectNetworkRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisconnectNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/DisconnectNetwork',
+            runtimed_dot_v1_dot_engine__pb2.DisconnectNetworkRequest.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
             options,
             channel_credentials,
