@@ -15,32 +15,29 @@ import argparse
 import contextlib
 import datetime
 import json
-import os
-import resource
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tests.support.daemon import Daemon, remove_tree
+from bench.common import (
+    COMMAND_TIMEOUT,
+    BenchError,
+    PodmanEnv,
+    children_cpu,
+    daemon_pids,
+    print_table,
+    process_cpu,
+    stop_runtimed,
+)
+from tests.support.daemon import Daemon
 from tests.support.images import big_image, push
 from tests.support.oci import Image
 from tests.support.registry import Registry
 
 REPO, TAG = "bench/big", "1"
-FUSE_OVERLAYFS = "/usr/bin/fuse-overlayfs"
-# Generous: a stuck pull should fail the bench, not hang it.
-COMMAND_TIMEOUT = 600.0
-
-
-class BenchError(RuntimeError):
-    """A pull or a setup step failed: the numbers would mean nothing."""
 
 
 @dataclass
@@ -69,29 +66,7 @@ class ToolResult:
         return statistics.median(r.cpu for r in self.rounds)
 
 
-# --- shared helpers ---------------------------------------------------------------
-
-
-def run(argv: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
-    if proc.returncode != 0:
-        raise BenchError(f"{what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def children_cpu() -> float:
-    """CPU seconds of every child process this bench has waited for."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds of a running process, all its threads (fields utime, stime of stat)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+# --- helpers --------------------------------------------------------------------
 
 
 def layer_dirs(root: Path) -> list[str]:
@@ -148,13 +123,7 @@ class Runtimed:
         return "runtimectl pull (CPU: CLI and daemon)"
 
     def daemon_cpu(self) -> float:
-        """The daemon is two processes: the user's, and its child in the user namespace."""
-        assert self.daemon.proc is not None
-        pid = self.daemon.proc.pid
-        with contextlib.suppress(OSError):
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            return sum(process_cpu(p) for p in [pid, *map(int, children)])
-        return process_cpu(pid)
+        return sum(process_cpu(p) for p in daemon_pids(self.daemon))
 
     def pull(self, ref: str) -> Round:
         log_offset = self.daemon.log_path.stat().st_size
@@ -186,119 +155,38 @@ class Runtimed:
         )
 
     def cleanup(self) -> None:
-        self.daemon.stop()
-        # The daemon's shim launcher outlives it by design; its command line names our root.
-        stop_processes(leftover_pids(str(self.daemon.root) + "/"))
-        self.daemon.cleanup()
+        stop_runtimed(self.daemon)
 
 
 # --- podman -----------------------------------------------------------------------
 
 
 class Podman:
-    """Rootless podman with every piece of state in a private temporary directory.
-
-    HOME and the XDG directories point there too, so the user's own podman
-    storage, configuration and pause process are never touched.
-    """
+    """Rootless podman, all its state private to the bench (common.PodmanEnv)."""
 
     name = "podman"
 
     def __init__(self, registry_host: str, storage: str = "auto") -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="runtimed-bench-podman-"))
-        self.registry_host = registry_host
-        self.storage = storage  # auto | native | fuse
-        self.graph = self.root / "graph"
-        self.tmp = self.root / "tmp"
-        self.storage_mode = "overlay (native rootless)"
-        self.env = self._environment()
-
-    def _environment(self) -> dict[str, str]:
-        home, runtime = self.root / "home", self.root / "xdg-runtime"
-        for path in (home, runtime, self.tmp):
-            path.mkdir(mode=0o700)
-        return dict(
-            os.environ,
-            HOME=str(home),
-            XDG_CONFIG_HOME=str(home / ".config"),
-            XDG_DATA_HOME=str(home / ".local/share"),
-            XDG_RUNTIME_DIR=str(runtime),
-            CONTAINERS_STORAGE_CONF=str(self.root / "storage.conf"),
-            CONTAINERS_REGISTRIES_CONF=str(self.root / "registries.conf"),
-            CONTAINERS_CONF=str(self.root / "containers.conf"),
-        )
+        self.env = PodmanEnv(storage, registry_host)
 
     def start(self) -> None:
-        """Native overlay if podman accepts it here (or as asked), else fuse-overlayfs."""
-        (self.root / "registries.conf").write_text(
-            f'[[registry]]\nlocation = "{self.registry_host}"\ninsecure = true\n'
-        )
-        # No systemd or journald here: plain cgroupfs and a file for events.
-        (self.root / "containers.conf").write_text(
-            "[engine]\n"
-            'cgroup_manager = "cgroupfs"\n'
-            'events_logger = "file"\n'
-            f'events_logfile_path = "{self.tmp / "events.log"}"\n'
-            f'tmp_dir = "{self.tmp}"\n'
-        )
-        native_error = "not tried (--podman-storage fuse)"
-        if self.storage != "fuse":
-            self._write_storage_conf(mount_program=None)
-            native_error = self.probe()
-            if not native_error:
-                return
-            if self.storage == "native":
-                raise BenchError(f"podman cannot use native overlay here: {native_error}")
-        # c/storage remembers its overlay decision in the graph root: start a fresh one.
-        self.graph = self.root / "graph-fuse"
-        self.storage_mode = "overlay + fuse-overlayfs"
-        self._write_storage_conf(mount_program=FUSE_OVERLAYFS)
-        if fuse_error := self.probe():
-            raise BenchError(
-                f"podman works with neither native overlay ({native_error}) "
-                f"nor {FUSE_OVERLAYFS} ({fuse_error})"
-            )
-
-    def _write_storage_conf(self, mount_program: str | None) -> None:
-        # Rootless podman ignores graphroot/runroot and reads rootless_storage_path.
-        options = f'[storage.options.overlay]\nmount_program = "{mount_program}"\n'
-        (self.root / "storage.conf").write_text(
-            "[storage]\n"
-            'driver = "overlay"\n'
-            f'graphroot = "{self.graph}"\n'
-            f'runroot = "{self.root / "run"}"\n'
-            f'rootless_storage_path = "{self.graph}"\n' + (options if mount_program else "")
-        )
-
-    def probe(self) -> str:
-        """Why podman cannot use this storage configuration ("" if it can)."""
-        proc = subprocess.run(
-            ["podman", "info", "--format", "{{.Store.GraphRoot}}"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-        )
-        if proc.returncode == 0 and proc.stdout.strip() != str(self.graph):
-            raise BenchError(f"podman would store images in {proc.stdout.strip()}, not our dir")
-        return "" if proc.returncode == 0 else proc.stderr.strip() or f"exit {proc.returncode}"
+        self.env.start()
 
     def detail(self) -> str:
-        version = run(["podman", "--version"], self.env, "podman --version").stdout.strip()
-        return f"{version}, {self.storage_mode}"
+        return self.env.detail()
 
     def pull(self, ref: str) -> Round:
         cpu_before, start = children_cpu(), time.perf_counter()
-        proc = run(["podman", "pull", "--tls-verify=false", ref], self.env, f"podman pull {ref}")
+        proc = self.env.podman("pull", "--tls-verify=false", ref)
         seconds, cpu = time.perf_counter() - start, children_cpu() - cpu_before
         if "already exists" in proc.stderr:
             raise BenchError(f"podman pull reused a layer, not a cold pull:\n{proc.stderr}")
         return Round(seconds, cpu)
 
     def remove_image(self, ref: str) -> None:
-        run(["podman", "rmi", ref], self.env, f"podman rmi {ref}")
-        left = run(["podman", "images", "-a", "-q"], self.env, "podman images").stdout.split()
-        layers = layer_dirs(self.graph / "overlay")
+        self.env.podman("rmi", ref)
+        left = self.env.podman("images", "-a", "-q").stdout.split()
+        layers = layer_dirs(self.env.graph / "overlay")
         if left or layers:
             raise BenchError(f"podman rmi left images {left} and layers {layers} behind")
 
@@ -306,66 +194,7 @@ class Podman:
         pass  # podman's own error output is already in the BenchError
 
     def cleanup(self) -> None:
-        """Stop the pause process podman started for us, then remove all its state."""
-        pid_file = self.tmp / "pause.pid"
-        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
-            pid = int(pid_file.read_text().strip())
-            if is_our_pause_process(pid):
-                os.kill(pid, signal.SIGTERM)
-                wait_gone(pid)
-        # Layer files belong to our subordinate ids; remove_tree deletes them from a userns.
-        remove_tree(self.root)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def leftover_pids(marker: str) -> list[int]:
-    """Our own processes whose command line mentions `marker` (a private temp path)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            if entry.stat().st_uid == os.getuid() and marker.encode() in (
-                (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            ):
-                found.append(int(entry.name))
-    return found
-
-
-def stop_processes(pids: list[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            wait_gone(pid)
-
-
-def is_our_pause_process(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
-    return uid == os.getuid() and b"catatonit" in cmdline
-
-
-def running(pid: int) -> bool:
-    """True until the process exits (a zombie waiting for init to reap it counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def wait_gone(pid: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and running(pid):
-        time.sleep(0.05)
-    if running(pid):
-        os.kill(pid, signal.SIGKILL)
+        self.env.cleanup()
 
 
 class Tool(Protocol):
@@ -408,16 +237,14 @@ def image_facts(image: Image) -> dict[str, int]:
     }
 
 
-def print_table(ref: str, image: Image, results: list[ToolResult]) -> None:
+def print_results(ref: str, image: Image, results: list[ToolResult]) -> None:
     facts = image_facts(image)
     mib = facts["compressed_bytes"] / 2**20
     print(f"\nimage {ref}: {facts['layers']} layers, {mib:.1f} MiB compressed (gzip)")
     rounds = len(results[0].rounds)
     header = ["tool", *(f"round {i + 1}" for i in range(rounds)), "median"]
     rows = [[r.name, *(f"{t:.2f}s" for t in r.times), f"{r.median:.2f}s"] for r in results]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_table(header, rows)
     for r in results:
         print(f"  {r.name}: {r.detail}; CPU per pull (median) {r.median_cpu:.2f}s")
     if len(results) == 2:
@@ -490,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:  # BenchError, and the registry's and daemon's start errors
         print(f"pull bench failed: {exc}", file=sys.stderr)
         return 1
-    print_table(ref, image, results)
+    print_results(ref, image, results)
     phases = next((median_phases(r) for r in results if r.name == "runtimed"), {})
     print_phases(phases)
     print(summary(ref, image, results, phases))

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Run the benchmarks from a fresh Debian 12 machine (as root): installs what the
 # daemon needs plus podman, stages the tree for the unprivileged test user and
-# runs the pull bench as that user. Extra arguments go to bench/pull_bench.py
-# (e.g. --rounds 5 --size-mb 200).
+# runs the benches as that user.
+# Usage: bench/run.sh [pull|containers|volumes|all] [ARGS...]
+#   all (the default) runs every bench with its defaults; ARGS go to the bench
+#   named (bench/pull_bench.py, bench/container_bench.py or bench/volume_bench.py,
+#   see their --help).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 deploy="$here/../deploy"
@@ -10,6 +13,15 @@ user="${RUNTIMED_TEST_USER:-runtimed-test}"
 # Not deploy/test.sh's directory: a bench may run while the tests do.
 stage="${RUNTIMED_BENCH_DIR:-/var/tmp/runtimed-bench}"
 
+which=all
+case "${1:-}" in
+  pull | containers | volumes | all) which="$1"; shift ;;
+esac
+if [[ $which == all && $# -gt 0 ]]; then
+  echo "bench/run.sh: name the bench these arguments are for, e.g." \
+    "bench/run.sh pull --rounds 5, bench/run.sh containers --log-mib 1024" >&2
+  exit 2
+fi
 if [[ $(id -u) -ne 0 ]]; then
   echo "bench/run.sh sets up the host and a test user: run it as root (sudo)" >&2
   exit 1
@@ -20,11 +32,22 @@ RUNTIMED_BENCH=1 "$deploy/setup-host.sh" "$user"
 uid=$(id -u "$user")
 home=$(getent passwd "$user" | cut -d: -f6)
 
-# The bench cleans up after itself (daemon, registry, podman's pause process);
-# no blanket kill of the user's processes, so tests running meanwhile survive.
-cd "$stage/src"
-exec runuser -u "$user" -- env -i \
-  HOME="$home" USER="$user" LOGNAME="$user" \
-  PATH="$stage/venv/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
-  XDG_RUNTIME_DIR="/run/user/$uid" LANG=C.UTF-8 \
-  python -m bench.pull_bench "$@"
+case "$which" in
+  pull) modules=(bench.pull_bench) ;;
+  containers) modules=(bench.container_bench) ;;
+  volumes) modules=(bench.volume_bench) ;;
+  all) modules=(bench.pull_bench bench.container_bench bench.volume_bench) ;;
+esac
+
+# Each bench cleans up after itself (daemons, shims, registry, podman's containers
+# and pause process); no blanket kill of the user's processes, so tests running
+# meanwhile survive.
+status=0
+for module in "${modules[@]}"; do
+  (cd "$stage/src" && runuser -u "$user" -- env -i \
+    HOME="$home" USER="$user" LOGNAME="$user" \
+    PATH="$stage/venv/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
+    XDG_RUNTIME_DIR="/run/user/$uid" LANG=C.UTF-8 \
+    python -m "$module" "$@") || status=1
+done
+exit $status

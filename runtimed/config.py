@@ -76,6 +76,7 @@ class Config:
     insecure_registries: list[str] = field(default_factory=list)
     max_concurrent_downloads: int = 3
     default_log_driver: str = "json-file"
+    default_log_opts: dict[str, str] = field(default_factory=dict)
     debug: bool = False
 
     @classmethod
@@ -138,5 +139,6 @@ _SETTINGS: dict[str, Callable[[Any], object]] = {
     "insecure_registries": lambda v: [str(x) for x in v],
     "max_concurrent_downloads": int,
     "default_log_driver": str,
+    "default_log_opts": lambda v: {str(k): str(x) for k, x in dict(v).items()},
     "debug": bool,
 }

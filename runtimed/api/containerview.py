@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from runtimed.core.model import Container, Status
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.humanize import human_duration
+from runtimed.network import view as netview
+from runtimed.volumes import view as volumeview
 
 if TYPE_CHECKING:
     from runtimed.core.containers import ContainerService
@@ -48,7 +50,7 @@ def summary(service: ContainerService, container: Container) -> pb.ContainerSumm
         created=container.created_at // 1_000_000_000,
         state=str(container.state.status),
         status=status_text(container),
-        ports="",
+        ports=netview.ports_text(service, container),
         labels=container.config.labels,
         exit_code=container.state.exit_code,
     )
@@ -58,10 +60,6 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
     """The document `docker container inspect` prints."""
     cfg, state, spec = container.config, container.state, container.config.spec
     files = service.files_dir(container.id)
-    binds = [
-        f"{m['source']}:{m['destination']}{':ro' if m['readonly'] else ''}"
-        for m in spec.get("mounts", [])
-    ]
     return {
         "Id": container.id,
         "Created": rfc3339(container.created_at),
@@ -90,7 +88,8 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
         "Driver": service.snapshotter.name,
         "Platform": "linux",
         "HostConfig": {
-            "Binds": binds,
+            "Binds": volumeview.inspect_binds(container),
+            "Tmpfs": volumeview.tmpfs_map(container),
             "LogConfig": {"Type": cfg.log_driver, "Config": cfg.log_opts},
             "RestartPolicy": {
                 "Name": cfg.restart_policy.name,
@@ -101,19 +100,9 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
             "Privileged": spec.get("privileged", False),
             "CapAdd": spec.get("cap_add", []),
             "CapDrop": spec.get("cap_drop", []),
-            "NetworkMode": "none",
+            **netview.host_config(service, container),
         },
-        "Mounts": [
-            {
-                "Type": "bind",
-                "Source": m["source"],
-                "Destination": m["destination"],
-                "Mode": "ro" if m["readonly"] else "",
-                "RW": not m["readonly"],
-                "Propagation": m.get("propagation", "rprivate"),
-            }
-            for m in spec.get("mounts", [])
-        ],
+        "Mounts": volumeview.inspect_mounts(container, service.records.db),
         "Config": {
             "Hostname": spec.get("hostname", ""),
             "User": spec.get("user", ""),
@@ -130,5 +119,5 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
             "StopSignal": cfg.stop_signal,
             "StopTimeout": cfg.stop_timeout,
         },
-        "NetworkSettings": {"Networks": {}, "Ports": {}, "IPAddress": ""},
+        "NetworkSettings": netview.network_settings(service, container),
     }

@@ -15,6 +15,13 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
+from runtimed.api.cri_mounts import cri_mounts, runtime_handlers
+from runtimed.api.cri_network import (
+    attach_pod,
+    detach_pod,
+    network_condition,
+    pod_network_status,
+)
 from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.core.containers import CreateRequest
 from runtimed.core.model import Container, RestartPolicy, Sandbox, Status
@@ -30,7 +37,6 @@ from runtimed.errors import (
 )
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from runtimed.gen.runtime.v1 import api_pb2_grpc
-from runtimed.oci.spec import BindMount
 
 if TYPE_CHECKING:
     from runtimed.daemon.server import Runtime
@@ -82,12 +88,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def Status(self, request: cri.StatusRequest, context: Any) -> cri.StatusResponse:
         conditions = [
             cri.RuntimeCondition(type="RuntimeReady", status=True),
-            cri.RuntimeCondition(
-                type="NetworkReady",
-                status=False,
-                reason="NetworkPluginNotReady",
-                message="runtimed gives pods loopback only until pod networking lands",
-            ),
+            network_condition(self.rt),
         ]
         info = {}
         if request.verbose:
@@ -98,7 +99,11 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                     "rootless": self.rt.rootless,
                 }
             )
-        return cri.StatusResponse(status=cri.RuntimeStatus(conditions=conditions), info=info)
+        return cri.StatusResponse(
+            status=cri.RuntimeStatus(conditions=conditions),
+            info=info,
+            runtime_handlers=runtime_handlers(),
+        )
 
     async def UpdateRuntimeConfig(
         self, request: cri.UpdateRuntimeConfigRequest, context: Any
@@ -140,17 +145,20 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 runtime_handler=request.runtime_handler,
             )
         )
+        await attach_pod(self.rt, sandbox, config)
         return cri.RunPodSandboxResponse(pod_sandbox_id=sandbox.id)
 
     async def StopPodSandbox(
         self, request: cri.StopPodSandboxRequest, context: Any
     ) -> cri.StopPodSandboxResponse:
         await self.sandboxes.stop(request.pod_sandbox_id)
+        await detach_pod(self.rt, request.pod_sandbox_id)
         return cri.StopPodSandboxResponse()
 
     async def RemovePodSandbox(
         self, request: cri.RemovePodSandboxRequest, context: Any
     ) -> cri.RemovePodSandboxResponse:
+        await detach_pod(self.rt, request.pod_sandbox_id)
         await self.sandboxes.remove(request.pod_sandbox_id)
         return cri.RemovePodSandboxResponse()
 
@@ -176,7 +184,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             metadata=self._pod_metadata(sandbox),
             state=self._pod_state(sandbox),
             created_at=sandbox.created_at,
-            network=cri.PodSandboxNetworkStatus(ip=""),
+            network=pod_network_status(self.rt, sandbox),
             linux=cri.LinuxPodSandboxStatus(
                 namespaces=cri.Namespace(
                     options=cri.NamespaceOption(
@@ -243,18 +251,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         log_path = ""
         if config.log_path:
             log_path = os.path.join(sandbox.config.log_directory, config.log_path)
-        binds = []
-        for mount in config.mounts:
-            if mount.HasField("image") and mount.image.image:
-                raise InvalidArgument("image volumes are not supported yet")
-            binds.append(
-                BindMount(
-                    source=mount.host_path,
-                    destination=mount.container_path,
-                    readonly=mount.readonly,
-                    propagation=_PROPAGATION.get(mount.propagation, "rprivate"),
-                )
-            )
+        binds, volume_extras = cri_mounts(config.mounts)
         user = sec.run_as_username
         if sec.HasField("run_as_user"):
             user = str(sec.run_as_user.value)
@@ -286,6 +283,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 cap_drop=list(sec.capabilities.drop_capabilities),
                 privileged=sec.privileged,
                 no_new_privileges=sec.no_new_privs,
+                extras={"volumes": volume_extras},
             )
         )
         return cri.CreateContainerResponse(container_id=container.id)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from runtimed import __version__
 from runtimed.api import imageview
 from runtimed.api.engine_containers import ContainerRpcs
+from runtimed.api.engine_networks import NetworkRpcs
+from runtimed.api.engine_volumes import VolumeRpcs
 from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
@@ -29,7 +31,7 @@ API_VERSION = "1"
 CRI_VERSION = "v1"
 
 
-class EngineServicer(ContainerRpcs, engine_pb2_grpc.EngineServicer):
+class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.EngineServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
 

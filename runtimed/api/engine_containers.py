@@ -7,17 +7,18 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from runtimed.api import containerview
 from runtimed.api.containerfilter import select
+from runtimed.api.engine_networks import network_extras
+from runtimed.api.engine_volumes import volume_extras
 from runtimed.core import restart
 from runtimed.core.containers import CreateRequest
 from runtimed.core.copy import copy_from_container, copy_to_container
-from runtimed.core.logs import parse_since, read_logs
+from runtimed.core.logs import DETAILS_METADATA, details_prefix, parse_since, read_logs
 from runtimed.core.model import Container, Status
 from runtimed.core.shim_client import EXIT, STDERR, STDOUT, AttachStream
 from runtimed.core.top import top
@@ -44,13 +45,13 @@ def create_request(req: pb.CreateContainerRequest) -> CreateRequest:
     )
     if req.auto_remove and policy.name != "no":
         raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
+    extras: dict = {}
+    extras["volumes"] = volume_extras(req)
+    extras["network"] = network_extras(req)
     binds = []
     for bind in req.binds:
         if not bind.source.startswith("/"):
-            raise InvalidArgument(
-                f"invalid bind source {bind.source!r}: must be an absolute host path "
-                "(named volumes are not supported yet)"
-            )
+            continue  # a named volume: volume_extras has it
         if not bind.target.startswith("/"):
             raise InvalidArgument(f"invalid mount target {bind.target!r}: must be absolute")
         binds.append(
@@ -82,6 +83,7 @@ def create_request(req: pb.CreateContainerRequest) -> CreateRequest:
         auto_remove=req.auto_remove,
         log_driver=req.log_driver,
         log_opts=dict(req.log_opts),
+        extras=extras,
     )
 
 
@@ -267,9 +269,14 @@ class ContainerRpcs:
             except NotFound:
                 return False
 
+        source = self.containers.log_drivers.source(
+            container, self.containers.files_dir(container.id)
+        )
+        # --details has no field in ContainerLogsRequest: the CLI asks through metadata.
+        details = (DETAILS_METADATA, "1") in tuple(context.invocation_metadata() or ())
         async for rec in read_logs(
-            Path(container.config.log_path),
-            container.config.log_driver,
+            source.path,
+            source.format,
             follow=request.follow,
             tail=request.tail,
             since_ns=parse_since(request.since, now),
@@ -277,7 +284,8 @@ class ContainerRpcs:
             streams=frozenset(streams or {"stdout", "stderr"}),
             running=running,
         ):
-            yield pb.LogEntry(stream=rec.stream, data=rec.data, time_nano=rec.time_ns)
+            data = details_prefix(rec.attrs) + rec.data if details else rec.data
+            yield pb.LogEntry(stream=rec.stream, data=data, time_nano=rec.time_ns)
 
     async def TopContainer(
         self, request: pb.TopContainerRequest, context: Any

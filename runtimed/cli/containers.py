@@ -22,6 +22,7 @@ import grpc
 from runtimed.cli import cp, images
 from runtimed.cli.client import Client, CliError, describe_rpc_error
 from runtimed.cli.format import human_size, render_template, table
+from runtimed.cli.netflags import add_network_flags
 from runtimed.cli.psformat import LogPrinter, format_ps, ps_row
 from runtimed.cli.runflags import (
     RM_WAIT,
@@ -478,12 +479,21 @@ def cmd_logs(client: Client, args: argparse.Namespace) -> int:
         stderr=True,
     )
     printer = LogPrinter(args.timestamps)
-    for entry in client.engine.ContainerLogs(req):
+    # The request has no details field: the daemon reads this metadata instead.
+    metadata = [("runtimed-log-details", "1")] if args.details else None
+    last = None
+    for entry in client.engine.ContainerLogs(req, metadata=metadata):
         out = sys.stderr if entry.stream == "stderr" else sys.stdout
         data = printer.format(entry)
         buffer = getattr(out, "buffer", out)
+        if last is not None and last is not buffer:
+            last.flush()  # keep stdout and stderr in order on a shared terminal
         buffer.write(data)
-        buffer.flush()
+        last = buffer
+        if args.follow:
+            buffer.flush()
+    for out in (sys.stdout, sys.stderr):
+        getattr(out, "buffer", out).flush()
     return 0
 
 
@@ -581,6 +591,7 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    add_network_flags(p)
     p.add_argument("--name", help="assign a name to the container")
     p.add_argument("-e", "--env", action="append", help="set environment variables")
     p.add_argument("--env-file", action="append", help="read environment variables from a file")
@@ -593,7 +604,13 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", help="no | on-failure[:max-retries] | always | unless-stopped")
     p.add_argument("--stop-signal", help="signal to stop the container")
     p.add_argument("--stop-timeout", type=int, help="seconds to wait before killing on stop")
-    p.add_argument("-v", "--volume", action="append", help="bind mount HOST:CONTAINER[:ro]")
+    p.add_argument(
+        "-v", "--volume", action="append", help="HOST:CTR[:ro], NAME:CTR[:ro,nocopy] or CTR"
+    )
+    p.add_argument("--mount", action="append", help="type=bind|volume|tmpfs,source=,target=,...")
+    p.add_argument("--tmpfs", action="append", help="mount a tmpfs: /path[:size=64m,mode=1777]")
+    p.add_argument("--volumes-from", action="append", help="mount CONTAINER's volumes [:ro|rw]")
+    p.add_argument("--volume-driver", help="driver of the -v volumes this container creates")
     p.add_argument("--platform", help="os/arch[/variant] of the image")
     p.add_argument("--pull", default="missing", help="pull image: always | missing | never")
     p.add_argument("-q", "--quiet", action="store_true", help="suppress the pull output")
@@ -691,6 +708,7 @@ def _add_logs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", help="RFC 3339 time, unix seconds or duration (10m)")
     p.add_argument("--until", help="RFC 3339 time, unix seconds or duration (10m)")
     p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("--details", action="store_true", help="show the attributes of each line")
     p.set_defaults(func=cmd_logs)
 
 

@@ -8,7 +8,7 @@ import sys
 import grpc
 
 from runtimed import __version__
-from runtimed.cli import containers, images, system
+from runtimed.cli import containers, images, networks, system, volumes
 from runtimed.cli.client import Client, CliError, describe_rpc_error
 
 
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     containers.register(sub, container_sub)
     system.register(sub)
+    volumes.register(sub)
+    networks.register(sub)
     return parser
 
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runtimed.cli.client import CliError
+from runtimed.cli.mountflags import check_duplicates, parse_mount, parse_tmpfs
+from runtimed.cli.netflags import apply_network_flags
 from runtimed.cli.stdio import (
     DEFAULT_DETACH_KEYS,
     parse_detach_keys,
@@ -122,55 +124,95 @@ def parse_restart_policy(text: str | None) -> pb.RestartPolicy:
     return pb.RestartPolicy(name=name, max_retries=retries)
 
 
-def parse_volume(spec: str) -> pb.Bind:
-    """-v HOST:CTR[:OPTS]: a bind mount; OPTS is ro|rw plus a propagation mode, comma-separated."""
-    parts = spec.split(":")
-    if len(parts) == 1:
-        raise _usage(
-            f"invalid volume specification: '{spec}': anonymous volumes are not supported yet; "
-            "give a host path: -v /host/path:/container/path"
-        )
-    if len(parts) > 3 or not parts[0] or not parts[1]:
-        raise _usage(f"invalid volume specification: '{spec}'")
-    source, target = parts[0], parts[1]
-    if not source.startswith("/"):
-        if _VOLUME_NAME.fullmatch(source):
-            raise _usage(
-                f"invalid volume specification: '{spec}': named volumes are not supported yet; "
-                "use an absolute host path for a bind mount"
-            )
-        raise _usage(f"invalid volume specification: '{spec}': bind source path must be absolute")
-    if not target.startswith("/"):
-        raise _usage(f"invalid volume specification: '{spec}': mount path must be absolute")
-    target = os.path.normpath(target)
-    if target == "/":
-        raise _usage(f"invalid volume specification: '{spec}': destination can't be '/'")
-    bind = pb.Bind(source=os.path.normpath(source), target=target, propagation="rprivate")
-    modes = [m for m in parts[2].split(",") if m] if len(parts) == 3 else []
-    seen_rw = False
+def _volume_modes(spec: str, modes: list[str], *, bind: bool) -> tuple[bool, str, bool]:
+    """(readonly, propagation, nocopy) from -v's third field."""
+    readonly, propagation, nocopy, seen_rw = False, "rprivate", False, False
     for mode in modes:
         if mode in ("ro", "rw"):
             if seen_rw:
                 raise _usage(f"invalid volume specification: '{spec}': conflicting modes")
             seen_rw = True
-            bind.readonly = mode == "ro"
-        elif mode in PROPAGATIONS:
-            bind.propagation = mode
+            readonly = mode == "ro"
+        elif mode in PROPAGATIONS and bind:
+            propagation = mode
+        elif mode == "nocopy" and not bind:
+            nocopy = True
         elif mode in ("z", "Z", "consistent", "cached", "delegated"):
             continue  # SELinux relabel and macOS hints have no meaning here
         else:
             raise _usage(f"invalid volume specification: '{spec}': invalid mode: {mode}")
-    return bind
+    return readonly, propagation, nocopy
 
 
-def parse_volumes(specs: Sequence[str] | None) -> list[pb.Bind]:
-    binds: list[pb.Bind] = []
+def parse_volume(spec: str) -> pb.Bind | pb.MountSpec:
+    """-v HOST:CTR[:OPTS] (a bind), -v NAME:CTR[:OPTS] (a named volume), -v CTR (anonymous).
+
+    OPTS: ro|rw, a propagation mode (binds), nocopy (volumes), comma-separated.
+    """
+    parts = spec.split(":")
+    if len(parts) == 1:
+        target = parts[0]
+        if not target.startswith("/"):
+            raise _usage(f"invalid volume specification: '{spec}': mount path must be absolute")
+        target = os.path.normpath(target)
+        if target == "/":
+            raise _usage(f"invalid volume specification: '{spec}': destination can't be '/'")
+        return pb.MountSpec(type="volume", target=target)
+    if len(parts) > 3 or not parts[0] or not parts[1]:
+        raise _usage(f"invalid volume specification: '{spec}'")
+    source, target = parts[0], parts[1]
+    is_bind = source.startswith("/")
+    if not is_bind and not _VOLUME_NAME.fullmatch(source):
+        raise _usage(
+            f"invalid volume specification: '{spec}': bind source path must be absolute, "
+            "or name a volume ([a-zA-Z0-9][a-zA-Z0-9_.-]+)"
+        )
+    if not target.startswith("/"):
+        raise _usage(f"invalid volume specification: '{spec}': mount path must be absolute")
+    target = os.path.normpath(target)
+    if target == "/":
+        raise _usage(f"invalid volume specification: '{spec}': destination can't be '/'")
+    modes = [m for m in parts[2].split(",") if m] if len(parts) == 3 else []
+    readonly, propagation, nocopy = _volume_modes(spec, modes, bind=is_bind)
+    if is_bind:
+        return pb.Bind(
+            source=os.path.normpath(source),
+            target=target,
+            readonly=readonly,
+            propagation=propagation,
+        )
+    return pb.MountSpec(
+        type="volume", source=source, target=target, readonly=readonly, no_copy=nocopy
+    )
+
+
+def parse_volumes(specs: Sequence[str] | None) -> list[pb.Bind | pb.MountSpec]:
+    found: list[pb.Bind | pb.MountSpec] = []
     for spec in specs or []:
-        bind = parse_volume(spec)
-        if any(b.target == bind.target for b in binds):
-            raise _usage(f"Duplicate mount point: {bind.target}")
-        binds.append(bind)
-    return binds
+        item = parse_volume(spec)
+        if any(b.target == item.target for b in found):
+            raise _usage(f"Duplicate mount point: {item.target}")
+        found.append(item)
+    return found
+
+
+def volume_flags(
+    args: argparse.Namespace,
+) -> tuple[list[pb.Bind], list[pb.MountSpec], list[str]]:
+    """-v, --mount, --tmpfs, --volume-driver and --volumes-from, as the request carries them."""
+    binds: list[pb.Bind] = []
+    mounts: list[pb.MountSpec] = []
+    driver = getattr(args, "volume_driver", None) or ""
+    for item in parse_volumes(args.volume):
+        if isinstance(item, pb.Bind):
+            binds.append(item)
+        else:
+            item.volume_driver = driver
+            mounts.append(item)
+    mounts += [parse_mount(m) for m in getattr(args, "mount", None) or []]
+    mounts += [parse_tmpfs(t) for t in getattr(args, "tmpfs", None) or []]
+    check_duplicates(binds, mounts)
+    return binds, mounts, list(getattr(args, "volumes_from", None) or [])
 
 
 def build_create_request(
@@ -188,6 +230,7 @@ def build_create_request(
     if args.log_driver == "none" and log_opts:
         raise _usage("invalid logging opts for driver none")
     detach = bool(getattr(args, "detach", False))
+    binds, mounts, volumes_from = volume_flags(args)
     req = pb.CreateContainerRequest(
         image=args.image,
         name=args.name or "",
@@ -204,7 +247,9 @@ def build_create_request(
         restart_policy=restart,
         stop_signal=args.stop_signal or "",
         stop_timeout=-1 if args.stop_timeout is None else args.stop_timeout,
-        binds=parse_volumes(args.volume),
+        binds=binds,
+        mounts=mounts,
+        volumes_from=volumes_from,
         auto_remove=args.rm,
         # The CLI pulls itself, with docker's progress display, when the daemon says the
         # image is missing; the daemon's silent pull is for other API clients.
@@ -219,6 +264,7 @@ def build_create_request(
     if args.cmd:
         req.has_cmd = True
         req.cmd.extend(args.cmd)
+    apply_network_flags(args, req)
     return req
 
 

@@ -24,6 +24,7 @@ import structlog
 from runtimed.core import restart
 from runtimed.core.hooks import ContainerHook
 from runtimed.core.hostfiles import write_host_files
+from runtimed.core.logdrivers import LogDrivers
 from runtimed.core.model import (
     Container,
     ContainerConfig,
@@ -128,6 +129,7 @@ class ContainerService:
         self.run_dir = run_dir
         self.data_dir = data_dir
         self.default_log_driver = default_log_driver
+        self.log_drivers = LogDrivers(default_log_driver)
         self.sandbox_namespaces = sandbox_namespaces or (lambda _sb: NamespacePaths())
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -351,7 +353,9 @@ class ContainerService:
             "tty": container.config.tty,
             "stdin": container.config.stdin,
             "stdin_once": container.config.stdin_once,
-            "log": _log_config(container),
+            "log": _log_config(
+                self.log_drivers, container, request, self.files_dir(container.id)
+            ),
             "exit_file": str(state_dir / "exit.json"),
         }
         try:
@@ -753,28 +757,12 @@ class ContainerService:
                 await task
 
 
-def _log_config(container: Container) -> dict[str, Any]:
-    opts = container.config.log_opts
-    return {
-        "driver": container.config.log_driver,
-        "path": container.config.log_path,
-        "max_size": _size(opts.get("max-size", "")),
-        "max_file": int(opts.get("max-file", "1") or 1),
-    }
-
-
-def _size(text: str) -> int:
-    """docker's --log-opt max-size: decimal units (10m = 10,000,000 bytes)."""
-    if not text:
-        return 0
-    units = {"k": 10**3, "m": 10**6, "g": 10**9}
-    text = text.strip().lower().removesuffix("b")
-    try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
-    except ValueError:
-        raise InvalidArgument(f"invalid max-size {text!r}") from None
+def _log_config(
+    drivers: LogDrivers, container: Container, spec: SpecRequest, files_dir: Path
+) -> dict[str, Any]:
+    """The ShimConfig "log" object: driver plugin, options, container facts (see
+    runtimed_shim.logpipe and runtimed.core.logdrivers)."""
+    return drivers.shim_config(container, spec, files_dir)
 
 
 def _spec_to_dict(spec: SpecRequest) -> dict[str, Any]:

@@ -1,23 +1,36 @@
-"""Reading what the shim wrote: docker's json-file and the CRI format, with tail and follow.
+"""Reading what the shim wrote: json-file, Docker's local format and the CRI format.
 
-The daemon only reads logs; the shim writes them. Rotated json-file logs
-(`<path>.1` newest ... `.N`) are read oldest first, as docker does.
+The daemon only reads logs; the shim writes them. Rotated files
+(`<path>.1` newest ... `.N`, plain or `.gz`) are read oldest first, as Docker
+does. `--tail` reads backwards from the end, so the last lines of a large
+log come without reading all of it. `--follow` keeps the current file open:
+when the writer rotates it, the rest of the old file is read first, then any
+file rotated past us meanwhile, then the new one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import gzip
 import json
 import os
-from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
+
+from runtimed_shim.logs import decode_local
 
 from runtimed.errors import InvalidArgument
 
 FOLLOW_POLL = 0.05
+# gRPC metadata a ContainerLogs caller sends for `logs --details` (the request has no field).
+DETAILS_METADATA = "runtimed-log-details"
+BATCH = 2000
+BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,7 @@ class LogRecord:
     stream: str
     data: bytes
     time_ns: int
+    attrs: dict[str, str] = field(default_factory=dict)
 
 
 def parse_time(text: str) -> int:
@@ -80,11 +94,24 @@ def parse_since(text: str, now_ns: int) -> int:
         return parse_time(text)
 
 
+def details_prefix(attrs: dict[str, str]) -> bytes:
+    """`logs --details`: Docker's `k=v,k2=v2 ` (sorted, query-escaped) before the line."""
+    pairs = [
+        f"{urllib.parse.quote_plus(k)}={urllib.parse.quote_plus(v)}"
+        for k, v in sorted(attrs.items())
+    ]
+    return ",".join(pairs).encode() + b" "
+
+
+# -- formats ----------------------------------------------------------------------
+
+
 def _json_record(line: bytes) -> LogRecord | None:
     try:
         doc = json.loads(line)
-        return LogRecord(doc["stream"], doc["log"].encode(), parse_time(doc["time"]))
-    except (ValueError, KeyError, InvalidArgument):
+        attrs = doc.get("attrs") or {}
+        return LogRecord(doc["stream"], doc["log"].encode(), parse_time(doc["time"]), attrs)
+    except (ValueError, KeyError, TypeError, AttributeError, InvalidArgument):
         return None
 
 
@@ -98,17 +125,261 @@ def _cri_record(line: bytes) -> LogRecord | None:
         content += b"\n"
     try:
         return LogRecord(parts[1].decode(), content, parse_time(parts[0].decode()))
-    except InvalidArgument:
+    except (InvalidArgument, UnicodeDecodeError):
         return None
 
 
-def _files(path: Path) -> list[Path]:
-    rotated = sorted(
-        (p for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit()),
-        key=lambda p: int(p.suffix[1:]),
-        reverse=True,
-    )
-    return [*rotated, path]
+def _local_record(body: bytes) -> LogRecord | None:
+    try:
+        entry = decode_local(body)
+    except (ValueError, IndexError):
+        return None
+    data = entry["line"]
+    if not entry["partial"] or entry["last"]:
+        data += b"\n"
+    return LogRecord(entry["source"], data, entry["time_nano"], entry["attrs"])
+
+
+class _Format:
+    """Record framing of one format: forwards and backwards over a readable file."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.binary = name == "local"
+        self.parse_line = _cri_record if name == "cri" else _json_record
+
+    def forward(self, f: IO[bytes]) -> Iterator[tuple[LogRecord | None, int]]:
+        """(record, bytes consumed) for every complete record from the position of f."""
+        if self.binary:
+            while True:
+                head = f.read(4)
+                if len(head) < 4:
+                    return
+                size = int.from_bytes(head, "big")
+                rest = f.read(size + 4)
+                if len(rest) < size + 4:
+                    return  # a record still being written
+                yield _local_record(rest[:size]), size + 8
+        else:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    return  # a record still being written
+                yield self.parse_line(line), len(line)
+
+    def split(self, buf: bytes) -> tuple[list[LogRecord | None], int]:
+        """Complete records at the start of buf and how many bytes they took."""
+        records: list[LogRecord | None] = []
+        if self.binary:
+            pos = 0
+            while len(buf) - pos >= 8:
+                size = int.from_bytes(buf[pos : pos + 4], "big")
+                if len(buf) - pos < size + 8:
+                    break
+                records.append(_local_record(buf[pos + 4 : pos + 4 + size]))
+                pos += size + 8
+            return records, pos
+        end = buf.rfind(b"\n") + 1
+        if end:
+            records = [self.parse_line(line + b"\n") for line in buf[: end - 1].split(b"\n")]
+        return records, end
+
+    def backward(self, f: IO[bytes], size: int) -> Iterator[LogRecord | None]:
+        """Records from the end of a plain file to its start."""
+        if self.binary:
+            end = size
+            while end >= 8:
+                f.seek(end - 4)
+                length = int.from_bytes(f.read(4), "big")
+                start = end - length - 8
+                if start < 0:
+                    return
+                f.seek(start + 4)
+                yield _local_record(f.read(length))
+                end = start
+            return
+        end, tail = size, b""
+        while end > 0:
+            start = max(0, end - BLOCK)
+            f.seek(start)
+            chunk = f.read(end - start) + tail
+            lines = chunk.split(b"\n")
+            tail = lines[0] if start > 0 else b""
+            body = lines[1:] if start > 0 else lines
+            for line in reversed(body):
+                if line:
+                    yield self.parse_line(line + b"\n")
+            end = start
+        if tail:
+            yield self.parse_line(tail + b"\n")
+
+
+def log_files(path: Path) -> list[Path]:
+    """Rotated files oldest first, then the current one; `.N` wins over a `.N.gz` being made."""
+    rotated: dict[int, Path] = {}
+    for p in path.parent.glob(path.name + ".*"):
+        rest = p.name[len(path.name) + 1 :]
+        number, _, gz = rest.partition(".")
+        if not number.isdigit() or gz not in ("", "gz"):
+            continue
+        if int(number) not in rotated or gz == "":
+            rotated[int(number)] = p
+    return [rotated[n] for n in sorted(rotated, reverse=True)] + [path]
+
+
+def _open(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # type: ignore[return-value]
+
+
+def _first_record(path: Path, fmt: _Format) -> bytes:
+    """The first record's raw bytes: a rotated file's identity, however it was renamed."""
+    try:
+        with _open(path) as f:
+            if fmt.binary:
+                head = f.read(4)
+                return head + f.read(int.from_bytes(head, "big") + 4) if len(head) == 4 else b""
+            return f.readline()
+    except (OSError, EOFError):
+        return b""
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+@dataclass
+class _Filter:
+    streams: frozenset[str]
+    since_ns: int
+    until_ns: int
+
+    def __call__(self, rec: LogRecord | None) -> bool:
+        return (
+            rec is not None
+            and rec.stream in self.streams
+            and rec.time_ns >= self.since_ns
+            and (not self.until_ns or rec.time_ns <= self.until_ns)
+        )
+
+
+def _tail(files: list[Path], fmt: _Format, wanted: _Filter, count: int) -> list[LogRecord]:
+    found: list[LogRecord] = []
+    for file in reversed(files):
+        if len(found) >= count:
+            break
+        try:
+            if file.suffix == ".gz":
+                with gzip.open(file, "rb") as g:
+                    data = g.read()
+                records, _ = fmt.split(data)
+                candidates: Iterator[LogRecord | None] = reversed(records)
+                for rec in candidates:
+                    if wanted(rec):
+                        found.append(rec)  # type: ignore[arg-type]
+                        if len(found) >= count:
+                            break
+                continue
+            with file.open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                for rec in fmt.backward(f, size):
+                    if wanted(rec):
+                        found.append(rec)  # type: ignore[arg-type]
+                        if len(found) >= count:
+                            break
+        except (FileNotFoundError, EOFError, gzip.BadGzipFile):
+            continue
+    found.reverse()
+    return found
+
+
+class _Follower:
+    """Position in the current file, kept across rotations."""
+
+    def __init__(self, path: Path, fmt: _Format) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.f: IO[bytes] | None = None
+        self.first = b""
+        self.pending = b""
+
+    def start_at_end_of(self, f: IO[bytes] | None) -> None:
+        self.f = f
+        self.first = _first_record(self.path, self.fmt) if f is not None else b""
+
+    def read_new(self) -> list[LogRecord | None]:
+        """Whatever was appended since the last call, across any rotation meanwhile."""
+        out: list[LogRecord | None] = []
+        if self.f is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.f = self.path.open("rb")
+                self.first = b""
+            if self.f is None:
+                return out
+        out += self._drain()
+        try:
+            current = self.path.stat().st_ino
+        except FileNotFoundError:
+            current = -1
+        if current == os.fstat(self.f.fileno()).st_ino:
+            if os.fstat(self.f.fileno()).st_size < self.f.tell():  # truncated (max-file 1)
+                self.f.seek(0)
+                self.pending = b""
+            return out
+        # Rotated: our file is complete now; then whatever was rotated after it.
+        out += self._drain()
+        first = self.first or _first_record_of_open(self.f, self.fmt)
+        self.f.close()
+        self.f, self.pending = None, b""
+        newer = self._rotated_after(first)
+        for file in newer:
+            with contextlib.suppress(OSError, EOFError), _open(file) as f:
+                out += [rec for rec, _ in self.fmt.forward(f)]
+        if current != -1:
+            with contextlib.suppress(FileNotFoundError):
+                self.f = self.path.open("rb")
+                self.first = b""
+                out += self._drain()
+        return out
+
+    def _drain(self) -> list[LogRecord | None]:
+        assert self.f is not None
+        data = self.f.read()
+        if not data:
+            return []
+        if not self.first and self.f.tell() == len(data) and self.pending == b"":
+            self.first = data[: _record_len(data, self.fmt)]
+        buf = self.pending + data
+        records, used = self.fmt.split(buf)
+        self.pending = buf[used:]
+        return records
+
+    def _rotated_after(self, first: bytes) -> list[Path]:
+        """Rotated files newer than the one that started with `first`, oldest first."""
+        rotated = log_files(self.path)[:-1]
+        for i, file in enumerate(rotated):
+            if first and _first_record(file, self.fmt) == first:
+                return rotated[i + 1 :]
+        return rotated if not first else []
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+
+
+def _record_len(data: bytes, fmt: _Format) -> int:
+    if fmt.binary:
+        return int.from_bytes(data[:4], "big") + 8 if len(data) >= 4 else 0
+    return data.find(b"\n") + 1
+
+
+def _first_record_of_open(f: IO[bytes], fmt: _Format) -> bytes:
+    pos = f.tell()
+    try:
+        f.seek(0)
+        if fmt.binary:
+            head = f.read(4)
+            return head + f.read(int.from_bytes(head, "big") + 4) if len(head) == 4 else b""
+        return f.readline()
+    finally:
+        f.seek(pos)
 
 
 async def read_logs(
@@ -122,67 +393,77 @@ async def read_logs(
     streams: frozenset[str] = frozenset({"stdout", "stderr"}),
     running: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[LogRecord]:
-    parse = _cri_record if driver == "cri" else _json_record
+    """Records of the log at `path`, written in format `driver` (json-file, local, cri)."""
     if driver not in ("json-file", "cri", "local"):
         raise InvalidArgument(f'configured logging driver does not support reading: "{driver}"')
+    fmt = _Format(driver)
+    wanted = _Filter(streams, since_ns, until_ns)
+    follower = _Follower(path, fmt)
 
-    def wanted(rec: LogRecord | None) -> bool:
-        return (
-            rec is not None
-            and rec.stream in streams
-            and rec.time_ns >= since_ns
-            and (not until_ns or rec.time_ns <= until_ns)
-        )
+    def start_following() -> None:
+        # Opened before the history is read: nothing written meanwhile is missed.
+        with contextlib.suppress(FileNotFoundError):
+            follower.start_at_end_of(path.open("rb"))
 
-    def existing() -> tuple[list[LogRecord], int, int]:
-        records: deque[LogRecord] | list[LogRecord]
-        records = deque(maxlen=tail) if tail >= 0 else []
-        offset, inode = 0, 0
-        for file in _files(path):
-            try:
-                with file.open("rb") as f:
-                    for line in f:
-                        if not line.endswith(b"\n"):
-                            break  # a record still being written
-                        rec = parse(line)
-                        if wanted(rec):
-                            records.append(rec)  # type: ignore[arg-type]
-                        if file == path:
-                            offset += len(line)
-                    if file == path:
-                        inode = os.fstat(f.fileno()).st_ino
-            except FileNotFoundError:
-                continue
-        return list(records), offset, inode
-
-    records, offset, inode = await asyncio.to_thread(existing)
-    for rec in records:
-        yield rec
-    if not follow:
-        return
-    pending = b""
-    while True:
-        alive = running()
-        try:
-            st = path.stat()
-            if st.st_ino != inode:  # rotated or reopened: start the new file from its top
-                inode, offset, pending = st.st_ino, 0, b""
-            if st.st_size > offset:
-                with path.open("rb") as f:
-                    f.seek(offset)
-                    chunk = f.read(st.st_size - offset)
-                offset += len(chunk)
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    rec = parse(line + b"\n")
-                    if wanted(rec):
-                        yield rec  # type: ignore[misc]
-                    if until_ns and rec is not None and rec.time_ns > until_ns:
-                        return
-                continue
-        except FileNotFoundError:
-            pass
-        if not alive:
+    try:
+        if follow:
+            await asyncio.to_thread(start_following)
+            if follower.f is not None:
+                follower.f.seek(0, os.SEEK_END)
+                limit = follower.f.tell()
+            else:
+                limit = 0
+        files = log_files(path)
+        if tail >= 0:
+            records = await asyncio.to_thread(_tail, files, fmt, wanted, tail) if tail else []
+            for rec in records:
+                yield rec
+        else:
+            batches = _history(files, fmt, wanted, path, limit if follow else -1)
+            while True:
+                batch = await asyncio.to_thread(next, batches, None)
+                if batch is None:
+                    break
+                for rec in batch:
+                    yield rec
+        if not follow:
             return
-        await asyncio.sleep(FOLLOW_POLL)
+        while True:
+            alive = running()
+            records = await asyncio.to_thread(follower.read_new)
+            for rec in records:
+                if until_ns and rec is not None and rec.time_ns > until_ns:
+                    return
+                if wanted(rec):
+                    yield rec  # type: ignore[misc]
+            if records:
+                continue
+            if not alive:
+                return
+            await asyncio.sleep(FOLLOW_POLL)
+    finally:
+        follower.close()
+
+
+def _history(
+    files: list[Path], fmt: _Format, wanted: _Filter, current: Path, limit: int
+) -> Iterator[list[LogRecord]]:
+    """Batches of records oldest first; the current file up to `limit` bytes when following."""
+    batch: list[LogRecord] = []
+    for file in files:
+        try:
+            with _open(file) as f:
+                read = 0
+                for rec, size in fmt.forward(f):
+                    if file == current and limit >= 0 and read + size > limit:
+                        break
+                    read += size
+                    if wanted(rec):
+                        batch.append(rec)  # type: ignore[arg-type]
+                        if len(batch) >= BATCH:
+                            yield batch
+                            batch = []
+        except (FileNotFoundError, EOFError, gzip.BadGzipFile):
+            continue
+    if batch:
+        yield batch

@@ -21,6 +21,7 @@ from runtimed.api.engine import EngineServicer
 from runtimed.api.errors import ErrorInterceptor
 from runtimed.config import Config, config_dir
 from runtimed.core.containers import ContainerService
+from runtimed.core.logdrivers import LogDrivers, LoggingHook
 from runtimed.core.sandboxes import SandboxService
 from runtimed.core.shim_client import ShimLauncher
 from runtimed.daemon import logging as daemon_logging
@@ -32,12 +33,17 @@ from runtimed.images.auth import CredentialStore
 from runtimed.images.layers import LayerStore
 from runtimed.images.registry import RegistryClient
 from runtimed.images.service import ImageService
+from runtimed.network.hook import NetworkHook
+from runtimed.network.service import NetworkService, configured_backend
 from runtimed.oci.runtime import OciRuntime, detect_runtime
 from runtimed.rootless import userns
 from runtimed.snapshots import Snapshotter, select_snapshotter
 from runtimed.store.containers import ContainerRecords
 from runtimed.store.content import ContentStore
 from runtimed.store.metadata import MetadataStore
+from runtimed.volumes.hook import VolumeHook
+from runtimed.volumes.mounts import ContainerMounts
+from runtimed.volumes.service import VolumeService
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +65,9 @@ class Runtime:
     launcher: ShimLauncher
     containers: ContainerService
     sandboxes: SandboxService
+    volumes: VolumeService
+    volume_mounts: ContainerMounts
+    network: NetworkService
     pod_cidr: str = ""
 
     @classmethod
@@ -102,9 +111,29 @@ class Runtime:
             data_dir=data,
             default_log_driver=config.default_log_driver,
         )
+        # Log drivers: the daemon-wide defaults must be valid; each create is checked too.
+        containers.log_drivers = LogDrivers(config.default_log_driver, config.default_log_opts)
+        containers.log_drivers.check_defaults()
+        containers.hooks.append(LoggingHook(containers.log_drivers))
         sandboxes = SandboxService(
             records=records, containers=containers, run_dir=config.run_dir, data_dir=data
         )
+        volumes = VolumeService(
+            metadata=metadata,
+            data_dir=data,
+            run_dir=config.run_dir,
+            plugin_dirs=[config.run_dir / "plugins", config_dir() / "plugins"],
+            containers=containers.list,
+        )
+        volume_mounts = ContainerMounts(volumes, containers)
+        containers.hooks.append(VolumeHook(volume_mounts))
+        network = NetworkService(
+            data_dir=data,
+            run_dir=config.run_dir,
+            containers=containers,
+            backend=configured_backend(config),
+        )
+        containers.hooks.append(NetworkHook(network))
         return cls(
             config=config,
             rootless=rootless,
@@ -119,16 +148,24 @@ class Runtime:
             launcher=launcher,
             containers=containers,
             sandboxes=sandboxes,
+            volumes=volumes,
+            volume_mounts=volume_mounts,
+            network=network,
         )
 
     async def start(self) -> None:
         """Bring up the shim launcher (it also holds our namespaces) and find every shim."""
         await self.launcher.ensure()
+        await self.network.start()
         await self.containers.restore()
+        await self.network.reconcile()
+        await self.volume_mounts.reconcile()
 
     async def aclose(self) -> None:
         await self.containers.aclose()
-        if await self.containers.release_idle_shims():
+        idle = await self.containers.release_idle_shims()
+        await self.network.aclose(idle=idle)
+        if idle:
             # Nothing runs: the namespaces need no keeper until the next start.
             await self.launcher.stop()
             with contextlib.suppress(FileNotFoundError):

@@ -1,17 +1,30 @@
-"""Container log files: the CRI format kubelet reads and Docker's json-file.
+"""Container log files: the CRI format kubelet reads, Docker's json-file and local.
 
-Both split output into lines the same way: a line longer than MAX_LINE is
-written as partial chunks followed by its final piece; an unterminated tail
-is written as a partial when its stream ends. Files are appended with plain
-write(2) on an O_APPEND descriptor, never fsynced per line: a container's
-output must not wait for the disk.
+All formats split output into lines the same way: a line longer than
+MAX_LINE is written as partial chunks followed by its final piece; an
+unterminated tail is written as a partial when its stream ends. Files are
+appended with plain write(2) on an O_APPEND descriptor, never fsynced per
+line: a container's output must not wait for the disk.
+
+Rotation (json-file, local) follows Docker: before a write that would pass
+max-size the file is renamed to `<path>.1` (older ones shift to `.2` ...
+`.N-1`), and with compress the rotated file becomes `<path>.1.gz` in the
+background.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
+
+from runtimed_shim.logdriver import PartialTracker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 MAX_LINE = 16 * 1024
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -119,13 +132,25 @@ _JSON_ESCAPES = _json_escapes()
 _JSON_RUN_ESCAPES = {c: e for c, e in _JSON_ESCAPES.items() if c != ord("\n")}
 
 
-def json_run(stream: str, pieces: list[bytes], complete: bool, stamp: str) -> bytes:
+def json_attrs(attrs: dict[str, str]) -> str:
+    """The `"attrs":{...}` member as Go's json.Marshal writes a map: sorted, HTML-safe."""
+    if not attrs:
+        return ""
+    text = json.dumps(attrs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return f',"attrs":{text}'
+
+
+def json_run(
+    stream: str, pieces: list[bytes], complete: bool, stamp: str, attrs: str = ""
+) -> bytes:
     """json-file records, keys in Docker's order; partial chunks carry no trailing newline.
 
-    Pieces come from LineSplitter and hold no newline.
+    Pieces come from LineSplitter and hold no newline; `attrs` is json_attrs().
     """
     newline = "\\n" if complete else ""
-    end = f'{newline}","stream":"{stream}","time":"{stamp}"}}\n'
+    end = f'{newline}","stream":"{stream}"{attrs},"time":"{stamp}"}}\n'
     text = b"\n".join(pieces).decode("utf-8", "surrogateescape").translate(_JSON_RUN_ESCAPES)
     return ('{"log":"' + text.replace("\n", end + '{"log":"') + end).encode()
 
@@ -134,18 +159,136 @@ def json_line(stream: str, content: bytes, complete: bool, stamp: str) -> bytes:
     return json_run(stream, [content], complete, stamp)
 
 
-# -- writers -------------------------------------------------------------------
+# -- Docker's local format: length-framed protobuf LogEntry records ----------------
 
 
-class LogWriter:
-    """Base: split per stream, format, append. Subclasses choose the format."""
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
-    def __init__(self, path: str) -> None:
+
+def _field_bytes(number: int, data: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def local_attrs(attrs: dict[str, str]) -> bytes:
+    """The repeated LogAttr field (6) of every record, sorted like Docker's."""
+    return b"".join(
+        _field_bytes(6, _field_bytes(1, k.encode()) + _field_bytes(2, v.encode()))
+        for k, v in sorted(attrs.items())
+    )
+
+
+def local_record(
+    stream: str,
+    time_ns: int,
+    line: bytes,
+    partial: tuple[str, int, bool] | None = None,
+    attrs: bytes = b"",
+) -> bytes:
+    """One record: 4-byte big-endian size, protobuf LogEntry, the same size again.
+
+    LogEntry: source=1, time_nano=2, line=3, partial=4, partial_log_metadata=5
+    {last=1, id=2, ordinal=3}, attrs=6 {key=1, value=2}.
+    """
+    body = _field_bytes(1, stream.encode()) if stream else b""
+    if time_ns:
+        body += b"\x10" + _varint(time_ns)
+    if line:
+        body += _field_bytes(3, line)
+    if partial is not None:
+        pid, ordinal, last = partial
+        meta = (b"\x08\x01" if last else b"") + _field_bytes(2, pid.encode())
+        if ordinal:
+            meta += b"\x18" + _varint(ordinal)
+        body += b"\x20\x01" + _field_bytes(5, meta)
+    body += attrs
+    size = len(body).to_bytes(4, "big")
+    return size + body + size
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(data: bytes) -> list[tuple[int, Any]]:
+    out: list[tuple[int, Any]] = []
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        kind = key & 7
+        if kind == 0:
+            value, pos = _read_varint(data, pos)
+        elif kind == 2:
+            size, pos = _read_varint(data, pos)
+            value, pos = data[pos : pos + size], pos + size
+        elif kind == 1:
+            value, pos = data[pos : pos + 8], pos + 8
+        elif kind == 5:
+            value, pos = data[pos : pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {kind}")
+        out.append((key >> 3, value))
+    return out
+
+
+def decode_local(body: bytes) -> dict[str, Any]:
+    """A LogEntry body as {"source", "time_nano", "line", "partial", "last", "attrs"}."""
+    entry: dict[str, Any] = {
+        "source": "",
+        "time_nano": 0,
+        "line": b"",
+        "partial": False,
+        "last": False,
+        "attrs": {},
+    }
+    for number, value in _fields(body):
+        if number == 1:
+            entry["source"] = value.decode("utf-8", "replace")
+        elif number == 2:
+            entry["time_nano"] = value - (1 << 64) if value >= 1 << 63 else value
+        elif number == 3:
+            entry["line"] = bytes(value)
+        elif number == 4:
+            entry["partial"] = bool(value)
+        elif number == 5:
+            entry["last"] = any(n == 1 and v for n, v in _fields(value))
+        elif number == 6:
+            pair = dict(_fields(value))
+            key = pair.get(1, b"").decode("utf-8", "replace")
+            entry["attrs"][key] = pair.get(2, b"").decode("utf-8", "replace")
+    return entry
+
+
+# -- files -----------------------------------------------------------------------
+
+
+class LogFile:
+    """An append-only file with Docker's max-size / max-file rotation."""
+
+    def __init__(
+        self, path: str, max_size: int = 0, max_file: int = 1, compress: bool = False
+    ) -> None:
         self.path = path
-        self._splitters: dict[str, LineSplitter] = {}
-        self.dropped = 0
+        self.max_size = max(0, max_size)
+        self.max_file = max(1, max_file)
+        self.compress = compress and self.max_file > 1 and self.max_size > 0
         self.fd = -1
         self.size = 0
+        self.dropped = 0
+        self._compressor: Any = None
         self.reopen()
 
     def reopen(self) -> None:
@@ -160,33 +303,24 @@ class LogWriter:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        self._wait_compressor()
 
-    def write(self, stream: str, data: bytes, now_ns: int | None = None) -> None:
-        splitter = self._splitters.get(stream)
-        if splitter is None:
-            splitter = self._splitters[stream] = LineSplitter()
-        runs = splitter.feed(data)
-        if runs:
-            self._emit(stream, runs, now_ns)
-
-    def end(self, stream: str, now_ns: int | None = None) -> None:
-        """The stream closed: its unterminated tail is written as a partial line."""
-        splitter = self._splitters.get(stream)
-        if splitter is not None:
-            runs = splitter.flush()
-            if runs:
-                self._emit(stream, runs, now_ns)
-
-    def _emit(self, stream: str, runs: list[Run], now_ns: int | None) -> None:
-        stamp = rfc3339nano(time.time_ns() if now_ns is None else now_ns)
-        fmt = self.format
-        self._append(b"".join([fmt(stream, pieces, complete, stamp) for pieces, complete in runs]))
-
-    def format(self, stream: str, pieces: list[bytes], complete: bool, stamp: str) -> bytes:
-        raise NotImplementedError
-
-    def _append(self, blob: bytes) -> None:
-        self._write_all(blob)
+    def append(self, blob: bytes, records: Callable[[], list[bytes]]) -> None:
+        """Write blob; if it would pass max-size, rotate between the records it is made of."""
+        if not self.max_size or self.size + len(blob) <= self.max_size:
+            self._write_all(blob)
+            return
+        batch: list[bytes] = []
+        pending = 0
+        for record in records():
+            if self.size + pending + len(record) > self.max_size and self.size + pending > 0:
+                self._write_all(b"".join(batch))
+                batch, pending = [], 0
+                self._rotate()
+            batch.append(record)
+            pending += len(record)
+        if batch:
+            self._write_all(b"".join(batch))
 
     def _write_all(self, blob: bytes) -> None:
         view = memoryview(blob)
@@ -199,60 +333,178 @@ class LogWriter:
             # A full disk must not stop the container: count what was lost.
             self.dropped += len(view)
 
-
-class CriLog(LogWriter):
-    format = staticmethod(cri_run)
-
-
-class JsonFileLog(LogWriter):
-    """Docker's json-file, rotated by size like Docker's max-size / max-file."""
-
-    format = staticmethod(json_run)
-
-    def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
-        self.max_size = max(0, max_size)
-        self.max_file = max(1, max_file)
-        super().__init__(path)
-
-    def _append(self, blob: bytes) -> None:
-        if not self.max_size or self.size + len(blob) <= self.max_size:
-            self._write_all(blob)
-            return
-        # Rotation falls between records; a record holds no raw newline (JSON escapes it).
-        batch: list[bytes] = []
-        pending = 0
-        for record in blob.split(b"\n")[:-1]:
-            size = len(record) + 1
-            if self.size + pending + size > self.max_size and self.size + pending > 0:
-                self._write_all(b"\n".join(batch) + b"\n" if batch else b"")
-                batch, pending = [], 0
-                self._rotate()
-            batch.append(record)
-            pending += size
-        if batch:
-            self._write_all(b"\n".join(batch) + b"\n")
-
     def _rotate(self) -> None:
         if self.max_file < 2:
             os.ftruncate(self.fd, 0)
             self.size = 0
             return
-        for i in range(self.max_file - 1, 0, -1):
-            older = f"{self.path}.{i - 1}" if i > 1 else self.path
+        self._wait_compressor()
+        suffix = ".gz" if self.compress else ""
+        for i in range(self.max_file - 1, 1, -1):
             with contextlib.suppress(FileNotFoundError):
-                os.rename(older, f"{self.path}.{i}")
+                os.rename(f"{self.path}.{i - 1}{suffix}", f"{self.path}.{i}{suffix}")
+        os.rename(self.path, f"{self.path}.1")
         self.reopen()
+        if self.compress:
+            import threading  # only shims that compress pay for it
+
+            self._compressor = threading.Thread(
+                target=compress_file, args=(f"{self.path}.1",), daemon=True
+            )
+            self._compressor.start()
+
+    def _wait_compressor(self) -> None:
+        if self._compressor is not None:
+            self._compressor.join()
+            self._compressor = None
 
 
-class NoLog(LogWriter):
-    """Driver "none": output only goes to attached clients."""
+def compress_file(path: str) -> None:
+    """path -> path.gz (written under a temporary name), then path goes; readers that see
+    both read only the plain one."""
+    import zlib
 
-    def __init__(self) -> None:
-        self.path = ""
-        self.dropped = 0
-        self.fd = -1
+    tmp = f"{path}.gz.tmp"
+    try:
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+            while chunk := src.read(1 << 20):
+                dst.write(packer.compress(chunk))
+            dst.write(packer.flush())
+        os.rename(tmp, f"{path}.gz")
+        os.unlink(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+# -- writers -------------------------------------------------------------------
+
+
+class LogWriter:
+    """Base of the file drivers: format runs of lines and append them.
+
+    `emit(stream, runs, time_ns)` is the driver interface (runs already split);
+    `write(stream, data)` / `end(stream)` split a raw stream first.
+    """
+
+    max_line = MAX_LINE
+    threaded = False
+
+    def __init__(self, path: str, max_size: int = 0, max_file: int = 1, compress: bool = False):
+        self.path = path
+        self.file = LogFile(path, max_size, max_file, compress)
+        self._splitters: dict[str, LineSplitter] = {}
+
+    @property
+    def dropped(self) -> int:
+        return self.file.dropped
+
+    @property
+    def fd(self) -> int:
+        return self.file.fd
 
     def reopen(self) -> None:
+        self.file.reopen()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def write(self, stream: str, data: bytes, now_ns: int | None = None) -> None:
+        splitter = self._splitters.get(stream)
+        if splitter is None:
+            splitter = self._splitters[stream] = LineSplitter(self.max_line)
+        runs = splitter.feed(data)
+        if runs:
+            self.emit(stream, runs, time.time_ns() if now_ns is None else now_ns)
+
+    def end(self, stream: str, now_ns: int | None = None) -> None:
+        """The stream closed: its unterminated tail is written as a partial line."""
+        splitter = self._splitters.get(stream)
+        if splitter is not None:
+            runs = splitter.flush()
+            if runs:
+                self.emit(stream, runs, time.time_ns() if now_ns is None else now_ns)
+
+    def emit(self, stream: str, runs: list[Run], time_ns: int) -> None:
+        raise NotImplementedError
+
+
+def _lines(blob: bytes) -> Callable[[], list[bytes]]:
+    # Text formats end every record with a newline and hold none inside one.
+    return lambda: [line + b"\n" for line in blob.split(b"\n")[:-1]]
+
+
+class CriLog(LogWriter):
+    def emit(self, stream: str, runs: list[Run], time_ns: int) -> None:
+        stamp = rfc3339nano(time_ns)
+        blob = b"".join([cri_run(stream, pieces, complete, stamp) for pieces, complete in runs])
+        self.file.append(blob, _lines(blob))
+
+
+class JsonFileLog(LogWriter):
+    """Docker's json-file, rotated by size like Docker's max-size / max-file."""
+
+    def __init__(
+        self,
+        path: str,
+        max_size: int = 0,
+        max_file: int = 1,
+        compress: bool = False,
+        attrs: dict[str, str] | None = None,
+    ) -> None:
+        self.attrs = json_attrs(attrs or {})
+        super().__init__(path, max_size, max_file, compress)
+
+    def emit(self, stream: str, runs: list[Run], time_ns: int) -> None:
+        stamp = rfc3339nano(time_ns)
+        attrs = self.attrs
+        blob = b"".join(
+            [json_run(stream, pieces, complete, stamp, attrs) for pieces, complete in runs]
+        )
+        self.file.append(blob, _lines(blob))
+
+
+class LocalLog(LogWriter):
+    """Docker's local driver (and the cache of drivers that cannot be read back)."""
+
+    def __init__(
+        self,
+        path: str,
+        max_size: int = 20 * 1024 * 1024,
+        max_file: int = 5,
+        compress: bool = True,
+        attrs: dict[str, str] | None = None,
+    ) -> None:
+        self.attrs = local_attrs(attrs or {})
+        self.partials = PartialTracker()
+        super().__init__(path, max_size, max_file, compress)
+
+    def emit(self, stream: str, runs: list[Run], time_ns: int) -> None:
+        records = []
+        mark, attrs = self.partials.mark, self.attrs
+        for pieces, complete in runs:
+            for piece in pieces:
+                records.append(local_record(stream, time_ns, piece, mark(stream, complete), attrs))
+        self.file.append(b"".join(records), lambda: records)
+
+
+class NoLog:
+    """Driver "none": output only goes to attached clients."""
+
+    max_line = MAX_LINE
+    threaded = False
+    path = ""
+    dropped = 0
+    fd = -1
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def emit(self, stream: str, runs: list[Run], time_ns: int) -> None:
         pass
 
     def write(self, stream: str, data: bytes, now_ns: int | None = None) -> None:
@@ -262,8 +514,9 @@ class NoLog(LogWriter):
         pass
 
 
-def open_log(config: dict) -> LogWriter:
-    """The writer a ShimConfig's "log" object asks for; OSError if the file cannot be opened."""
+def open_builtin(config: dict[str, Any]) -> LogWriter | NoLog:
+    """A legacy ShimConfig "log" object ({"driver", "path", "max_size", "max_file"}):
+    the writers the shim has built in, for callers that name no plugin."""
     driver = config.get("driver") or "none"
     if driver == "none":
         return NoLog()

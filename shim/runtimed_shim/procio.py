@@ -83,6 +83,15 @@ class ProcessIo:
         self.on_end(kind)
         return False
 
+    def pause_output(self) -> None:
+        """Stop reading output: a blocking log driver is full (the process waits on write)."""
+        for fd in self.outputs:
+            self.loop.set_reader(fd, None)
+
+    def resume_output(self) -> None:
+        for fd in self.outputs:
+            self.loop.set_reader(fd, lambda fd=fd: self._read(fd))
+
     def drain(self, max_reads: int = 256) -> None:
         """Read what is already written: the process is gone, its last words must not be.
 

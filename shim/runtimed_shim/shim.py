@@ -22,7 +22,8 @@ from runtimed_shim.console import ConsoleSocket, set_size
 from runtimed_shim.execs import ExecError, ExecSession
 from runtimed_shim.exitfile import exit_code, oom_kills, reason_for, write_atomic, write_json_atomic
 from runtimed_shim.host import descendants, remove_tree
-from runtimed_shim.logs import LogWriter, NoLog, open_log
+from runtimed_shim.logpipe import LogPipeline, LogSetupError, open_pipeline
+from runtimed_shim.logs import NoLog
 from runtimed_shim.loop import Loop
 from runtimed_shim.procio import ProcessIo
 from runtimed_shim.protocol import (
@@ -80,7 +81,8 @@ class Shim:
 
         self.loop = Loop()
         self.io = ProcessIo(self.loop, self._output, self._output_end)
-        self.log: LogWriter = NoLog()
+        self.log = LogPipeline(NoLog())
+        self.output_paused = False
         self.server: socket.socket | None = None
         self.sig_r = -1
         self.status = "created"
@@ -142,12 +144,11 @@ class Shim:
 
     def _open_log(self) -> None:
         try:
-            self.log = open_log(self.log_config)
-        except OSError as exc:
-            path = self.log_config.get("path")
-            raise ShimError(f"cannot open the container log {path}: {exc.strerror}") from None
-        except ValueError as exc:
+            self.log = open_pipeline(self.log_config)
+        except LogSetupError as exc:
             raise ShimError(str(exc)) from None
+        if self.log.wake_fd >= 0:
+            self.loop.set_reader(self.log.wake_fd, self._log_drained)
 
     def _spawn_create(self, pid_file: str, console: ConsoleSocket | None) -> tuple[int, int, int]:
         """Start crun create with the container's stdio; returns (pid, stdout_r, stderr_r)."""
@@ -269,6 +270,10 @@ class Shim:
 
     def _output(self, kind: int, data: bytes) -> None:
         self.log.write(STREAM_NAMES[kind], data)
+        if self.log.worker is not None and not self.output_paused and self.log.congested:
+            # Blocking mode and the driver is behind: the container waits, we do not.
+            self.io.pause_output()
+            self.output_paused = True
         if self.attached:
             frame = encode_frame(kind, data)
             for client in list(self.attached):
@@ -277,6 +282,12 @@ class Shim:
 
     def _output_end(self, kind: int) -> None:
         self.log.end(STREAM_NAMES[kind])
+
+    def _log_drained(self) -> None:
+        self.log.woken()
+        if self.output_paused and not self.log.congested:
+            self.output_paused = False
+            self.io.resume_output()
 
     # -- exit ------------------------------------------------------------------
 
@@ -288,12 +299,14 @@ class Shim:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "reason": self.reason,
+            **self.log.stats(),
         }
 
     def _container_exited(self, status: int) -> None:
         self.io.drain()
         for name in STREAM_NAMES.values():
             self.log.end(name)
+        self.log.flush()
         self.io.close_stdin()
         self.exit_code = exit_code(status)
         self.finished_at = time.time_ns()

@@ -1,0 +1,1 @@
+"""Built-in volume drivers (registered under the `runtimed.volume_drivers` entry point)."""

@@ -1,0 +1,244 @@
+"""`runtimectl volume create|ls|inspect|rm|prune` and `runtimectl plugin ls`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import grpc
+
+from runtimed.cli.client import Client, CliError
+from runtimed.cli.format import human_size, render_template, table
+from runtimed.errors import InvalidArgument
+from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise CliError(f"invalid {what} '{item}': expected KEY=VALUE", 125)
+        out[key] = value if sep else ""
+    return out
+
+
+def _filters(values: list[str] | None) -> list[pb.Filter]:
+    out = []
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"bad format of filter (expected name=value): {item}", 125)
+        if key.endswith("!"):  # label!=K: the '=' split leaves the '!' on the key
+            out.append(pb.Filter(key=key, value=value))
+        else:
+            out.append(pb.Filter(key=key.strip().lower(), value=value))
+    return out
+
+
+def _error_line(exc: grpc.RpcError) -> str:
+    return f"Error response from daemon: {exc.details()}"  # type: ignore[attr-defined]
+
+
+def volume_doc(volume: pb.Volume) -> dict[str, Any]:
+    """What `docker volume inspect` prints for one volume."""
+    doc: dict[str, Any] = {
+        "CreatedAt": volume.created_at,
+        "Driver": volume.driver,
+        "Labels": dict(volume.labels) or None,
+        "Mountpoint": volume.mountpoint,
+        "Name": volume.name,
+        "Options": dict(volume.options) or None,
+        "Scope": volume.scope or "local",
+    }
+    if volume.status:
+        doc["Status"] = dict(volume.status)
+    return doc
+
+
+def _render(template: str, doc: dict[str, Any]) -> str:
+    try:
+        return render_template(template, doc)
+    except InvalidArgument as exc:
+        raise CliError(f"template parsing error: {exc.message}") from None
+
+
+# --- volume ---------------------------------------------------------------------------
+
+
+def cmd_create(client: Client, args: argparse.Namespace) -> int:
+    if args.name and args.name_flag and args.name != args.name_flag:
+        raise CliError(
+            "conflicting options: either specify --name or provide positional arg, not both",
+            125,
+        )
+    volume = client.engine.CreateVolume(
+        pb.CreateVolumeRequest(
+            name=args.name or args.name_flag or "",
+            driver=args.driver or "",
+            driver_opts=_pairs(args.opt, "option"),
+            labels=_pairs(args.label, "label"),
+        )
+    )
+    print(volume.name)
+    return 0
+
+
+def cmd_ls(client: Client, args: argparse.Namespace) -> int:
+    reply = client.engine.ListVolumes(pb.ListVolumesRequest(filters=_filters(args.filter)))
+    for warning in reply.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    volumes = sorted(reply.volumes, key=lambda v: v.name)
+    if args.quiet:
+        for volume in volumes:
+            print(volume.name)
+        return 0
+    if args.format == "json":
+        for volume in volumes:
+            print(json.dumps(_row(volume), separators=(",", ":")))
+        return 0
+    if args.format and not args.format.startswith("table"):
+        for volume in volumes:
+            print(_render(args.format, _row(volume)))
+        return 0
+    print(table(["DRIVER", "VOLUME NAME"], [[v.driver, v.name] for v in volumes]))
+    return 0
+
+
+def _row(volume: pb.Volume) -> dict[str, Any]:
+    return {
+        "Name": volume.name,
+        "Driver": volume.driver,
+        "Mountpoint": volume.mountpoint,
+        "Scope": volume.scope or "local",
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(volume.labels.items())),
+        "CreatedAt": volume.created_at,
+        "Links": str(len(volume.used_by)),
+    }
+
+
+def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
+    docs, failed = [], False
+    for name in args.names:
+        try:
+            docs.append(volume_doc(client.engine.InspectVolume(pb.VolumeRef(name=name))))
+        except grpc.RpcError as exc:
+            print(_error_line(exc), file=sys.stderr)
+            failed = True
+    if args.format:
+        for doc in docs:
+            print(_render(args.format, doc))
+    else:
+        print(json.dumps(docs, indent=4))
+    return 1 if failed else 0
+
+
+def cmd_rm(client: Client, args: argparse.Namespace) -> int:
+    failed = False
+    for name in args.names:
+        try:
+            client.engine.RemoveVolume(pb.RemoveVolumeRequest(name=name, force=args.force))
+        except grpc.RpcError as exc:
+            print(_error_line(exc), file=sys.stderr)
+            failed = True
+            continue
+        print(name)
+    return 1 if failed else 0
+
+
+def cmd_prune(client: Client, args: argparse.Namespace) -> int:
+    if not args.force:
+        what = "all local volumes" if args.all else "anonymous local volumes"
+        sys.stdout.write(
+            f"WARNING! This will remove {what} not used by at least one container.\n"
+            "Are you sure you want to continue? [y/N] "
+        )
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    reply = client.engine.PruneVolumes(
+        pb.PruneVolumesRequest(filters=_filters(args.filter), all=args.all)
+    )
+    if reply.deleted:
+        print("Deleted Volumes:")
+        for name in reply.deleted:
+            print(name)
+        print()
+    print(f"Total reclaimed space: {human_size(reply.space_reclaimed)}")
+    return 0
+
+
+# --- plugin ---------------------------------------------------------------------------
+
+
+def cmd_plugin_ls(client: Client, args: argparse.Namespace) -> int:
+    plugins = client.engine.ListPlugins(pb.ListPluginsRequest()).plugins
+    if args.quiet:
+        for plugin in plugins:
+            print(plugin.name)
+        return 0
+    rows = [
+        {
+            "Name": p.name,
+            "Type": p.kind,
+            "State": p.state,
+            "Address": p.address,
+            "Enabled": "true" if p.enabled else "false",
+            "Error": p.error,
+        }
+        for p in plugins
+    ]
+    if args.format:
+        for row in rows:
+            if args.format == "json":
+                print(json.dumps(row, separators=(",", ":")))
+            else:
+                print(_render(args.format, row))
+        return 0
+    headers = ["NAME", "TYPE", "STATE", "ADDRESS", "ERROR"]
+    print(table(headers, [[r[h.title()] for h in headers] for r in rows]))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    volume = sub.add_parser("volume", help="manage volumes")
+    vsub = volume.add_subparsers(dest="volume_command", metavar="COMMAND", required=True)
+
+    p = vsub.add_parser("create", help="create a volume")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--name", dest="name_flag", help="volume name")
+    p.add_argument("-d", "--driver", default="local", help="volume driver (default local)")
+    p.add_argument("-o", "--opt", action="append", help="driver option KEY=VALUE")
+    p.add_argument("--label", action="append", help="metadata KEY=VALUE")
+    p.set_defaults(func=cmd_create)
+
+    p = vsub.add_parser("ls", aliases=["list"], help="list volumes")
+    p.add_argument("-q", "--quiet", action="store_true", help="only names")
+    p.add_argument("-f", "--filter", action="append", help="dangling=, driver=, label=, name=")
+    p.add_argument("--format", help="json or a Go template")
+    p.set_defaults(func=cmd_ls)
+
+    p = vsub.add_parser("inspect", help="show volumes")
+    p.add_argument("names", nargs="+")
+    p.add_argument("-f", "--format", help="Go template")
+    p.set_defaults(func=cmd_inspect)
+
+    p = vsub.add_parser("rm", aliases=["remove"], help="remove volumes")
+    p.add_argument("names", nargs="+")
+    p.add_argument("-f", "--force", action="store_true", help="no error for missing volumes")
+    p.set_defaults(func=cmd_rm)
+
+    p = vsub.add_parser("prune", help="remove unused volumes")
+    p.add_argument("-a", "--all", action="store_true", help="named volumes too")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt")
+    p.add_argument("--filter", action="append", help="label=K[=V], label!=K[=V]")
+    p.set_defaults(func=cmd_prune)
+
+    plugin = sub.add_parser("plugin", help="list plugins")
+    psub = plugin.add_subparsers(dest="plugin_command", metavar="COMMAND", required=True)
+    p = psub.add_parser("ls", aliases=["list"], help="discovered plugins and their state")
+    p.add_argument("-q", "--quiet", action="store_true", help="only names")
+    p.add_argument("--format", help="json or a Go template")
+    p.set_defaults(func=cmd_plugin_ls)

@@ -1,0 +1,1 @@
+"""Rootless networking: the rootless namespace, bridges, IPAM, DNS and published ports."""

@@ -1,0 +1,144 @@
+"""Netlink work (pyroute2) on bridges and veth pairs; every function runs on the netns worker.
+
+The worker rests in the rootless namespace, so a plain IPRoute() there talks
+to it; for a container's namespace the worker steps inside for the block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from runtimed.network.netns import NetnsWorker
+
+ENOENT, EEXIST, ENODEV = 2, 17, 19
+# pyroute2 logs every netlink message at DEBUG: far too much for `runtimed --debug`.
+logging.getLogger("pyroute2").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class VethPlan:
+    host_name: str  # the end on the bridge, in the rootless namespace
+    bridge: str
+    ifname: str  # the end in the container: eth0, eth1, ...
+    ip: str
+    prefixlen: int
+    mac: str
+    gateway: str  # "" for internal networks: no default route through them
+    mtu: int
+    default_route: bool
+
+
+def veth_name(owner_id: str, network_id: str) -> str:
+    return "veth" + hashlib.sha256(f"{owner_id}/{network_id}".encode()).hexdigest()[:11]
+
+
+def mac_for(ip: str) -> str:
+    """A locally administered MAC derived from the address, as docker does (02:42:...)."""
+    packed = ipaddress.IPv4Address(ip).packed
+    return "02:42:" + ":".join(f"{b:02x}" for b in packed)
+
+
+def _index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def loopback_up() -> None:
+    with IPRoute() as ipr:
+        ipr.link("set", index=_index(ipr, "lo"), state="up")
+
+
+def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("add", ifname=name, kind="bridge")
+            index = _index(ipr, name)
+        assert index is not None
+        have = {
+            (a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)
+        }
+        if (gateway, prefixlen) not in have:
+            ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+        ipr.link("set", index=index, state="up", mtu=mtu)
+
+
+def delete_link(name: str) -> None:
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is not None:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=index)
+
+
+def link_names() -> set[str]:
+    with IPRoute() as ipr:
+        return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+
+
+def default_gateway() -> str:
+    """The IPv4 gateway of the namespace's default route ("" without one)."""
+    with IPRoute() as ipr:
+        for route in ipr.get_default_routes(family=2):
+            gw = route.get_attr("RTA_GATEWAY")
+            if gw:
+                return str(gw)
+    return ""
+
+
+def attach(worker: NetnsWorker, pin: Path, plans: list[VethPlan]) -> None:
+    """Create each veth pair, its container end straight inside `pin`, and configure it."""
+    fd = os.open(pin, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with IPRoute() as ipr:
+            for plan in plans:
+                stale = _index(ipr, plan.host_name)
+                if stale is not None:
+                    ipr.link("del", index=stale)
+                ipr.link(
+                    "add",
+                    ifname=plan.host_name,
+                    kind="veth",
+                    mtu=plan.mtu,
+                    peer={
+                        "ifname": plan.ifname,
+                        "net_ns_fd": fd,
+                        "address": plan.mac,
+                        "mtu": plan.mtu,
+                    },
+                )
+                host = _index(ipr, plan.host_name)
+                bridge = _index(ipr, plan.bridge)
+                if bridge is None:
+                    raise RuntimeError(f"bridge {plan.bridge} is missing")
+                ipr.link("set", index=host, master=bridge, state="up")
+    finally:
+        os.close(fd)
+    with worker.inside(pin), IPRoute() as ipr:
+        for plan in plans:
+            index = _index(ipr, plan.ifname)
+            ipr.addr("add", index=index, address=plan.ip, prefixlen=plan.prefixlen)
+            ipr.link("set", index=index, state="up")
+            if plan.default_route and plan.gateway:
+                with contextlib.suppress(NetlinkError):
+                    ipr.route("add", dst="0.0.0.0/0", gateway=plan.gateway)
+
+
+def container_links(worker: NetnsWorker, pin: Path) -> set[str]:
+    with worker.inside(pin):
+        return link_names()
+
+
+def has_default_route(worker: NetnsWorker, pin: Path) -> bool:
+    with worker.inside(pin):
+        return bool(default_gateway())

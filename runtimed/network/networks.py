@@ -1,0 +1,184 @@
+"""Network definitions: names, drivers, subnets; what `network create` accepts."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from runtimed.core.model import now_ns
+from runtimed.errors import FailedPrecondition, InvalidArgument
+from runtimed.network.store import NetworkRecord
+
+DEFAULT_NETWORK = "bridge"
+POD_NETWORK = "cri"
+DEFAULT_SUBNET = "10.88.0.0/16"
+POD_SUBNET = "10.85.0.0/16"
+DEFAULT_MTU = 65520
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_ROOTLESS_IMPOSSIBLE = ("macvlan", "ipvlan")
+_MTU_OPTIONS = ("mtu", "com.docker.network.driver.mtu")
+_BRIDGE_OPTIONS = ("com.docker.network.bridge.name",)
+
+
+@dataclass
+class CreateNetwork:
+    name: str
+    driver: str = "bridge"
+    subnet: str = ""
+    ip_range: str = ""
+    gateway: str = ""
+    internal: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    ipv6: bool = False
+
+
+def builtin_networks() -> list[NetworkRecord]:
+    """The default `bridge` network (docker's: names only through links) and the pods' one."""
+    return [
+        _builtin(DEFAULT_NETWORK, DEFAULT_SUBNET, "runtimed0"),
+        _builtin(POD_NETWORK, POD_SUBNET, "runtimed-cri"),
+    ]
+
+
+def _builtin(name: str, subnet: str, bridge: str) -> NetworkRecord:
+    net = ipaddress.ip_network(subnet)
+    return NetworkRecord(
+        id=secrets.token_hex(32),
+        name=name,
+        subnet=subnet,
+        gateway=str(net.network_address + 1),
+        created=now_ns(),
+        bridge=bridge,
+        dns_enabled=False,
+        builtin=True,
+        mtu=DEFAULT_MTU,
+    )
+
+
+def check_driver(driver: str) -> str:
+    driver = driver or "bridge"
+    if driver in _ROOTLESS_IMPOSSIBLE:
+        raise FailedPrecondition(
+            f"the {driver} driver cannot work rootless: it attaches containers to a host "
+            "interface, which needs CAP_NET_ADMIN in the host's network namespace; "
+            "use the bridge driver (the default)"
+        )
+    if driver != "bridge":
+        raise InvalidArgument(f"network driver {driver!r} is not supported: use bridge")
+    return driver
+
+
+def plan(req: CreateNetwork, existing: list[NetworkRecord], avoid: list[str]) -> NetworkRecord:
+    """The record `network create` would make; InvalidArgument/FailedPrecondition if not."""
+    if not _NAME.fullmatch(req.name or ""):
+        raise InvalidArgument(
+            f"invalid network name {req.name!r}: use letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit"
+        )
+    if req.name in ("host", "none", "default") or req.name.startswith("container:"):
+        raise InvalidArgument(f"{req.name!r} is a reserved network name")
+    driver = check_driver(req.driver)
+    if req.ipv6:
+        raise InvalidArgument("IPv6 networks are not supported yet: create it without --ipv6")
+    taken = [ipaddress.ip_network(n.subnet) for n in existing]
+    if req.subnet:
+        try:
+            subnet = ipaddress.ip_network(req.subnet, strict=True)
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid subnet {req.subnet!r}: {exc}") from None
+        if subnet.version != 4:
+            raise InvalidArgument("IPv6 subnets are not supported yet")
+        if subnet.num_addresses < 4:
+            raise InvalidArgument(f"subnet {subnet} is too small: use /30 or larger")
+        for other in existing:
+            if subnet.overlaps(ipaddress.ip_network(other.subnet)):
+                raise FailedPrecondition(
+                    f"subnet {subnet} overlaps with network {other.name} ({other.subnet})"
+                )
+    else:
+        if req.ip_range or req.gateway:
+            raise InvalidArgument("--ip-range and --gateway need --subnet")
+        subnet = _pick_subnet(taken + [ipaddress.ip_network(a, strict=False) for a in avoid])
+    gateway = str(subnet.network_address + 1)
+    if req.gateway:
+        try:
+            gw = ipaddress.IPv4Address(req.gateway)
+        except ValueError:
+            raise InvalidArgument(f"invalid gateway {req.gateway!r}") from None
+        if gw not in subnet or gw in (subnet.network_address, subnet.broadcast_address):
+            raise InvalidArgument(f"gateway {gw} is not a host address of subnet {subnet}")
+        gateway = str(gw)
+    ip_range = ""
+    if req.ip_range:
+        try:
+            pool = ipaddress.ip_network(req.ip_range, strict=True)
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid ip range {req.ip_range!r}: {exc}") from None
+        if not pool.subnet_of(subnet):  # type: ignore[arg-type]
+            raise InvalidArgument(f"ip range {pool} is not inside subnet {subnet}")
+        ip_range = str(pool)
+    mtu = DEFAULT_MTU
+    for key in _MTU_OPTIONS:
+        if key in req.options:
+            try:
+                mtu = int(req.options[key])
+            except ValueError:
+                raise InvalidArgument(f"invalid mtu {req.options[key]!r}") from None
+            if not 68 <= mtu <= 65535:
+                raise InvalidArgument(f"mtu {mtu} is out of range (68-65535)")
+    ident = secrets.token_hex(32)
+    bridge = next((req.options[k] for k in _BRIDGE_OPTIONS if k in req.options), "")
+    if bridge and (len(bridge) > 15 or not _NAME.fullmatch(bridge)):
+        raise InvalidArgument(f"invalid bridge name {bridge!r}: at most 15 characters")
+    if bridge and any(n.bridge == bridge for n in existing):
+        raise FailedPrecondition(f"bridge name {bridge} is in use by another network")
+    return NetworkRecord(
+        id=ident,
+        name=req.name,
+        driver=driver,
+        subnet=str(subnet),
+        ip_range=ip_range,
+        gateway=gateway,
+        internal=req.internal,
+        labels=dict(req.labels),
+        options=dict(req.options),
+        created=now_ns(),
+        bridge=bridge or f"rd-{ident[:12]}",
+        dns_enabled=True,
+        mtu=mtu,
+    )
+
+
+def _pick_subnet(
+    taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> ipaddress.IPv4Network:
+    """The next free /24 from 10.89.0.0 on (podman's pool), avoiding every taken range."""
+    for second in range(89, 256):
+        for third in range(256):
+            candidate = ipaddress.IPv4Network(f"10.{second}.{third}.0/24")
+            if not any(candidate.overlaps(t) for t in taken if t.version == 4):
+                return candidate
+    raise FailedPrecondition("no free subnet left in 10.89.0.0-10.255.255.0: give --subnet")
+
+
+def host_routes(path: str = "/proc/net/route") -> list[str]:
+    """The host's IPv4 routes (destination/prefix), which our subnets must not shadow."""
+    out = []
+    try:
+        with open(path) as f:
+            next(f, None)
+            for line in f:
+                fields = line.split()
+                if len(fields) < 8:
+                    continue
+                dest = ipaddress.IPv4Address(bytes.fromhex(fields[1])[::-1])
+                mask = ipaddress.IPv4Address(bytes.fromhex(fields[7])[::-1])
+                if int(mask) == 0:
+                    continue
+                out.append(str(ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)))
+    except OSError:
+        pass
+    return out
