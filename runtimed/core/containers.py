@@ -340,8 +340,40 @@ class ContainerService:
             self.snapshotter.mount, container.id, self._lowers(container.config.image_id)
         )
         request = self._spec_request(container)
+        prepared: list[ContainerHook] = []
+        try:
+            for hook in self.hooks:
+                prepared.append(hook)
+                await hook.before_start(container, request)
+            pid = await self._create_and_start(container, request, rootfs)
+        except BaseException:
+            # Whatever the hooks set up for this run (mounts, ports) is released again.
+            for hook in prepared:
+                with contextlib.suppress(Exception):
+                    await hook.after_stop(container)
+            with contextlib.suppress(Exception):
+                await client.delete()
+            raise
+        state = container.state
+        state.status = Status.RUNNING
+        state.pid = pid
+        state.started_at = now_ns()
+        state.finished_at = 0
+        state.exit_code = 0
+        state.reason = ""
+        state.error = ""
+        state.manually_stopped = False
+        await self._save(container)
+        self._monitor(container)
         for hook in self.hooks:
-            await hook.before_start(container, request)
+            await hook.after_start(container)
+        log.info("container_started", container_id=container.id, pid=pid)
+
+    async def _create_and_start(
+        self, container: Container, request: SpecRequest, rootfs: Path
+    ) -> int:
+        """Bundle, shim (crun create), pre-start attaches, crun start; the container's pid."""
+        client = self.shim(container)
         await asyncio.to_thread(self._write_bundle, container, request, rootfs)
         state_dir = self.state_dir(container.id)
         shim_config = {
@@ -353,9 +385,7 @@ class ContainerService:
             "tty": container.config.tty,
             "stdin": container.config.stdin,
             "stdin_once": container.config.stdin_once,
-            "log": _log_config(
-                self.log_drivers, container, request, self.files_dir(container.id)
-            ),
+            "log": _log_config(self.log_drivers, container, request, self.files_dir(container.id)),
             "exit_file": str(state_dir / "exit.json"),
         }
         try:
@@ -374,20 +404,7 @@ class ContainerService:
                     PRE_START_ATTACH_TIMEOUT,
                 )
         await client.start()
-        state = container.state
-        state.status = Status.RUNNING
-        state.pid = pid
-        state.started_at = now_ns()
-        state.finished_at = 0
-        state.exit_code = 0
-        state.reason = ""
-        state.error = ""
-        state.manually_stopped = False
-        await self._save(container)
-        self._monitor(container)
-        for hook in self.hooks:
-            await hook.after_start(container)
-        log.info("container_started", container_id=container.id, pid=pid)
+        return pid
 
     def _spec_request(self, container: Container) -> SpecRequest:
         image = self.images.metadata.get_image(container.config.image_id)
@@ -555,12 +572,14 @@ class ContainerService:
         grace = container.config.stop_timeout if timeout is None or timeout < 0 else timeout
         client = self.shim(container)
         try:
-            await client.kill(sig, all_processes=False)
+            with contextlib.suppress(FailedPrecondition):  # it exited on its own meanwhile
+                await client.kill(sig, all_processes=False)
             try:
                 return await self.wait_exit(container.id, timeout=grace)
             except TimeoutError:
                 log.info("container_stop_timeout", container_id=container.id, seconds=grace)
-            await client.kill(SIGKILL, all_processes=True)
+            with contextlib.suppress(FailedPrecondition):
+                await client.kill(SIGKILL, all_processes=True)
             return await self.wait_exit(container.id, timeout=30)
         except Unavailable:
             await self._record_exit(container.id, self._exit_file(container.id))

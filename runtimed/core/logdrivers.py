@@ -150,7 +150,7 @@ class LogDrivers:
         if fmt is not None:
             return LogSource(fmt, Path(cfg.log_path))
         if self.uses_cache(cfg.log_driver, cfg.log_opts):
-            return LogSource("local", files_dir / CACHE_FILE)
+            return LogSource("json-file", files_dir / CACHE_FILE)  # see runtimed_shim.logpipe
         raise InvalidArgument(
             f'configured logging driver does not support reading: "{cfg.log_driver}"'
         )

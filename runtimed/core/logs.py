@@ -260,30 +260,31 @@ class _Filter:
         )
 
 
-def _tail(files: list[Path], fmt: _Format, wanted: _Filter, count: int) -> list[LogRecord]:
+def _tail(
+    sources: list[Path | tuple[Path, int]], fmt: _Format, wanted: _Filter, count: int
+) -> list[LogRecord]:
+    """The last `count` wanted records, reading backwards from the end."""
     found: list[LogRecord] = []
-    for file in reversed(files):
+    for source in reversed(sources):
         if len(found) >= count:
             break
+        file, limit = _source(source)
         try:
             if file.suffix == ".gz":
                 with gzip.open(file, "rb") as g:
-                    data = g.read()
-                records, _ = fmt.split(data)
+                    records, _ = fmt.split(g.read())
                 candidates: Iterator[LogRecord | None] = reversed(records)
-                for rec in candidates:
-                    if wanted(rec):
-                        found.append(rec)  # type: ignore[arg-type]
-                        if len(found) >= count:
-                            break
-                continue
-            with file.open("rb") as f:
+            else:
+                f = file.open("rb")
                 size = os.fstat(f.fileno()).st_size
-                for rec in fmt.backward(f, size):
-                    if wanted(rec):
-                        found.append(rec)  # type: ignore[arg-type]
-                        if len(found) >= count:
-                            break
+                candidates = fmt.backward(f, size if limit < 0 else min(size, limit))
+            for rec in candidates:
+                if wanted(rec):
+                    found.append(rec)  # type: ignore[arg-type]
+                    if len(found) >= count:
+                        break
+            if file.suffix != ".gz":
+                f.close()
         except (FileNotFoundError, EOFError, gzip.BadGzipFile):
             continue
     found.reverse()
@@ -291,52 +292,77 @@ def _tail(files: list[Path], fmt: _Format, wanted: _Filter, count: int) -> list[
 
 
 class _Follower:
-    """Position in the current file, kept across rotations."""
+    """Position in the current file, kept across rotations.
+
+    The file followed is held open: when the writer rotates it, the rest of it is still
+    read through our descriptor, then the files rotated after it (found by their first
+    record, which survives renames and compression), then the new current file, which
+    is opened before the rotated ones are listed so that nothing falls in between.
+    """
 
     def __init__(self, path: Path, fmt: _Format) -> None:
         self.path = path
         self.fmt = fmt
         self.f: IO[bytes] | None = None
-        self.first = b""
         self.pending = b""
 
-    def start_at_end_of(self, f: IO[bytes] | None) -> None:
-        self.f = f
-        self.first = _first_record(self.path, self.fmt) if f is not None else b""
+    def open_current(self) -> int:
+        """Open the current file and stand at its end; returns that size (-1: no file)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.f = self.path.open("rb")
+            return self.f.seek(0, os.SEEK_END)
+        return -1
+
+    def history(self, limit: int) -> list[Path | tuple[Path, int]]:
+        """What was written before following began: the rotated files older than ours,
+        then ours up to `limit` (read through /proc/self/fd: the same file, whatever
+        its name is by then)."""
+        rotated = log_files(self.path)[:-1]
+        if self.f is None:
+            return list(rotated)
+        mine = os.fstat(self.f.fileno())
+        for i, file in enumerate(rotated):
+            with contextlib.suppress(OSError):
+                st = file.stat()
+                if (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev):
+                    rotated = rotated[:i]  # ours was rotated meanwhile
+                    break
+        return [*rotated, (Path(f"/proc/self/fd/{self.f.fileno()}"), limit)]
 
     def read_new(self) -> list[LogRecord | None]:
         """Whatever was appended since the last call, across any rotation meanwhile."""
-        out: list[LogRecord | None] = []
         if self.f is None:
-            with contextlib.suppress(FileNotFoundError):
-                self.f = self.path.open("rb")
-                self.first = b""
-            if self.f is None:
-                return out
-        out += self._drain()
+            if self.open_current() < 0:
+                return []
+            assert self.f is not None
+            self.f.seek(0)
+        out = self._drain()
         try:
-            current = self.path.stat().st_ino
+            current = self.path.stat()
         except FileNotFoundError:
-            current = -1
-        if current == os.fstat(self.f.fileno()).st_ino:
-            if os.fstat(self.f.fileno()).st_size < self.f.tell():  # truncated (max-file 1)
+            return out
+        mine = os.fstat(self.f.fileno())
+        if (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
+            if mine.st_size < self.f.tell():  # truncated in place (max-file 1)
                 self.f.seek(0)
                 self.pending = b""
             return out
-        # Rotated: our file is complete now; then whatever was rotated after it.
+        # Rotated: ours is complete now. Open the new current file before looking at the
+        # rotated ones, so a rotation meanwhile cannot slip a file between them.
         out += self._drain()
-        first = self.first or _first_record_of_open(self.f, self.fmt)
-        self.f.close()
-        self.f, self.pending = None, b""
-        newer = self._rotated_after(first)
-        for file in newer:
+        first = _first_record_of_open(self.f, self.fmt)
+        old = self.f
+        try:
+            self.f = self.path.open("rb")
+        except FileNotFoundError:
+            self.f = None
+        self.pending = b""
+        for file in self._rotated_between(first, old):
             with contextlib.suppress(OSError, EOFError), _open(file) as f:
                 out += [rec for rec, _ in self.fmt.forward(f)]
-        if current != -1:
-            with contextlib.suppress(FileNotFoundError):
-                self.f = self.path.open("rb")
-                self.first = b""
-                out += self._drain()
+        old.close()
+        if self.f is not None:
+            out += self._drain()
         return out
 
     def _drain(self) -> list[LogRecord | None]:
@@ -344,30 +370,38 @@ class _Follower:
         data = self.f.read()
         if not data:
             return []
-        if not self.first and self.f.tell() == len(data) and self.pending == b"":
-            self.first = data[: _record_len(data, self.fmt)]
         buf = self.pending + data
         records, used = self.fmt.split(buf)
         self.pending = buf[used:]
         return records
 
-    def _rotated_after(self, first: bytes) -> list[Path]:
-        """Rotated files newer than the one that started with `first`, oldest first."""
+    def _rotated_between(self, first: bytes, old: IO[bytes]) -> list[Path]:
+        """Rotated files newer than the old one (its first record is `first`) and older
+        than the one now open, oldest first."""
         rotated = log_files(self.path)[:-1]
-        for i, file in enumerate(rotated):
-            if first and _first_record(file, self.fmt) == first:
-                return rotated[i + 1 :]
-        return rotated if not first else []
+        start = 0
+        if first:
+            for i, file in enumerate(rotated):
+                if _first_record(file, self.fmt) == first:
+                    start = i + 1
+                    break
+            else:
+                return []  # ours is gone (rotated away): nothing newer can be told apart
+        between = rotated[start:]
+        if self.f is not None:
+            new = os.fstat(self.f.fileno())
+            new_first = _first_record_of_open(self.f, self.fmt)
+            for i, file in enumerate(between):
+                with contextlib.suppress(OSError):
+                    st = file.stat()
+                    same = (st.st_ino, st.st_dev) == (new.st_ino, new.st_dev)
+                    if same or (new_first and _first_record(file, self.fmt) == new_first):
+                        return between[:i]
+        return between
 
     def close(self) -> None:
         if self.f is not None:
             self.f.close()
-
-
-def _record_len(data: bytes, fmt: _Format) -> int:
-    if fmt.binary:
-        return int.from_bytes(data[:4], "big") + 8 if len(data) >= 4 else 0
-    return data.find(b"\n") + 1
 
 
 def _first_record_of_open(f: IO[bytes], fmt: _Format) -> bytes:
@@ -377,7 +411,8 @@ def _first_record_of_open(f: IO[bytes], fmt: _Format) -> bytes:
         if fmt.binary:
             head = f.read(4)
             return head + f.read(int.from_bytes(head, "big") + 4) if len(head) == 4 else b""
-        return f.readline()
+        line = f.readline()
+        return line if line.endswith(b"\n") else b""
     finally:
         f.seek(pos)
 
@@ -399,27 +434,20 @@ async def read_logs(
     fmt = _Format(driver)
     wanted = _Filter(streams, since_ns, until_ns)
     follower = _Follower(path, fmt)
-
-    def start_following() -> None:
-        # Opened before the history is read: nothing written meanwhile is missed.
-        with contextlib.suppress(FileNotFoundError):
-            follower.start_at_end_of(path.open("rb"))
-
     try:
+        sources: list[Path | tuple[Path, int]]
         if follow:
-            await asyncio.to_thread(start_following)
-            if follower.f is not None:
-                follower.f.seek(0, os.SEEK_END)
-                limit = follower.f.tell()
-            else:
-                limit = 0
-        files = log_files(path)
+            # Opened before the history is read: nothing written meanwhile is missed.
+            limit = await asyncio.to_thread(follower.open_current)
+            sources = await asyncio.to_thread(follower.history, limit)
+        else:
+            sources = list(log_files(path))
         if tail >= 0:
-            records = await asyncio.to_thread(_tail, files, fmt, wanted, tail) if tail else []
+            records = await asyncio.to_thread(_tail, sources, fmt, wanted, tail) if tail else []
             for rec in records:
                 yield rec
         else:
-            batches = _history(files, fmt, wanted, path, limit if follow else -1)
+            batches = _history(sources, fmt, wanted)
             while True:
                 batch = await asyncio.to_thread(next, batches, None)
                 if batch is None:
@@ -445,17 +473,23 @@ async def read_logs(
         follower.close()
 
 
+def _source(source: Path | tuple[Path, int]) -> tuple[Path, int]:
+    """(file, bytes to read at most: -1 for all)."""
+    return source if isinstance(source, tuple) else (source, -1)
+
+
 def _history(
-    files: list[Path], fmt: _Format, wanted: _Filter, current: Path, limit: int
+    sources: list[Path | tuple[Path, int]], fmt: _Format, wanted: _Filter
 ) -> Iterator[list[LogRecord]]:
-    """Batches of records oldest first; the current file up to `limit` bytes when following."""
+    """Batches of records, oldest first."""
     batch: list[LogRecord] = []
-    for file in files:
+    for source in sources:
+        file, limit = _source(source)
         try:
             with _open(file) as f:
                 read = 0
                 for rec, size in fmt.forward(f):
-                    if file == current and limit >= 0 and read + size > limit:
+                    if limit >= 0 and read + size > limit:
                         break
                     read += size
                     if wanted(rec):

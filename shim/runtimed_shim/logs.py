@@ -79,6 +79,25 @@ class LineSplitter:
         self._buf = buf[start:] if start else buf
         return runs
 
+    def feed_block(self, data: bytes) -> bytes | None:
+        """The common case in one piece: the complete lines so far joined by newlines
+        (without the last one), when none is longer than the limit and the rest fits in
+        the buffer; else None, and nothing was consumed (call feed())."""
+        buf = self._buf + data if self._buf else data
+        last = buf.rfind(b"\n")
+        limit = self._max
+        if last < 0 or len(buf) - last - 1 > limit:
+            return None
+        # Every window of limit+1 bytes up to the last newline must hold a newline.
+        start = 0
+        while last - start >= limit:
+            found = buf.rfind(b"\n", start, start + limit + 1)
+            if found < 0:
+                return None
+            start = found + 1
+        self._buf = buf[last + 1 :]
+        return buf[:last]
+
     def flush(self) -> list[Run]:
         tail, self._buf = self._buf, b""
         return [([tail], False)] if tail else []
@@ -149,9 +168,25 @@ def json_run(
 
     Pieces come from LineSplitter and hold no newline; `attrs` is json_attrs().
     """
+    return json_block(stream, b"\n".join(pieces), complete, stamp, attrs)
+
+
+# Bytes JSON escapes in ASCII text (Go's HTML-safe set; \n separates the lines of a block).
+_JSON_SPECIAL = [bytes([c]) for c in range(0x20) if c != 0x0A] + [b'"', b"\\", b"<", b">", b"&"]
+
+
+def json_block(stream: str, block: bytes, complete: bool, stamp: str, attrs: str = "") -> bytes:
+    """json-file records of the newline-separated lines of `block` (no final newline).
+
+    Plain ASCII needs no escaping and is framed with one bytes.replace in C: that is
+    what keeps json-file fast; anything else goes through Go-compatible escaping.
+    """
     newline = "\\n" if complete else ""
     end = f'{newline}","stream":"{stream}"{attrs},"time":"{stamp}"}}\n'
-    text = b"\n".join(pieces).decode("utf-8", "surrogateescape").translate(_JSON_RUN_ESCAPES)
+    if block.isascii() and not any(c in block for c in _JSON_SPECIAL):
+        tail = end.encode()
+        return b'{"log":"' + block.replace(b"\n", tail + b'{"log":"') + tail
+    text = block.decode("utf-8", "surrogateescape").translate(_JSON_RUN_ESCAPES)
     return ('{"log":"' + text.replace("\n", end + '{"log":"') + end).encode()
 
 
@@ -170,6 +205,9 @@ def _varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_VARINTS = [bytes([n]) for n in range(128)]
 
 
 def _field_bytes(number: int, data: bytes) -> bytes:
@@ -441,6 +479,12 @@ class CriLog(LogWriter):
         blob = b"".join([cri_run(stream, pieces, complete, stamp) for pieces, complete in runs])
         self.file.append(blob, _lines(blob))
 
+    def emit_block(self, stream: str, block: bytes, time_ns: int) -> None:
+        """Complete lines joined by newlines (see LineSplitter.feed_block)."""
+        prefix = f"{rfc3339nano(time_ns)} {stream} F ".encode()
+        blob = prefix + block.replace(b"\n", b"\n" + prefix) + b"\n"
+        self.file.append(blob, _lines(blob))
+
 
 class JsonFileLog(LogWriter):
     """Docker's json-file, rotated by size like Docker's max-size / max-file."""
@@ -464,6 +508,10 @@ class JsonFileLog(LogWriter):
         )
         self.file.append(blob, _lines(blob))
 
+    def emit_block(self, stream: str, block: bytes, time_ns: int) -> None:
+        blob = json_block(stream, block, True, rfc3339nano(time_ns), self.attrs)
+        self.file.append(blob, _lines(blob))
+
 
 class LocalLog(LogWriter):
     """Docker's local driver (and the cache of drivers that cannot be read back)."""
@@ -481,11 +529,28 @@ class LocalLog(LogWriter):
         super().__init__(path, max_size, max_file, compress)
 
     def emit(self, stream: str, runs: list[Run], time_ns: int) -> None:
-        records = []
+        records: list[bytes] = []
         mark, attrs = self.partials.mark, self.attrs
+        # Source and time are the same for every record of a read: encode them once.
+        head = (_field_bytes(1, stream.encode()) if stream else b"") + (
+            b"\x10" + _varint(time_ns) if time_ns else b""
+        )
+        fixed = len(head) + len(attrs)
         for pieces, complete in runs:
-            for piece in pieces:
-                records.append(local_record(stream, time_ns, piece, mark(stream, complete), attrs))
+            if not complete:  # chunks of a long line: partial metadata (rare)
+                records += [local_record(stream, time_ns, p, mark(stream, False), attrs)
+                            for p in pieces]  # fmt: skip
+                continue
+            lines = pieces
+            last_chunk = mark(stream, True)  # the first piece may end a split line
+            if last_chunk is not None:
+                records.append(local_record(stream, time_ns, pieces[0], last_chunk, attrs))
+                lines = pieces[1:]
+            for line in lines:
+                n = len(line)
+                field = b"\x1a" + (_VARINTS[n] if n < 128 else _varint(n)) + line if n else b""
+                size = (fixed + len(field)).to_bytes(4, "big")
+                records.append(size + head + field + attrs + size)
         self.file.append(b"".join(records), lambda: records)
 
 

@@ -62,7 +62,7 @@ class Worker:
 
     def put(self, stream: str, runs: list[Any], time_ns: int) -> None:
         lines = sum(len(pieces) for pieces, _ in runs)
-        size = sum(len(p) + 1 for pieces, _ in runs for p in pieces)
+        size = sum(sum(map(len, pieces)) for pieces, _ in runs) + lines  # with the newlines
         with self.cond:
             if (
                 self.policy == "drop-newest"

@@ -514,13 +514,13 @@ def test_non_blocking_worker_drops_the_oldest_and_counts() -> None:
 
 def test_pipeline_keeps_a_local_cache_for_drivers_that_cannot_be_read(tmp_path: Path) -> None:
     driver = FlakyDriver(0)
-    cache = LocalLog(str(tmp_path / "container-cached.log"))
+    cache = JsonFileLog(str(tmp_path / "container-cached.log"))
     pipe = LogPipeline(driver, cache)
     pipe.write("stdout", b"one\ntwo\nthr")
     pipe.end("stdout")
     pipe.close()
     assert driver.delivered == [b"one", b"two", b"thr"]
-    assert [r.data for r in run_logs(tmp_path / "container-cached.log", "local")] == [
+    assert [r.data for r in run_logs(tmp_path / "container-cached.log", "json-file")] == [
         b"one\n",
         b"two\n",
         b"thr",
