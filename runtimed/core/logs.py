@@ -16,6 +16,7 @@ import datetime as dt
 import gzip
 import json
 import os
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -226,20 +227,75 @@ def log_files(path: Path) -> list[Path]:
     return [rotated[n] for n in sorted(rotated, reverse=True)] + [path]
 
 
-def _open(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # type: ignore[return-value]
+class _Held:
+    """A log file held open: whatever the writer renames, compresses or deletes meanwhile,
+    this is the file that gets read."""
 
+    def __init__(self, path: Path, raw: IO[bytes], limit: int = -1) -> None:
+        self.path = path  # its name when opened (".gz" tells how to read it)
+        self.raw = raw
+        self.limit = limit  # bytes to read at most (-1: all)
+        st = os.fstat(raw.fileno())
+        self.key = (st.st_dev, st.st_ino)
 
-def _first_record(path: Path, fmt: _Format) -> bytes:
-    """The first record's raw bytes: a rotated file's identity, however it was renamed."""
-    try:
-        with _open(path) as f:
+    @property
+    def gz(self) -> bool:
+        return self.path.suffix == ".gz"
+
+    def reader(self) -> IO[bytes]:
+        self.raw.seek(0)
+        return gzip.GzipFile(fileobj=self.raw, mode="rb") if self.gz else self.raw  # type: ignore[return-value]
+
+    def first(self, fmt: _Format) -> bytes:
+        """The first record's raw bytes: the file's identity, however it was renamed."""
+        try:
+            f = self.reader()
             if fmt.binary:
                 head = f.read(4)
                 return head + f.read(int.from_bytes(head, "big") + 4) if len(head) == 4 else b""
-            return f.readline()
-    except (OSError, EOFError):
-        return b""
+            line = f.readline()
+            return line if line.endswith(b"\n") else b""
+        except (OSError, EOFError):
+            return b""
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _hold(path: Path) -> _Held | None:
+    try:
+        return _Held(path, path.open("rb"))
+    except FileNotFoundError:
+        return None
+
+
+def _hold_rotated(path: Path) -> list[_Held]:
+    """The rotated files, oldest first, held open. The names are checked again after
+    opening: a rotation in between would have handed us the wrong files, so try again."""
+    held: list[_Held] = []
+    for attempt in range(20):
+        listed = log_files(path)[:-1]
+        numbers = [int(p.name[len(path.name) + 1 :].partition(".")[0]) for p in listed]
+        opened = [_hold(p) for p in listed]
+        held = [h for h in opened if h is not None]
+        # A file that went away meanwhile (compressed, rotated out), or a gap in the
+        # numbers (a directory listing can miss a file renamed while it is read): again.
+        stable = len(held) == len(listed) and numbers == list(range(len(numbers), 0, -1))
+        for h in held if stable else ():
+            try:
+                st = h.path.stat()
+            except FileNotFoundError:
+                stable = False
+                break
+            if (st.st_dev, st.st_ino) != h.key:
+                stable = False
+                break
+        if stable or attempt == 19:
+            return held  # the last attempt's view is the best there is
+        for h in held:
+            h.close()
+        time.sleep(0.001 * (attempt + 1))  # let the writer finish its renames
+    return held
 
 
 # -- reading ------------------------------------------------------------------------
@@ -260,74 +316,88 @@ class _Filter:
         )
 
 
-def _tail(
-    sources: list[Path | tuple[Path, int]], fmt: _Format, wanted: _Filter, count: int
-) -> list[LogRecord]:
+def _tail(sources: list[_Held], fmt: _Format, wanted: _Filter, count: int) -> list[LogRecord]:
     """The last `count` wanted records, reading backwards from the end."""
     found: list[LogRecord] = []
     for source in reversed(sources):
         if len(found) >= count:
             break
-        file, limit = _source(source)
         try:
-            if file.suffix == ".gz":
-                with gzip.open(file, "rb") as g:
-                    records, _ = fmt.split(g.read())
+            if source.gz:
+                records, _ = fmt.split(source.reader().read())
                 candidates: Iterator[LogRecord | None] = reversed(records)
             else:
-                f = file.open("rb")
-                size = os.fstat(f.fileno()).st_size
-                candidates = fmt.backward(f, size if limit < 0 else min(size, limit))
+                size = os.fstat(source.raw.fileno()).st_size
+                if source.limit >= 0:
+                    size = min(size, source.limit)
+                candidates = fmt.backward(source.raw, size)
             for rec in candidates:
                 if wanted(rec):
                     found.append(rec)  # type: ignore[arg-type]
                     if len(found) >= count:
                         break
-            if file.suffix != ".gz":
-                f.close()
-        except (FileNotFoundError, EOFError, gzip.BadGzipFile):
+        except (OSError, EOFError, gzip.BadGzipFile):
             continue
     found.reverse()
     return found
+
+
+def _history(sources: list[_Held], fmt: _Format, wanted: _Filter) -> Iterator[list[LogRecord]]:
+    """Batches of records, oldest first."""
+    batch: list[LogRecord] = []
+    for source in sources:
+        try:
+            read = 0
+            for rec, size in fmt.forward(source.reader()):
+                if source.limit >= 0 and read + size > source.limit:
+                    break
+                read += size
+                if wanted(rec):
+                    batch.append(rec)  # type: ignore[arg-type]
+                    if len(batch) >= BATCH:
+                        yield batch
+                        batch = []
+        except (OSError, EOFError, gzip.BadGzipFile):
+            continue
+    if batch:
+        yield batch
 
 
 class _Follower:
     """Position in the current file, kept across rotations.
 
     The file followed is held open: when the writer rotates it, the rest of it is still
-    read through our descriptor, then the files rotated after it (found by their first
-    record, which survives renames and compression), then the new current file, which
-    is opened before the rotated ones are listed so that nothing falls in between.
+    read through our descriptor, then the files rotated after it (found by identity,
+    which survives renames and compression), then the new current file, which is opened
+    before the rotated ones are looked at so that nothing falls in between.
     """
 
     def __init__(self, path: Path, fmt: _Format) -> None:
         self.path = path
         self.fmt = fmt
-        self.f: IO[bytes] | None = None
+        self.f: _Held | None = None
         self.pending = b""
 
     def open_current(self) -> int:
         """Open the current file and stand at its end; returns that size (-1: no file)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.f = self.path.open("rb")
-            return self.f.seek(0, os.SEEK_END)
-        return -1
+        self.f = _hold(self.path)
+        return self.f.raw.seek(0, os.SEEK_END) if self.f is not None else -1
 
-    def history(self, limit: int) -> list[Path | tuple[Path, int]]:
+    def history(self, limit: int) -> list[_Held]:
         """What was written before following began: the rotated files older than ours,
-        then ours up to `limit` (read through /proc/self/fd: the same file, whatever
-        its name is by then)."""
-        rotated = log_files(self.path)[:-1]
+        then ours up to `limit`."""
+        rotated = _hold_rotated(self.path)
         if self.f is None:
-            return list(rotated)
-        mine = os.fstat(self.f.fileno())
-        for i, file in enumerate(rotated):
-            with contextlib.suppress(OSError):
-                st = file.stat()
-                if (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev):
-                    rotated = rotated[:i]  # ours was rotated meanwhile
-                    break
-        return [*rotated, (Path(f"/proc/self/fd/{self.f.fileno()}"), limit)]
+            return rotated
+        for i, held in enumerate(rotated):
+            if held.key == self.f.key:  # ours was rotated meanwhile: newer ones come later
+                for newer in rotated[i:]:
+                    newer.close()
+                rotated = rotated[:i]
+                break
+        # The same file through a descriptor of its own, whatever its name is by now.
+        again = Path(f"/proc/self/fd/{self.f.raw.fileno()}").open("rb")  # noqa: SIM115
+        return [*rotated, _Held(self.path, again, limit)]
 
     def read_new(self) -> list[LogRecord | None]:
         """Whatever was appended since the last call, across any rotation meanwhile."""
@@ -335,31 +405,26 @@ class _Follower:
             if self.open_current() < 0:
                 return []
             assert self.f is not None
-            self.f.seek(0)
+            self.f.raw.seek(0)
         out = self._drain()
         try:
-            current = self.path.stat()
+            st = self.path.stat()
         except FileNotFoundError:
-            return out
-        mine = os.fstat(self.f.fileno())
-        if (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
-            if mine.st_size < self.f.tell():  # truncated in place (max-file 1)
-                self.f.seek(0)
+            return out  # between the writer's rename and its new file
+        if (st.st_dev, st.st_ino) == self.f.key:
+            if st.st_size < self.f.raw.tell():  # truncated in place (max-file 1)
+                self.f.raw.seek(0)
                 self.pending = b""
             return out
-        # Rotated: ours is complete now. Open the new current file before looking at the
-        # rotated ones, so a rotation meanwhile cannot slip a file between them.
-        out += self._drain()
-        first = _first_record_of_open(self.f, self.fmt)
+        out += self._drain()  # rotated: the rest of ours is all there will be
         old = self.f
-        try:
-            self.f = self.path.open("rb")
-        except FileNotFoundError:
-            self.f = None
-        self.pending = b""
-        for file in self._rotated_between(first, old):
-            with contextlib.suppress(OSError, EOFError), _open(file) as f:
-                out += [rec for rec, _ in self.fmt.forward(f)]
+        first = old.first(self.fmt)
+        old.raw.seek(0, os.SEEK_END)
+        self.f, self.pending = _hold(self.path), b""
+        for held in self._rotated_between(old, first):
+            with contextlib.suppress(OSError, EOFError, gzip.BadGzipFile):
+                out += [rec for rec, _ in self.fmt.forward(held.reader())]
+            held.close()
         old.close()
         if self.f is not None:
             out += self._drain()
@@ -367,7 +432,7 @@ class _Follower:
 
     def _drain(self) -> list[LogRecord | None]:
         assert self.f is not None
-        data = self.f.read()
+        data = self.f.raw.read()
         if not data:
             return []
         buf = self.pending + data
@@ -375,46 +440,32 @@ class _Follower:
         self.pending = buf[used:]
         return records
 
-    def _rotated_between(self, first: bytes, old: IO[bytes]) -> list[Path]:
-        """Rotated files newer than the old one (its first record is `first`) and older
-        than the one now open, oldest first."""
-        rotated = log_files(self.path)[:-1]
-        start = 0
-        if first:
-            for i, file in enumerate(rotated):
-                if _first_record(file, self.fmt) == first:
-                    start = i + 1
-                    break
-            else:
-                return []  # ours is gone (rotated away): nothing newer can be told apart
-        between = rotated[start:]
+    def _rotated_between(self, old: _Held, first: bytes) -> list[_Held]:
+        """Files rotated after `old` and before the current one, oldest first (held open;
+        the caller closes them). When `old` is no longer among the rotated files it was
+        rotated away, and all of them are newer."""
+        rotated = _hold_rotated(self.path)
+        start, end = 0, len(rotated)
+        for i, held in enumerate(rotated):
+            if held.key == old.key or (first and held.first(self.fmt) == first):
+                start = i + 1
+                break
         if self.f is not None:
-            new = os.fstat(self.f.fileno())
-            new_first = _first_record_of_open(self.f, self.fmt)
-            for i, file in enumerate(between):
-                with contextlib.suppress(OSError):
-                    st = file.stat()
-                    same = (st.st_ino, st.st_dev) == (new.st_ino, new.st_dev)
-                    if same or (new_first and _first_record(file, self.fmt) == new_first):
-                        return between[:i]
-        return between
+            new_first = self.f.first(self.fmt)
+            self.f.raw.seek(0)
+            for i in range(start, len(rotated)):
+                held = rotated[i]
+                if held.key == self.f.key or (new_first and held.first(self.fmt) == new_first):
+                    end = i
+                    break
+        for i, held in enumerate(rotated):
+            if not start <= i < end:
+                held.close()
+        return rotated[start:end]
 
     def close(self) -> None:
         if self.f is not None:
             self.f.close()
-
-
-def _first_record_of_open(f: IO[bytes], fmt: _Format) -> bytes:
-    pos = f.tell()
-    try:
-        f.seek(0)
-        if fmt.binary:
-            head = f.read(4)
-            return head + f.read(int.from_bytes(head, "big") + 4) if len(head) == 4 else b""
-        line = f.readline()
-        return line if line.endswith(b"\n") else b""
-    finally:
-        f.seek(pos)
 
 
 async def read_logs(
@@ -434,14 +485,14 @@ async def read_logs(
     fmt = _Format(driver)
     wanted = _Filter(streams, since_ns, until_ns)
     follower = _Follower(path, fmt)
+    sources: list[_Held] = []
     try:
-        sources: list[Path | tuple[Path, int]]
         if follow:
             # Opened before the history is read: nothing written meanwhile is missed.
             limit = await asyncio.to_thread(follower.open_current)
             sources = await asyncio.to_thread(follower.history, limit)
         else:
-            sources = list(log_files(path))
+            sources = await asyncio.to_thread(_snapshot, path)
         if tail >= 0:
             records = await asyncio.to_thread(_tail, sources, fmt, wanted, tail) if tail else []
             for rec in records:
@@ -454,6 +505,9 @@ async def read_logs(
                     break
                 for rec in batch:
                     yield rec
+        for source in sources:
+            source.close()
+        sources = []
         if not follow:
             return
         while True:
@@ -470,34 +524,12 @@ async def read_logs(
                 return
             await asyncio.sleep(FOLLOW_POLL)
     finally:
+        for source in sources:
+            source.close()
         follower.close()
 
 
-def _source(source: Path | tuple[Path, int]) -> tuple[Path, int]:
-    """(file, bytes to read at most: -1 for all)."""
-    return source if isinstance(source, tuple) else (source, -1)
-
-
-def _history(
-    sources: list[Path | tuple[Path, int]], fmt: _Format, wanted: _Filter
-) -> Iterator[list[LogRecord]]:
-    """Batches of records, oldest first."""
-    batch: list[LogRecord] = []
-    for source in sources:
-        file, limit = _source(source)
-        try:
-            with _open(file) as f:
-                read = 0
-                for rec, size in fmt.forward(f):
-                    if limit >= 0 and read + size > limit:
-                        break
-                    read += size
-                    if wanted(rec):
-                        batch.append(rec)  # type: ignore[arg-type]
-                        if len(batch) >= BATCH:
-                            yield batch
-                            batch = []
-        except (FileNotFoundError, EOFError, gzip.BadGzipFile):
-            continue
-    if batch:
-        yield batch
+def _snapshot(path: Path) -> list[_Held]:
+    rotated = _hold_rotated(path)
+    current = _hold(path)
+    return [*rotated, current] if current is not None else rotated

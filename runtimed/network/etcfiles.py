@@ -7,10 +7,10 @@ the container's addresses, links and DNS servers are known.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from runtimed.core.hostfiles import HOSTS_HEADER, resolv_conf
-from runtimed.store.atomicfile import write_atomic
 
 HOST_NAMES = ("host.containers.internal", "host.docker.internal")
 
@@ -54,5 +54,15 @@ def host_resolv(host_file: Path = Path("/etc/resolv.conf")) -> str:
 
 
 def write(path: Path, text: str) -> None:
+    """Replace `path` whole (a reader never sees half a file). No fsync: the files are
+    written again at every start, so a crash cannot leave a stale one in use."""
+    replace(path, text.encode())
+
+
+def replace(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, text.encode())
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, mode)
+    os.rename(tmp, path)

@@ -5,7 +5,13 @@ in one `nft -f` transaction (the old table is deleted in the same batch), so
 there is never a moment with half the rules. Only the rootless namespace is
 touched: nft runs through nsenter into it, where we are root.
 
-- postrouting: traffic of a non-internal network that leaves through the
+- prerouting: TCP from a non-internal network to anywhere outside our
+  networks is redirected to the egress forwarder (portproxy in egress mode),
+  which opens the connection itself from the rootless namespace. Measured
+  here, Debian's 2023 pasta moves 2 Gbit/s for connections made in its own
+  namespace but 0.1-0.25 Gbit/s for routed ones (retransmissions), and
+  slirp4netns 3.0 against 1.4: terminating TCP in the namespace is the fast way.
+- postrouting: the rest (UDP, ICMP) of a non-internal network that leaves the
   uplink is masqueraded to the uplink's address (pasta and slirp4netns only
   know that one address).
 - forward (policy drop): a bridge may talk to itself (bridged traffic seen
@@ -33,7 +39,16 @@ class BridgeRule:
     internal: bool
 
 
-def ruleset(uplink: str, bridges: list[BridgeRule]) -> str:
+def ruleset(uplink: str, bridges: list[BridgeRule], egress_port: int = 0) -> str:
+    redirect = []
+    if egress_port and bridges:
+        ours = ", ".join(b.subnet for b in bridges)
+        redirect = [
+            f'\t\tiifname "{b.bridge}" ip daddr != {{ {ours} }} meta l4proto tcp '
+            f"redirect to :{egress_port}"
+            for b in bridges
+            if not b.internal
+        ]
     nat = [
         f'\t\toifname "{uplink}" ip saddr {b.subnet} masquerade' for b in bridges if not b.internal
     ]
@@ -47,6 +62,10 @@ def ruleset(uplink: str, bridges: list[BridgeRule]) -> str:
             f"table ip {TABLE}",
             f"delete table ip {TABLE}",
             f"table ip {TABLE} {{",
+            "\tchain prerouting {",
+            "\t\ttype nat hook prerouting priority dstnat; policy accept;",
+            *redirect,
+            "\t}",
             "\tchain postrouting {",
             "\t\ttype nat hook postrouting priority srcnat; policy accept;",
             *nat,

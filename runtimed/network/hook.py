@@ -26,9 +26,6 @@ class NetworkHook(ContainerHook):
     async def before_start(self, container: Container, spec: SpecRequest) -> None:
         await self.service.before_start(container, spec)
 
-    async def after_start(self, container: Container) -> None:
-        await self.service.after_start(container)
-
     async def after_stop(self, container: Container) -> None:
         await self.service.after_stop(container)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ log = structlog.get_logger(__name__)
 
 MODES_WITH_OWN_NETNS = ("bridge", "user")
 BACKEND_ENV = "RUNTIMED_NETWORK_BACKEND"
+# Where the rootless namespace's firewall sends containers' outbound TCP (see firewall.py).
+EGRESS_PORT = 15001
 
 
 def configured_backend(config: object) -> str:
@@ -75,8 +78,6 @@ class NetworkService:
         self.error = "rootless networking has not started"
         self._lock = asyncio.Lock()
         self._active: set[str] = set()  # owners whose namespace is attached right now
-        self._started: dict[str, int] = {}  # owner -> start attempt that reached after_start
-        self._attempt = 0
 
     @property
     def ready(self) -> bool:
@@ -104,6 +105,7 @@ class NetworkService:
                 await self.worker.run(
                     links.ensure_bridge, net.bridge, net.gateway, net.prefixlen, net.mtu
                 )
+            await self._ensure_egress()
             await self._apply_firewall()
         except FailedPrecondition as exc:
             self.error = exc.message
@@ -137,6 +139,8 @@ class NetworkService:
         if idle and self.ready:
             with contextlib.suppress(Exception):
                 await self.dns.stop()
+            with contextlib.suppress(Exception):
+                await self._stop_egress()
             with contextlib.suppress(Exception):
                 await self.rootless.teardown()
         self.worker.shutdown()
@@ -334,8 +338,6 @@ class NetworkService:
             return
         self._require_ready()
         await self._release_runtime(container.id)
-        self._attempt += 1
-        attempt = self._attempt
         try:
             pin = self._pin(container.id)
             plans = self._plans(container.id)
@@ -343,7 +345,8 @@ class NetworkService:
             self._active.add(container.id)
             spec.namespaces.network = str(pin)
             spec.namespaces.host_network = False
-            await self._update_dns()
+            if self._in_dns(container.id):
+                await self._update_dns()
             await self._write_etc(container)
             specs = [ports.PortSpec.from_dict(p) for p in doc.get("ports") or []]
             if specs and plans:
@@ -352,26 +355,6 @@ class NetworkService:
             with contextlib.suppress(Exception):
                 await self._release_runtime(container.id)
             raise
-        # A start that fails after this hook (the runtime refused the config) calls no
-        # after_stop: let the start finish, then release what it did not use.
-        asyncio.get_running_loop().create_task(self._after_start_attempt(container.id, attempt))
-
-    async def _after_start_attempt(self, container_id: str, attempt: int) -> None:
-        lock = getattr(self.containers, "_lock", None)
-        if lock is None:
-            return
-        async with lock(container_id):
-            pass
-        try:
-            current = self.containers.get(container_id)
-        except NotFound:
-            return
-        if not current.running and self._started.get(container_id) != attempt:
-            log.info("network_released_after_failed_start", container_id=container_id)
-            await self._release_runtime(container_id)
-
-    async def after_start(self, container: Container) -> None:
-        self._started[container.id] = self._attempt
 
     async def after_stop(self, container: Container) -> None:
         await self._release_runtime(container.id)
@@ -379,7 +362,6 @@ class NetworkService:
     async def before_remove(self, container: Container) -> None:
         await self._release_runtime(container.id)
         self.store.forget_owner(container.id)
-        self._started.pop(container.id, None)
 
     async def restored(self, container: Container) -> None:
         """Running at daemon start: its namespace and forwarder should be there still."""
@@ -526,6 +508,11 @@ class NetworkService:
     def _pin(self, owner_id: str) -> Path:
         return self.netns_dir / owner_id
 
+    def _in_dns(self, owner_id: str) -> bool:
+        """Whether the resolver's table mentions this owner (user-defined networks only)."""
+        dns_nets = {n.id for n in self.store.networks() if n.dns_enabled}
+        return any(e.network_id in dns_nets for e in self.store.endpoints(owner_id=owner_id))
+
     def _plan(
         self, owner_id: str, net: NetworkRecord, endpoint: Endpoint, *, default_route: bool
     ) -> links.VethPlan:
@@ -573,7 +560,8 @@ class NetworkService:
         """What only a running container holds: forwarder, veths, pinned namespace."""
         self._stop_forwarder(owner_id)
         pin = self._pin(owner_id)
-        was_active = owner_id in self._active
+        was_active = owner_id in self._active and self._in_dns(owner_id)
+        pinned = owner_id in self._active or is_pinned(pin) or pin.exists()
         self._active.discard(owner_id)
         if self.ready:
             names = [links.veth_name(owner_id, n.id) for n in self.store.networks()]
@@ -584,7 +572,7 @@ class NetworkService:
                 if is_pinned(pin) or pin.exists():
                     unpin(pin)
 
-            if is_pinned(pin) or was_active or pin.exists():
+            if pinned:
                 await self.worker.run(drop)
             if was_active:
                 await self._update_dns()
@@ -647,9 +635,38 @@ class NetworkService:
             pid_file.unlink()
         self.store.set_ports(owner_id, [])
 
+    async def _ensure_egress(self) -> None:
+        """The forwarder that terminates containers' outbound TCP in the rootless namespace."""
+        pid_file = self.rootless.dir / "egress.pid"
+        if helperproc.alive(helperproc.read_pid(pid_file), portproxy.MARKER):
+            return
+        lifeline = self.rootless.dir / "egress.lifeline"
+        lifeline.touch()
+        spec = {
+            "netns": str(self.rootless.pin),
+            "lifeline": str(lifeline),
+            "sockets": [],
+            "egress_port": EGRESS_PORT,
+        }
+        argv = helperproc.python_module(portproxy.MARKER) + [json.dumps(spec)]
+        try:
+            pid = await asyncio.to_thread(helperproc.spawn, argv)
+        except helperproc.HelperError as exc:
+            raise FailedPrecondition(f"the egress forwarder did not start: {exc}") from exc
+        pid_file.write_text(str(pid))
+
+    async def _stop_egress(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.rootless.dir / "egress.lifeline").unlink()
+        pid_file = self.rootless.dir / "egress.pid"
+        pid = helperproc.read_pid(pid_file)
+        await asyncio.to_thread(helperproc.stop, pid, portproxy.MARKER)
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+
     async def _apply_firewall(self) -> None:
         rules = [firewall.BridgeRule(n.bridge, n.subnet, n.internal) for n in self.store.networks()]
-        text = firewall.ruleset(UPLINK_IF, rules)
+        text = firewall.ruleset(UPLINK_IF, rules, EGRESS_PORT)
         await asyncio.to_thread(firewall.apply, self.rootless.pin, text)
 
     def _image_config(self, container: Container) -> dict[str, Any]:

@@ -30,6 +30,10 @@ import os
 import sys
 import time
 
+# Preloaded in the launcher, so the shims that use them share their pages: importing a
+# module after the fork costs a shim its own copy of every page the import touches.
+# (Not the worker: threading in the launcher costs every json-file shim ~1 MB RSS.)
+from runtimed_shim import filedrivers  # noqa: F401
 from runtimed_shim.logdriver import LogInfo, OptionError, parse_bool, ram_in_bytes
 from runtimed_shim.logs import JsonFileLog, LineSplitter, open_builtin
 
@@ -49,12 +53,15 @@ class LogSetupError(Exception):
 
 
 def load_plugin(spec: str, extra_path: list[str]) -> Any:
-    """`module:attribute` -> the plugin object, importing only that module."""
-    for entry in extra_path:
-        if entry and entry not in sys.path:
-            sys.path.append(entry)
+    """`module:attribute` -> the plugin object, importing only that module (nothing at
+    all for a module the launcher loaded already: the built-in file drivers)."""
     module_name, _, attribute = spec.partition(":")
-    module = importlib.import_module(module_name)
+    module = sys.modules.get(module_name)
+    if module is None:
+        for entry in extra_path:
+            if entry and entry not in sys.path:
+                sys.path.append(entry)
+        module = importlib.import_module(module_name)
     target = module
     for part in filter(None, attribute.split(".")):
         target = getattr(target, part)
@@ -135,7 +142,7 @@ class LogPipeline:
         self.wake_fd = -1
         threaded = bool(getattr(driver, "threaded", False))
         if threaded or mode == "non-blocking":
-            from runtimed_shim.logworker import Worker  # threads only where needed
+            from runtimed_shim.logworker import Worker
 
             if mode == "non-blocking":
                 policy, max_bytes, max_lines = "drop-oldest", ring_bytes, 0

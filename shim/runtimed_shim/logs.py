@@ -384,7 +384,7 @@ class LogFile:
         os.rename(self.path, f"{self.path}.1")
         self.reopen()
         if self.compress:
-            import threading  # only shims that compress pay for it
+            import threading
 
             self._compressor = threading.Thread(
                 target=compress_file, args=(f"{self.path}.1",), daemon=True

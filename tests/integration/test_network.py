@@ -483,3 +483,28 @@ def _port_free(port: int, kind: int = socket.SOCK_STREAM) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_pasta_uplink_when_asked_for(tmp_path: Path) -> None:
+    """`auto` may pick slirp4netns (see rootlessns._check_pasta_build); pasta still works."""
+    d = Daemon()
+    d.env["RUNTIMED_NETWORK_BACKEND"] = "pasta"
+    with d:
+        uplink = json.loads((d.socket.parent / "network" / "uplink.json").read_text())
+        assert uplink["backend"] == "pasta"
+        img = d.import_busybox("netbox:1")
+        server = HostServer()
+        try:
+            out = d.ok(
+                "run", "--rm", img, "sh", "-c",
+                "host=$(awk '/host.containers.internal/ {print $1; exit}' /etc/hosts); "
+                f"(echo via-pasta; sleep 3) | nc -w 5 $host {server.port}",
+            ).stdout  # fmt: skip
+        finally:
+            server.close()
+        assert server.received == [b"via-pasta\n"] and "from-host" in out
+        port = free_port()
+        d.ok("run", "-d", "--name", "web", "-p", f"{port}:80", img, "httpd", "-f", "-p", "80",
+             "-h", "/etc")  # fmt: skip
+        web_id = json.loads(d.ok("inspect", "web").stdout)[0]["Id"]
+        assert retry_http(f"http://127.0.0.1:{port}/hostname").strip() == web_id[:12]

@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -25,7 +26,16 @@ from runtimed_shim.logdriver import (
     ram_in_bytes,
 )
 from runtimed_shim.logpipe import LogPipeline
-from runtimed_shim.logs import JsonFileLog, LocalLog, decode_local, local_record
+from runtimed_shim.logs import (
+    MAX_LINE as MAX,
+)
+from runtimed_shim.logs import (
+    CriLog,
+    JsonFileLog,
+    LocalLog,
+    decode_local,
+    local_record,
+)
 from runtimed_shim.logworker import Worker
 
 from runtimed.core.logdrivers import LogDrivers
@@ -263,16 +273,18 @@ def test_tail_since_until_read_backwards_over_gz(tmp_path: Path) -> None:
     assert [r.data for r in window] == [b"n15\n", b"n16\n"]
 
 
-def test_follow_reads_across_fast_rotations(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compress", [False, True])
+def test_follow_reads_across_fast_rotations(tmp_path: Path, compress: bool) -> None:
     path = tmp_path / "c-json.log"
-    log = JsonFileLog(str(path), max_size=400, max_file=20)
+    # About 20 lines a file: the writer rotates (and compresses) many times while followed.
+    log = JsonFileLog(str(path), max_size=1500, max_file=50, compress=compress)
     done = threading.Event()
 
     def writer() -> None:
-        for i in range(300):
+        for i in range(600):
             log.write("stdout", f"f{i}\n".encode(), NS)
             if i % 25 == 0:
-                time.sleep(0.02)
+                time.sleep(0.01)
         done.set()
 
     thread = threading.Thread(target=writer)
@@ -280,7 +292,7 @@ def test_follow_reads_across_fast_rotations(tmp_path: Path) -> None:
     got = run_logs(path, "json-file", follow=True, running=lambda: not done.is_set())
     thread.join()
     log.close()
-    assert [r.data for r in got] == [f"f{i}\n".encode() for i in range(300)]
+    assert [r.data for r in got] == [f"f{i}\n".encode() for i in range(600)]
 
 
 def test_details_prefix_is_sorted_and_escaped() -> None:
@@ -540,3 +552,32 @@ def test_json_records_parse_back_through_the_reader(tmp_path: Path) -> None:
     ]
     assert json.loads(path.read_text().splitlines()[1])["log"] == "<y>\n"
     assert gzip  # the reader handles .gz files (see the rotation tests)
+
+
+def test_the_block_fast_path_writes_what_the_general_path_writes(tmp_path: Path) -> None:
+    """LogPipeline hands file drivers whole blocks when it can; the bytes must not change."""
+    data = (
+        b"plain\n" + b"x" * (MAX + 3) + b'\nquote " <tag> \xc3\xa9 \t\n' + b"tail"
+        b"\nshort\n" * 50 + b"y" * (MAX - 1) + b"\n" + b"z" * MAX + b"\nend"
+    )
+    for writer in (JsonFileLog, CriLog):
+        outputs = []
+        for mode in ("blocks", "runs"):
+            path = tmp_path / f"{writer.__name__}-{mode}.log"
+            driver = writer(str(path))
+            pipe = LogPipeline(driver)
+            if mode == "runs":
+                pipe.emit_block = None
+            for i in range(0, len(data), 997):  # reads end anywhere, even mid-line
+                pipe.write("stdout", data[i : i + 997])
+            pipe.end("stdout")
+            pipe.close()
+            outputs.append(path.read_bytes())
+        # Same records; the time stamps differ, so compare what follows them.
+        strip = (
+            (lambda b: re.sub(rb'"time":"[^"]*"', b"", b))
+            if writer is JsonFileLog
+            else (lambda b: re.sub(rb"(?m)^\S+ ", b"", b))
+        )
+        assert strip(outputs[0]) == strip(outputs[1])
+        assert len(outputs[0].splitlines()) > 60

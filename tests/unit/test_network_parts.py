@@ -201,6 +201,13 @@ def test_ruleset_masquerades_egress_and_isolates_networks() -> None:
     assert 'iifname "br-a" oifname "tap0" accept' in text
     assert 'iifname "br-i" oifname "tap0"' not in text
     assert 'iifname "br-a" oifname "br-i"' not in text
+    assert "redirect" not in text
+    redirected = firewall.ruleset(
+        "tap0", [firewall.BridgeRule("br-a", "10.1.0.0/24", False)], egress_port=15001
+    )
+    assert 'iifname "br-a" ip daddr != { 10.1.0.0/24 } meta l4proto tcp redirect to :15001' in (
+        redirected
+    )
 
 
 # -- host ports ---------------------------------------------------------------------------

@@ -1,6 +1,16 @@
-"""The drivers that write files the daemon reads back: json-file, local, cri; and none."""
+"""The built-in drivers that write files the daemon reads back (json-file, local, cri) and none.
+
+They are plugins like any other, registered under the `runtimed.log_drivers` entry
+point, but they live in the shim package: the launcher has them imported already, so a
+shim that uses one shares its pages instead of paying for an import of its own
+(importing even a small module after the fork costs a shim about a megabyte of
+copied pages). Drivers that talk to receivers live in runtimed_plugins.logdrivers
+and are imported only by the shims that use them.
+"""
 
 from __future__ import annotations
+
+import os
 
 from runtimed_shim.logdriver import (
     ATTR_OPTS,
@@ -11,10 +21,7 @@ from runtimed_shim.logdriver import (
     parse_bool,
     parse_int,
 )
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from runtimed_shim.logs import CriLog, JsonFileLog, LocalLog, NoLog
+from runtimed_shim.logs import CriLog, JsonFileLog, LocalLog, NoLog
 
 FILE_OPTS = ("max-file", "max-size", "compress")
 
@@ -58,8 +65,6 @@ class JsonFile:
         self._settings(opts)
 
     def open(self, info: LogInfo) -> JsonFileLog:
-        from runtimed_shim.logs import JsonFileLog
-
         max_size, max_file, compress = self._settings(info.config)
         return JsonFileLog(info.log_path, max_size, max_file, compress, attrs=_with_tag(info))
 
@@ -104,10 +109,6 @@ class Local:
         self._settings(opts)
 
     def open(self, info: LogInfo) -> LocalLog:
-        import os
-
-        from runtimed_shim.logs import LocalLog
-
         max_size, max_file, compress = self._settings(info.config)
         os.makedirs(os.path.dirname(info.log_path), mode=0o750, exist_ok=True)
         return LocalLog(info.log_path, max_size, max_file, compress, attrs=_with_tag(info))
@@ -123,8 +124,6 @@ class Cri:
         check_keys(opts, (), self.name)
 
     def open(self, info: LogInfo) -> CriLog:
-        from runtimed_shim.logs import CriLog
-
         return CriLog(info.log_path)
 
 
@@ -137,8 +136,6 @@ class NoDriver:
             raise OptionError("invalid logging opts for driver none")
 
     def open(self, info: LogInfo) -> NoLog:
-        from runtimed_shim.logs import NoLog
-
         return NoLog()
 
 
