@@ -76,6 +76,8 @@ class Config:
     insecure_registries: list[str] = field(default_factory=list)
     max_concurrent_downloads: int = 3
     default_log_driver: str = "json-file"
+    # Uplink of the rootless network namespace: auto | pasta | slirp4netns.
+    network_backend: str = "auto"
     default_log_opts: dict[str, str] = field(default_factory=dict)
     debug: bool = False
 
@@ -139,6 +141,7 @@ _SETTINGS: dict[str, Callable[[Any], object]] = {
     "insecure_registries": lambda v: [str(x) for x in v],
     "max_concurrent_downloads": int,
     "default_log_driver": str,
+    "network_backend": _choice(("auto", "pasta", "slirp4netns")),
     "default_log_opts": lambda v: {str(k): str(x) for k, x in dict(v).items()},
     "debug": bool,
 }

@@ -74,11 +74,17 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
 
 
 def delete_link(name: str) -> None:
+    delete_links([name])
+
+
+def delete_links(names: list[str]) -> None:
+    """Delete the links that exist (a veth takes its peer along); one netlink socket."""
     with IPRoute() as ipr:
-        index = _index(ipr, name)
-        if index is not None:
-            with contextlib.suppress(NetlinkError):
-                ipr.link("del", index=index)
+        for name in names:
+            index = _index(ipr, name)
+            if index is not None:
+                with contextlib.suppress(NetlinkError):
+                    ipr.link("del", index=index)
 
 
 def link_names() -> set[str]:

@@ -47,8 +47,9 @@ EGRESS_PORT = 15001
 
 
 def configured_backend(config: object) -> str:
-    """runtimed.toml `network_backend` when the config has it, else $RUNTIMED_NETWORK_BACKEND."""
-    return str(getattr(config, "network_backend", "") or os.environ.get(BACKEND_ENV) or "auto")
+    """runtimed.toml `network_backend` when set, else $RUNTIMED_NETWORK_BACKEND, else auto."""
+    chosen = str(getattr(config, "network_backend", "auto") or "auto")
+    return chosen if chosen != "auto" else os.environ.get(BACKEND_ENV) or "auto"
 
 
 @dataclass
@@ -567,8 +568,7 @@ class NetworkService:
             names = [links.veth_name(owner_id, n.id) for n in self.store.networks()]
 
             def drop() -> None:
-                for name in names:
-                    links.delete_link(name)
+                links.delete_links(names)
                 if is_pinned(pin) or pin.exists():
                     unpin(pin)
 

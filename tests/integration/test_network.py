@@ -8,6 +8,7 @@ Every host-side peer listens on loopback only.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -157,6 +158,11 @@ def test_default_bridge_address_files_and_egress_to_the_host(daemon: Daemon, ima
 def test_none_host_and_container_modes(daemon: Daemon, image: str, names: list[str]) -> None:
     out = daemon.ok("run", "--rm", "--network", "none", image, "ip", "-o", "link").stdout
     assert [line.split()[1] for line in out.splitlines()] == ["lo:"]
+    out = daemon.ok("run", "--rm", "--network", "host", image, "ip", "-o", "link").stdout
+    host_links = {
+        name.split("@")[0].rstrip(":") for name in (ln.split()[1] for ln in out.splitlines())
+    }
+    assert host_links == set(os.listdir("/sys/class/net"))
     names.append("base")
     daemon.ok("run", "-d", "--name", "base", "--mac-address", "02:11:22:33:44:55", image,
               "sleep", "300")  # fmt: skip

@@ -581,3 +581,15 @@ def test_the_block_fast_path_writes_what_the_general_path_writes(tmp_path: Path)
         )
         assert strip(outputs[0]) == strip(outputs[1])
         assert len(outputs[0].splitlines()) > 60
+
+
+def test_non_blocking_mode_puts_a_file_driver_behind_the_ring_buffer(tmp_path: Path) -> None:
+    pipe = LogPipeline(JsonFileLog(str(tmp_path / "x.log")), mode="non-blocking")
+    assert pipe.worker is not None and pipe.emit_block is None
+    for i in range(1000):
+        pipe.write("stdout", f"l{i}\n".encode())
+    pipe.close()
+    assert [r.data for r in run_logs(tmp_path / "x.log", "json-file")] == [
+        f"l{i}\n".encode() for i in range(1000)
+    ]
+    assert pipe.stats() == {"log_dropped_lines": 0, "log_dropped_bytes": 0}
