@@ -13,7 +13,6 @@ from runtimed import __version__
 from runtimed.cli.client import Client, CliError
 from runtimed.cli.format import human_size
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
-from runtimed.images.auth import CredentialStore, normalize_registry
 
 API_VERSION = "1"
 
@@ -114,6 +113,8 @@ def cmd_login(client: Client, args: argparse.Namespace) -> int:
     reply = client.engine.Login(
         pb.LoginRequest(server=args.server or "", username=username, password=password)
     )
+    from runtimed.images.auth import CredentialStore  # only login/logout pay for it
+
     store = CredentialStore()
     store.store(reply.server, username, password)
     print(reply.status)
@@ -121,6 +122,8 @@ def cmd_login(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_logout(client: Client | None, args: argparse.Namespace) -> int:
+    from runtimed.images.auth import CredentialStore, normalize_registry
+
     server = normalize_registry(args.server or "docker.io")
     store = CredentialStore()
     if store.get(server) is None:
