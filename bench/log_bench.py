@@ -268,6 +268,9 @@ def bench(args: argparse.Namespace, doc: dict[str, Any]) -> list[Result]:
                         assert rt is not None
                         result = rt.run(run, payload, lines, load)
                     results.append(result)
+                    # What one run leaves running (rsyslog writing its backlog, a shim
+                    # compressing its cache, podman cleaning up) must not slow the next.
+                    time.sleep(args.settle)
                     print(
                         f"  {payload:5} {run:26} {result.seconds:7.2f} s "
                         f"{result.mb_s:8.1f} MB/s {result.lines_s:12,.0f} lines/s",
@@ -316,6 +319,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=1, help="rounds per run (default 1)")
     parser.add_argument("--payload", choices=list(PAYLOADS), action="append", help="only these")
+    parser.add_argument(
+        "--settle", type=float, default=3.0, help="seconds of rest between runs (default 3)"
+    )
     parser.add_argument("--run", choices=RUNS, action="append", help="only these (repeatable)")
     parser.add_argument(
         "--podman-storage",

@@ -137,8 +137,10 @@ class LogPipeline:
         self.max_line = int(getattr(driver, "max_line", 0) or 16 * 1024)
         self._splitters: dict[str, LineSplitter] = {}
         self.worker: Any = None
-        # File drivers written in the loop take whole blocks of lines (the fast path).
+        # The fast path: whole blocks of lines, not lists of them, to a file driver written
+        # in the loop (emit_block), or to the worker of a driver that encodes blocks.
         self.emit_block = getattr(driver, "emit_block", None) if cache is None else None
+        self.put_block: Any = None
         self.wake_fd = -1
         threaded = bool(getattr(driver, "threaded", False))
         if threaded or mode == "non-blocking":
@@ -153,6 +155,8 @@ class LogPipeline:
             self.worker = Worker(driver, policy=policy, max_bytes=max_bytes, max_lines=max_lines)
             self.wake_fd = self.worker.wake_r
             self.emit_block = None
+            if self.worker.takes_blocks and (cache is None or hasattr(cache, "emit_block")):
+                self.put_block = self.worker.put_block
 
     # -- output ------------------------------------------------------------------
 
@@ -160,10 +164,16 @@ class LogPipeline:
         splitter = self._splitters.get(stream)
         if splitter is None:
             splitter = self._splitters[stream] = LineSplitter(self.max_line)
-        if self.emit_block is not None:
+        if self.emit_block is not None or self.put_block is not None:
             block = splitter.feed_block(data)
             if block is not None:
-                self.emit_block(stream, block, time.time_ns())
+                now = time.time_ns()
+                if self.emit_block is not None:
+                    self.emit_block(stream, block, now)
+                    return
+                self.put_block(stream, block, now)
+                if self.cache is not None:
+                    self.cache.emit_block(stream, block, now)
                 return
         runs = splitter.feed(data)
         if runs:

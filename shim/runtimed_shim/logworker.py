@@ -85,6 +85,22 @@ class Worker:
             self.cond.notify()
 
     @property
+    def takes_blocks(self) -> bool:
+        """Whole blocks of lines can be queued (see put_block): blocking mode, no line limit,
+        and a driver that encodes blocks."""
+        blocks = hasattr(self.driver, "encode_block")
+        return self.policy == "block" and not self.max_lines and blocks
+
+    def put_block(self, stream: str, block: bytes, time_ns: int) -> None:
+        """Complete lines joined by newlines (LineSplitter.feed_block): no list of lines is
+        made in the shim's loop, and the driver may frame them all at once."""
+        size = len(block) + 1
+        with self.cond:
+            self.queue.append((stream, block, time_ns, size, 0))
+            self.queued_bytes += size
+            self.cond.notify()
+
+    @property
     def congested(self) -> bool:
         if self.policy != "block":
             return False
@@ -171,7 +187,10 @@ class Worker:
             return
         with self.lock:
             for stream, runs, time_ns, _, _ in chunks:
-                items = self.driver.encode(stream, runs, time_ns)
+                if isinstance(runs, bytes):  # a block from put_block
+                    items = self.driver.encode_block(stream, runs, time_ns)
+                else:
+                    items = self.driver.encode(stream, runs, time_ns)
                 if items and not self.pending:
                     self.pending_since = time.monotonic()
                 self.pending.extend(items)

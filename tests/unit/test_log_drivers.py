@@ -341,6 +341,14 @@ def test_syslog_formats(utc: None) -> None:
     assert stream == [b"".join(plain)]
 
 
+def test_syslog_blocks_frame_like_lines(utc: None) -> None:
+    for scheme in ("tcp", "udp", "tcp+tls"):
+        driver = syslog_driver("rfc5424" if scheme == "tcp+tls" else "", scheme)
+        for block in (b"a\nb\nc", b"\nx\n\ny\n", b"", b"one"):
+            by_lines = driver.encode("stdout", [(block.split(b"\n"), True)], NS)
+            assert b"".join(driver.encode_block("stdout", block, NS)) == b"".join(by_lines)
+
+
 def test_syslog_address_parsing() -> None:
     assert syslog.parse_address("") == ("", None)
     assert syslog.parse_address("udp://10.0.0.1") == ("udp", ("10.0.0.1", 514))

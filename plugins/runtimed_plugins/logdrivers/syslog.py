@@ -264,6 +264,14 @@ class SyslogDriver:
                 items.append(prefix + (b"\n" + prefix).join(lines) + b"\n")
         return items
 
+    def encode_block(self, stream: str, block: bytes, time_ns: int) -> list[bytes]:
+        """Lines joined by newlines: on a stream transport, one replace frames them all."""
+        empty_line = not block or b"\n\n" in block or block[:1] == b"\n" or block[-1:] == b"\n"
+        if self.datagram or self.octet_counting or empty_line:
+            return self.encode(stream, [(block.split(b"\n"), True)], time_ns)
+        prefix = self.header(ERR if stream == "stderr" else INFO, time_ns)
+        return [prefix + block.replace(b"\n", b"\n" + prefix) + b"\n"]
+
     def send(self, items: list[bytes]) -> None:
         if not self._alive():
             self.connect()
