@@ -30,6 +30,8 @@ from runtimed_shim.logdriver import (
     ram_in_bytes,
 )
 
+from runtimed_plugins.logdrivers._net import peer_open
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -189,17 +191,7 @@ class FluentdDriver:
         sock = self.sock
         if sock is None:
             return False
-        import select
-
-        readable, _, _ = select.select([sock], [], [], 0)
-        if not readable:
-            return True
-        try:
-            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-        except (BlockingIOError, InterruptedError):
-            return True
-        except OSError:
-            return False
+        return peer_open(sock)
 
     def close(self) -> None:
         if self.sock is not None:

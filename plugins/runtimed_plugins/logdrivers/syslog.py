@@ -23,6 +23,8 @@ import time
 
 from runtimed_shim.logdriver import ATTR_OPTS, LogInfo, OptionError, Undelivered, check_keys
 
+from runtimed_plugins.logdrivers._net import peer_open
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -198,17 +200,7 @@ class SyslogDriver:
             return False
         if self.datagram:
             return True
-        import select
-
-        readable, _, _ = select.select([sock], [], [], 0)
-        if not readable:
-            return True
-        try:
-            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-        except (BlockingIOError, InterruptedError):
-            return True
-        except OSError:
-            return False
+        return peer_open(sock)
 
     def close(self) -> None:
         if self.sock is not None:
