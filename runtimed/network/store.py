@@ -13,14 +13,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runtimed.errors import AlreadyExists, FailedPrecondition, NotFound
+from runtimed.store.sqlite import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -122,29 +120,12 @@ class PortRecord:
 
 class NetworkStore:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.RLock()
+        self._database = Database(path, schema=_SCHEMA, named_rows=False, foreign_keys=False)
+        self._tx = self._database.transaction
+        self._query = self._database.fetchall
 
     def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        self._database.close()
 
     # -- networks ----------------------------------------------------------------------
 

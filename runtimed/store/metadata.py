@@ -10,14 +10,12 @@ while some image lists it, which a query answers.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtimed.errors import FailedPrecondition
+from runtimed.store.sqlite import Database
 
 SCHEMA_VERSION = 1
 
@@ -102,13 +100,11 @@ class ImageRecord:
 class MetadataStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self._database = Database(path, schema=_SCHEMA, named_rows=True, foreign_keys=True)
+        self._db = self._database.conn
+        self._lock = self._database.lock
+        self.fetchall = self._database.fetchall
+        self.transaction = self._database.transaction
         self._check_version()
 
     def _check_version(self) -> None:
@@ -125,22 +121,6 @@ class MetadataStore:
 
     def close(self) -> None:
         self._db.close()
-
-    def fetchall(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        """A read outside any transaction (one statement sees one consistent snapshot)."""
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     # -- layers --------------------------------------------------------------
 
