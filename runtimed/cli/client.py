@@ -7,10 +7,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
+from runtimed.cli.rpc import Connection, RpcError, StatusCode, Stub
 from runtimed.config import default_socket, parse_host
-from runtimed.gen.runtimed.v1 import engine_pb2_grpc
+from runtimed.gen.runtimed.v1 import engine_pb2
 
 
 class CliError(Exception):
@@ -27,11 +26,15 @@ def socket_path(host: str | None) -> Path:
     return parse_host(value) if value else default_socket()
 
 
+# grpcio's default is 4 MiB; image inspect and ps of many containers can exceed it.
+MAX_MESSAGE = 16 * 1024 * 1024
+
+
 @dataclass
 class Client:
     socket: Path
-    channel: grpc.Channel
-    engine: engine_pb2_grpc.EngineStub
+    channel: Connection
+    engine: Stub  # runtimed.v1.Engine, methods as on a grpcio stub
 
     @classmethod
     def connect(cls, host: str | None) -> Client:
@@ -41,28 +44,19 @@ class Client:
                 f"Cannot connect to runtimed at unix://{path}: is runtimed running? "
                 "start it with: runtimed"
             )
-        channel = grpc.insecure_channel(
-            f"unix:{path}",
-            options=[
-                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-                ("grpc.max_send_message_length", 16 * 1024 * 1024),
-            ],
-        )
-        return cls(
-            socket=path,
-            channel=channel,
-            engine=engine_pb2_grpc.EngineStub(channel),
-        )
+        channel = Connection(str(path), max_message=MAX_MESSAGE)
+        service = engine_pb2.DESCRIPTOR.services_by_name["Engine"]
+        return cls(socket=path, channel=channel, engine=Stub(channel, service))
 
     def close(self) -> None:
         self.channel.close()
 
 
-def describe_rpc_error(err: grpc.RpcError, socket: Path) -> CliError:
+def describe_rpc_error(err: RpcError, socket: Path) -> CliError:
     code = err.code() if hasattr(err, "code") else None
     details = err.details() if hasattr(err, "details") else str(err)
-    # grpc's own wording when the socket does not answer; a daemon error has ours.
-    if code == grpc.StatusCode.UNAVAILABLE and (details or "").startswith("failed to connect"):
+    # The client's own wording when the socket does not answer; a daemon error has ours.
+    if code == StatusCode.UNAVAILABLE and (details or "").startswith("failed to connect"):
         return CliError(
             f"Cannot connect to runtimed at unix://{socket}: is runtimed running? "
             "start it with: runtimed"

@@ -17,13 +17,12 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import grpc
-
 from runtimed.cli import cp, images
 from runtimed.cli.client import Client, CliError, describe_rpc_error
 from runtimed.cli.format import human_size, render_template, table
 from runtimed.cli.netflags import add_network_flags
 from runtimed.cli.psformat import LogPrinter, format_ps, ps_row
+from runtimed.cli.rpc import RpcError, StatusCode
 from runtimed.cli.runflags import (
     RM_WAIT,
     build_create_request,
@@ -43,15 +42,15 @@ from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 # --- talking to the daemon --------------------------------------------------------------------
 
 
-def _rpc_message(client: Client, exc: grpc.RpcError) -> str:
+def _rpc_message(client: Client, exc: RpcError) -> str:
     return describe_rpc_error(exc, client.socket).message
 
 
-def _details(exc: grpc.RpcError) -> str:
+def _details(exc: RpcError) -> str:
     return (exc.details() if hasattr(exc, "details") else str(exc)) or ""
 
 
-def _code(exc: grpc.RpcError) -> grpc.StatusCode | None:
+def _code(exc: RpcError) -> StatusCode | None:
     return exc.code() if hasattr(exc, "code") else None
 
 
@@ -86,14 +85,14 @@ def create_container(client: Client, req: pb.CreateContainerRequest, pull: str, 
             _pull_to_stderr(client, req.image, req.platform, quiet)
         try:
             reply = client.engine.CreateContainer(req)
-        except grpc.RpcError as exc:
-            missing = _code(exc) == grpc.StatusCode.NOT_FOUND and "image" in _details(exc).lower()
+        except RpcError as exc:
+            missing = _code(exc) == StatusCode.NOT_FOUND and "image" in _details(exc).lower()
             if pull == "never" or not missing:
                 raise
             print(f"Unable to find image '{_display_ref(req.image)}' locally", file=sys.stderr)
             _pull_to_stderr(client, req.image, req.platform, quiet)
             reply = client.engine.CreateContainer(req)
-    except grpc.RpcError as exc:
+    except RpcError as exc:
         raise CliError(_rpc_message(client, exc), start_error_code(_details(exc))) from None
     for warning in reply.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
@@ -103,15 +102,15 @@ def create_container(client: Client, req: pb.CreateContainerRequest, pull: str, 
 def start_container(client: Client, ident: str) -> None:
     try:
         client.engine.StartContainer(pb.ContainerRef(id=ident))
-    except grpc.RpcError as exc:
+    except RpcError as exc:
         raise CliError(_rpc_message(client, exc), start_error_code(_details(exc))) from None
 
 
 def inspect_container(client: Client, ref: str) -> dict[str, Any]:
     try:
         reply = client.engine.InspectContainer(pb.ContainerRef(id=ref))
-    except grpc.RpcError as exc:
-        if _code(exc) == grpc.StatusCode.NOT_FOUND:
+    except RpcError as exc:
+        if _code(exc) == StatusCode.NOT_FOUND:
             raise CliError(f"Error: No such container: {ref}") from None
         raise
     doc: dict[str, Any] = json.loads(reply.json)
@@ -143,7 +142,7 @@ def run_session(
         result: StdioResult = session.run()
     except Terminated as exc:
         return 128 + exc.signum
-    except grpc.RpcError as exc:
+    except RpcError as exc:
         details = _details(exc)
         code = start_error_code(details) if error_code == 125 else error_code
         raise CliError(_rpc_message(client, exc), code) from None
@@ -156,7 +155,7 @@ def run_session(
     # The stream ended without an exit message (daemon restarted): ask for the code.
     try:
         return client.engine.WaitContainer(pb.WaitContainerRequest(id=ident)).exit_code
-    except grpc.RpcError:
+    except RpcError:
         return error_code
 
 
@@ -201,7 +200,7 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
     code = run_session(client, session, ident, error_code=125)
     if args.rm and session.exited:
         # Like docker, return only once --rm has removed it, so a following ps agrees.
-        with contextlib.suppress(grpc.RpcError):
+        with contextlib.suppress(RpcError):
             client.engine.WaitContainer(
                 pb.WaitContainerRequest(id=ident, condition="removed"), timeout=RM_WAIT
             )
@@ -263,7 +262,7 @@ def cmd_start(client: Client, args: argparse.Namespace) -> int:
     for ref in args.containers:
         try:
             client.engine.StartContainer(pb.ContainerRef(id=ref))
-        except grpc.RpcError as exc:
+        except RpcError as exc:
             print(_rpc_message(client, exc), file=sys.stderr)
             failed.append(ref)
             continue
@@ -300,7 +299,7 @@ def _each(client: Client, refs: Sequence[str], action: Callable[[str], str | Non
     for ref in refs:
         try:
             line = action(ref)
-        except grpc.RpcError as exc:
+        except RpcError as exc:
             print(_rpc_message(client, exc), file=sys.stderr)
             failed = True
             continue
@@ -418,15 +417,15 @@ def _inspect_one(client: Client, ref: str, kind: str | None) -> dict[str, Any]:
             reply = client.engine.InspectContainer(pb.ContainerRef(id=ref))
             doc: dict[str, Any] = json.loads(reply.json)
             return doc
-        except grpc.RpcError as exc:
-            if _code(exc) != grpc.StatusCode.NOT_FOUND:
+        except RpcError as exc:
+            if _code(exc) != StatusCode.NOT_FOUND:
                 raise
             if kind == "container":
                 raise CliError(f"Error: No such container: {ref}") from None
     try:
         image = client.engine.InspectImage(pb.InspectImageRequest(reference=ref))
-    except grpc.RpcError as exc:
-        if _code(exc) != grpc.StatusCode.NOT_FOUND:
+    except RpcError as exc:
+        if _code(exc) != StatusCode.NOT_FOUND:
             raise
         what = "image" if kind == "image" else "object"
         raise CliError(f"Error: No such {what}: {ref}") from None
@@ -443,7 +442,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
         except CliError as exc:
             print(exc.message, file=sys.stderr)
             failed = True
-        except grpc.RpcError as exc:
+        except RpcError as exc:
             print(_rpc_message(client, exc), file=sys.stderr)
             failed = True
     if args.format:
@@ -543,7 +542,7 @@ def cmd_exec(client: Client, args: argparse.Namespace) -> int:
         result = session.run()
     except Terminated as exc:
         return 128 + exc.signum
-    except grpc.RpcError as exc:
+    except RpcError as exc:
         raise CliError(_rpc_message(client, exc), _exec_error_code(_details(exc))) from None
     if result.exit_code is None and not result.detached:
         print("exec session ended without an exit status", file=sys.stderr)
@@ -564,7 +563,7 @@ def _exec_detached(client: Client, options: pb.ExecOptions) -> int:
         for message in call:
             if message.WhichOneof("msg") in ("ready", "exit"):
                 break
-    except grpc.RpcError as exc:
+    except RpcError as exc:
         raise CliError(_rpc_message(client, exc), _exec_error_code(_details(exc))) from None
     finally:
         done.set()

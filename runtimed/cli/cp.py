@@ -24,10 +24,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from runtimed.cli.client import Client, CliError, describe_rpc_error
 from runtimed.cli.format import human_size
+from runtimed.cli.rpc import RpcError, StatusCode
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 CHUNK = 1 << 20
@@ -281,8 +280,8 @@ def stat_container_path(client: Client, ctr: str, path: str) -> dict[str, Any] |
     stream = client.engine.CopyFromContainer(pb.CopyFromContainerRequest(id=ctr, path=path))
     try:
         first = next(iter(stream), None)
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.NOT_FOUND:
+    except RpcError as exc:
+        if exc.code() == StatusCode.NOT_FOUND:
             return None
         raise
     finally:
@@ -452,8 +451,8 @@ def cmd_cp(client: Client, args: argparse.Namespace) -> int:
             follow=args.follow_link,
             quiet=args.quiet,
         )
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.CANCELLED:
+    except RpcError as exc:
+        if exc.code() == StatusCode.CANCELLED:
             raise
         raise CliError(describe_rpc_error(exc, client.socket).message) from None
 

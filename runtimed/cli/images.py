@@ -12,6 +12,7 @@ from typing import Any
 from runtimed.cli.client import Client, CliError
 from runtimed.cli.format import ago, human_size, render_template, table, template_headers
 from runtimed.cli.progress import PullDisplay
+from runtimed.cli.rpc import RpcError, StatusCode
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 IMPORT_CHUNK = 1 << 20
@@ -252,15 +253,11 @@ def cmd_import(client: Client, args: argparse.Namespace) -> int:
 
 
 def _is_rpc_error(exc: BaseException) -> bool:
-    import grpc
-
-    return isinstance(exc, grpc.RpcError)
+    return isinstance(exc, RpcError)
 
 
 def _is_not_found(exc: BaseException) -> bool:
-    import grpc
-
-    return isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.NOT_FOUND
+    return isinstance(exc, RpcError) and exc.code() == StatusCode.NOT_FOUND
 
 
 def _rpc_line(exc: BaseException) -> str:

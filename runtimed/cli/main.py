@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-import grpc
-
 from runtimed import __version__
 from runtimed.cli import containers, images, networks, system, volumes
 from runtimed.cli.client import Client, CliError, describe_rpc_error
+from runtimed.cli.rpc import RpcError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(exc.message, file=sys.stderr)
         return exc.exit_code
-    except grpc.RpcError as exc:
+    except RpcError as exc:
         socket = client.socket if client else None
         print(describe_rpc_error(exc, socket).message, file=sys.stderr)  # type: ignore[arg-type]
         return 1

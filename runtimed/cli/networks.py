@@ -8,10 +8,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import grpc
-
 from runtimed.cli.client import Client, CliError, describe_rpc_error
 from runtimed.cli.format import render_template, table
+from runtimed.cli.rpc import RpcError
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
@@ -80,11 +79,11 @@ def inspect_doc(net: pb.Network) -> dict[str, Any]:
 def _call(client: Client, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except grpc.RpcError as exc:
+    except RpcError as exc:
         raise CliError(_details(client, exc)) from None
 
 
-def _details(client: Client, exc: grpc.RpcError) -> str:
+def _details(client: Client, exc: RpcError) -> str:
     return describe_rpc_error(exc, client.socket).message
 
 
@@ -149,7 +148,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
     for name in args.names:
         try:
             net = client.engine.InspectNetwork(pb.NetworkRef(name=name))
-        except grpc.RpcError as exc:
+        except RpcError as exc:
             print(_details(client, exc), file=sys.stderr)
             failed = True
             continue
@@ -171,7 +170,7 @@ def cmd_rm(client: Client, args: argparse.Namespace) -> int:
         try:
             client.engine.RemoveNetwork(pb.NetworkRef(name=name))
             print(name)
-        except grpc.RpcError as exc:
+        except RpcError as exc:
             print(_details(client, exc), file=sys.stderr)
             failed = True
     return 1 if failed else 0
@@ -217,7 +216,7 @@ def _host(ip: str) -> str:
 def cmd_port(client: Client, args: argparse.Namespace) -> int:
     try:
         ports = client.engine.ContainerPorts(pb.ContainerRef(id=args.container)).ports
-    except grpc.RpcError as exc:
+    except RpcError as exc:
         raise CliError(_details(client, exc)) from None
     if args.spec:
         port, _, proto = args.spec.partition("/")

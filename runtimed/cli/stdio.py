@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NoReturn
 
-import grpc
-
+from runtimed.cli.rpc import RpcError, StatusCode
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
@@ -350,8 +349,8 @@ class StdioSession:
                     elif kind == "exit":
                         self.exited = True
                         return StdioResult(message.exit.exit_code, reason=message.exit.reason)
-            except grpc.RpcError as exc:
-                if self.detached and exc.code() == grpc.StatusCode.CANCELLED:
+            except RpcError as exc:
+                if self.detached and exc.code() == StatusCode.CANCELLED:
                     return StdioResult(None, detached=True)
                 raise
             return StdioResult(None, detached=self.detached)

@@ -7,11 +7,10 @@ import getpass
 import platform
 import sys
 
-import grpc
-
 from runtimed import __version__
 from runtimed.cli.client import Client, CliError
 from runtimed.cli.format import human_size
+from runtimed.cli.rpc import RpcError
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 API_VERSION = "1"
@@ -26,7 +25,7 @@ def cmd_version(client: Client, args: argparse.Namespace) -> int:
     print()
     try:
         v = client.engine.Version(pb.VersionRequest())
-    except grpc.RpcError:
+    except RpcError:
         print("Server: unreachable", file=sys.stderr)
         raise
     print("Server: runtimed")

@@ -7,10 +7,9 @@ import json
 import sys
 from typing import Any
 
-import grpc
-
 from runtimed.cli.client import Client, CliError
 from runtimed.cli.format import human_size, render_template, table
+from runtimed.cli.rpc import RpcError
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
@@ -38,7 +37,7 @@ def _filters(values: list[str] | None) -> list[pb.Filter]:
     return out
 
 
-def _error_line(exc: grpc.RpcError) -> str:
+def _error_line(exc: RpcError) -> str:
     return f"Error response from daemon: {exc.details()}"  # type: ignore[attr-defined]
 
 
@@ -124,7 +123,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
     for name in args.names:
         try:
             docs.append(volume_doc(client.engine.InspectVolume(pb.VolumeRef(name=name))))
-        except grpc.RpcError as exc:
+        except RpcError as exc:
             print(_error_line(exc), file=sys.stderr)
             failed = True
     if args.format:
@@ -140,7 +139,7 @@ def cmd_rm(client: Client, args: argparse.Namespace) -> int:
     for name in args.names:
         try:
             client.engine.RemoveVolume(pb.RemoveVolumeRequest(name=name, force=args.force))
-        except grpc.RpcError as exc:
+        except RpcError as exc:
             print(_error_line(exc), file=sys.stderr)
             failed = True
             continue
