@@ -7,60 +7,16 @@ $XDG_DATA_HOME/runtimed, configuration in $XDG_CONFIG_HOME/runtimed.
 
 from __future__ import annotations
 
-import os
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runtimed.errors import InvalidArgument
+from runtimed.paths import config_dir, data_dir, default_socket, runtime_dir
 
 STORAGE_DRIVERS = ("auto", "overlay", "fuse-overlayfs", "vfs")
 OCI_RUNTIMES = ("auto", "crun", "runc")
-
-
-def runtime_dir() -> Path:
-    """$XDG_RUNTIME_DIR/runtimed, or a private /tmp directory when unset (as Podman does)."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "runtimed"
-    uid = os.getuid()
-    if uid == 0:
-        return Path("/run/runtimed")
-    run_user = Path(f"/run/user/{uid}")
-    if run_user.is_dir() and os.access(run_user, os.W_OK):
-        return run_user / "runtimed"
-    return Path(f"/tmp/runtimed-run-{uid}")
-
-
-def data_dir() -> Path:
-    if os.getuid() == 0 and "XDG_DATA_HOME" not in os.environ:
-        return Path("/var/lib/runtimed")
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(xdg) / "runtimed"
-
-
-def config_dir() -> Path:
-    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(xdg) / "runtimed"
-
-
-def default_socket() -> Path:
-    return runtime_dir() / "runtimed.sock"
-
-
-def parse_host(value: str) -> Path:
-    """Accept `unix:///path`, `unix://path` or a bare path (docker's -H forms we support)."""
-    if value.startswith("unix://"):
-        path = value[len("unix://") :]
-    elif "://" in value:
-        raise InvalidArgument(f"unsupported host {value!r}: only unix:// sockets are supported")
-    else:
-        path = value
-    if not path:
-        raise InvalidArgument(f"invalid host {value!r}: empty socket path")
-    return Path(path)
 
 
 @dataclass
@@ -91,6 +47,8 @@ class Config:
             if explicit:
                 raise InvalidArgument(f"config file {path} does not exist")
             return cfg
+        import tomllib  # only the daemon reads it; runtimectl imports this module too
+
         try:
             raw = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:

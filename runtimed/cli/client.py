@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from runtimed.cli.rpc import Connection, RpcError, StatusCode, Stub
-from runtimed.config import default_socket, parse_host
 from runtimed.gen.runtimed.v1 import engine_pb2
+from runtimed.paths import default_socket, parse_host
 
 
 class CliError(Exception):
@@ -30,11 +29,11 @@ def socket_path(host: str | None) -> Path:
 MAX_MESSAGE = 16 * 1024 * 1024
 
 
-@dataclass
 class Client:
-    socket: Path
-    channel: Connection
-    engine: Stub  # runtimed.v1.Engine, methods as on a grpcio stub
+    def __init__(self, socket: Path, channel: Connection, engine: Stub) -> None:
+        self.socket = socket
+        self.channel = channel
+        self.engine = engine  # runtimed.v1.Engine, methods as on a grpcio stub
 
     @classmethod
     def connect(cls, host: str | None) -> Client:

@@ -18,16 +18,18 @@ import posixpath
 import queue
 import stat
 import sys
-import tarfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtimed.cli.client import Client, CliError, describe_rpc_error
 from runtimed.cli.format import human_size
 from runtimed.cli.rpc import RpcError, StatusCode
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+
+if TYPE_CHECKING:
+    import tarfile  # imported where used: every runtimectl command loads this module
 
 CHUNK = 1 << 20
 _GO_MODE_DIR = 1 << 31  # os.ModeDir in Go's FileMode, what docker's stat header carries
@@ -205,6 +207,8 @@ def extract_archive(
     `choose(top_is_dir)` says where the top entry goes and whether only its contents
     are copied. An archive without an entry for its top directory still counts as one.
     """
+    import tarfile
+
     with tarfile.open(fileobj=fileobj, mode="r|") as tf:
         extractor: SafeExtractor | None = None
         top = ""
@@ -260,6 +264,8 @@ def copy_from_container(
             if not is_dir and (src.endswith("/") or _contents_only(src)):
                 raise CliError(f"cannot copy {ctr}:{src}: not a directory")
             return _local_target(src, dest, is_dir)
+
+        import tarfile
 
         try:
             extract_archive(reader, choose, preserve_owner=archive)
@@ -340,6 +346,8 @@ def _tar_filter(archive: bool) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | 
 def build_tar(
     writer: Any, src: str, arcname: str, *, contents_only: bool, archive: bool, follow: bool
 ) -> None:
+    import tarfile
+
     with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tf:
         tf.dereference = False
         source = os.path.realpath(src) if follow else src

@@ -8,13 +8,12 @@ import sys
 from runtimed import __version__
 from runtimed.cli import containers, images, networks, system, volumes
 from runtimed.cli.client import Client, CliError, describe_rpc_error
+from runtimed.cli.lazyparse import LazyArgumentParser
 from runtimed.cli.rpc import RpcError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="runtimectl", description="docker-style client for runtimed"
-    )
+    parser = LazyArgumentParser(prog="runtimectl", description="docker-style client for runtimed")
     parser.add_argument("-H", "--host", help="daemon socket (unix:///path), or $RUNTIMED_HOST")
     parser.add_argument("-v", "--version", action="version", version=f"runtimectl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -24,9 +24,8 @@ import threading
 import time
 import tty as ttymod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from runtimed.cli.rpc import RpcError, StatusCode
 from runtimed.errors import InvalidArgument
@@ -108,8 +107,7 @@ class DetachScanner:
         return held
 
 
-@dataclass
-class StdioResult:
+class StdioResult(NamedTuple):  # not a dataclass: that import alone costs runtimectl 5 ms
     """exit_code is None when the user detached or the stream ended without an exit."""
 
     exit_code: int | None

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import platform
 import sys
 
 from runtimed import __version__
@@ -20,6 +18,8 @@ def cmd_version(client: Client, args: argparse.Namespace) -> int:
     print("Client:")
     print(f" Version:        {__version__}")
     print(f" API version:    {API_VERSION}")
+    import platform  # only here: every runtimectl command loads this module
+
     print(f" Python version: {platform.python_version()}")
     print(f" OS/Arch:        {sys.platform}/{platform.machine()}")
     print()
@@ -106,6 +106,8 @@ def cmd_login(client: Client, args: argparse.Namespace) -> int:
         )
         password = args.password
     else:
+        import getpass
+
         password = getpass.getpass("Password: ")
     if not password:
         raise CliError("Error: Password Required")

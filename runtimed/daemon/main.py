@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from runtimed import __version__
-from runtimed.config import Config, parse_host
+from runtimed.config import Config
 from runtimed.errors import RuntimedError
+from runtimed.paths import parse_host
 from runtimed.rootless import userns
 
 LOCK_FD_ENV = "_RUNTIMED_LOCK_FD"

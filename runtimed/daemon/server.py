@@ -19,7 +19,7 @@ from runtimed.api.cri_image import CriImageServicer
 from runtimed.api.cri_runtime import CriRuntimeServicer
 from runtimed.api.engine import EngineServicer
 from runtimed.api.errors import ErrorInterceptor
-from runtimed.config import Config, config_dir
+from runtimed.config import Config
 from runtimed.core.containers import ContainerService
 from runtimed.core.logdrivers import LogDrivers, LoggingHook
 from runtimed.core.sandboxes import SandboxService
@@ -36,6 +36,7 @@ from runtimed.images.service import ImageService
 from runtimed.network.hook import NetworkHook
 from runtimed.network.service import NetworkService, configured_backend
 from runtimed.oci.runtime import OciRuntime, detect_runtime
+from runtimed.paths import config_dir
 from runtimed.rootless import userns
 from runtimed.snapshots import Snapshotter, select_snapshotter
 from runtimed.store.containers import ContainerRecords
@@ -156,6 +157,7 @@ class Runtime:
     async def start(self) -> None:
         """Bring up the shim launcher (it also holds our namespaces) and find every shim."""
         await self.launcher.ensure()
+        self.sandboxes.restore()
         await self.network.start()
         await self.containers.restore()
         await self.network.reconcile()
@@ -163,7 +165,8 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.containers.aclose()
-        idle = await self.containers.release_idle_shims()
+        # Pods need our namespaces too (pinned ones, the infra process's pid namespace).
+        idle = await self.containers.release_idle_shims() and not self.sandboxes.pods()
         await self.network.aclose(idle=idle)
         if idle:
             # Nothing runs: the namespaces need no keeper until the next start.

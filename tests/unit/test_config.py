@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runtimed.config import Config, parse_host
+from runtimed.config import Config
 from runtimed.errors import InvalidArgument
+from runtimed.paths import parse_host
 
 
 def test_defaults_follow_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
