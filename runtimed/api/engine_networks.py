@@ -34,6 +34,7 @@ def network_extras(req: pb.CreateContainerRequest) -> dict[str, Any]:
             {
                 "host_ip": p.host_ip,
                 "host_port": p.host_port,
+                "host_port_end": p.host_port_end,
                 "container_port": p.container_port,
                 "protocol": p.protocol or "tcp",
             }

@@ -73,6 +73,16 @@ def parse_publish(spec: str) -> list[pb.PortBinding]:
     count = c_end - c_start + 1
     if host_text:
         h_start, h_end = _range(host_text, "host port", spec)
+        if count == 1 and h_end > h_start:  # one container port, the first free host port
+            return [
+                pb.PortBinding(
+                    host_ip=host_ip,
+                    host_port=h_start,
+                    host_port_end=h_end,
+                    container_port=c_start,
+                    protocol=proto,
+                )
+            ]
         if h_end - h_start + 1 != count:
             raise _usage(
                 f"invalid publish spec {spec!r}: host and container port ranges must have "

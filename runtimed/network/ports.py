@@ -10,6 +10,7 @@ in the rootless namespace and relays to the container's address.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import socket
@@ -31,6 +32,7 @@ class PortSpec:
     protocol: str = "tcp"
     host_ip: str = ""
     host_port: int = 0  # 0: a random free port
+    host_port_end: int = 0  # > host_port: the first free port of the range
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PortSpec:
@@ -39,6 +41,7 @@ class PortSpec:
             protocol=(data.get("protocol") or "tcp").lower(),
             host_ip=data.get("host_ip") or "",
             host_port=int(data.get("host_port") or 0),
+            host_port_end=int(data.get("host_port_end") or 0),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,6 +56,8 @@ def validate(specs: list[PortSpec]) -> None:
             raise InvalidArgument(f"invalid container port {spec.container_port}")
         if not 0 <= spec.host_port < 65536:
             raise InvalidArgument(f"invalid host port {spec.host_port}")
+        if spec.host_port_end and not 0 < spec.host_port <= spec.host_port_end < 65536:
+            raise InvalidArgument(f"invalid host port range {spec.host_port}-{spec.host_port_end}")
         if spec.host_ip:
             try:
                 socket.inet_pton(_family(spec.host_ip), spec.host_ip)
@@ -100,10 +105,14 @@ def _bind_one(ip: str, port: int, protocol: str) -> socket.socket:
     return sock
 
 
+class PortInUse(FailedPrecondition):
+    """The host port is taken: a range (-p 8000-8010:80) moves on to its next port."""
+
+
 def _explain(exc: OSError, ip: str, port: int, protocol: str) -> Exception:
     where = f"{ip}:{port}/{protocol}" if ":" not in ip else f"[{ip}]:{port}/{protocol}"
     if exc.errno == errno.EADDRINUSE:
-        return FailedPrecondition(
+        return PortInUse(
             f"cannot publish {where}: the port is already in use on the host "
             "(by another container or process); pick another host port"
         )
@@ -135,12 +144,25 @@ def bind(specs: list[PortSpec]) -> list[tuple[socket.socket, PortRecord]]:
                     f"net.ipv4.ip_unprivileged_port_start={spec.host_port}` or pick a host "
                     f"port >= {start}"
                 )
-            bound += _bind_spec(spec)
+            bound += _bind_first_free(spec) if spec.host_port_end else _bind_spec(spec)
     except BaseException:
         for sock, _ in bound:
             sock.close()
         raise
     return bound
+
+
+def _bind_first_free(spec: PortSpec) -> list[tuple[socket.socket, PortRecord]]:
+    """docker's -p 8000-8010:80: the first port of the range that is free."""
+    for port in range(spec.host_port, spec.host_port_end + 1):
+        try:
+            return _bind_spec(dataclasses.replace(spec, host_port=port, host_port_end=0))
+        except PortInUse:  # on IPv4 or IPv6: try the next one
+            continue
+    raise FailedPrecondition(
+        f"cannot publish {spec.container_port}/{spec.protocol}: every host port of "
+        f"{spec.host_port}-{spec.host_port_end} is already in use"
+    )
 
 
 def _bind_spec(spec: PortSpec) -> list[tuple[socket.socket, PortRecord]]:

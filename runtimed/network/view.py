@@ -40,7 +40,7 @@ def host_config(containers: ContainerService, container: Container) -> dict[str,
         bindings.setdefault(key, []).append(
             {
                 "HostIp": p.get("host_ip") or "",
-                "HostPort": str(p.get("host_port") or "") if p.get("host_port") else "",
+                "HostPort": _host_port(p),
             }
         )
     return {
@@ -100,3 +100,11 @@ def network_settings(containers: ContainerService, container: Container) -> dict
         "MacAddress": bridge.get("MacAddress", first.get("MacAddress", "")),
         "SandboxKey": str(service.netns_dir / container.id) if container.running else "",
     }
+
+
+def _host_port(binding: dict[str, Any]) -> str:
+    """As docker shows a -p binding: "" (random), "8080", or "8000-8010" (first free)."""
+    start, end = binding.get("host_port") or 0, binding.get("host_port_end") or 0
+    if not start:
+        return ""
+    return f"{start}-{end}" if end and end != start else str(start)

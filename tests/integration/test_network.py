@@ -306,6 +306,28 @@ def test_published_tcp_and_udp_ports(daemon: Daemon, image: str, names: list[str
     assert daemon.ok("port", "pub").stdout == ""
 
 
+def test_publish_host_port_range_takes_the_first_free_port(
+    daemon: Daemon, image: str, names: list[str]
+) -> None:
+    """docker's -p 8000-8010:80: the first free host port of the range."""
+    first = free_port()
+    with socket.socket() as holder:  # the range's first port is taken
+        holder.bind(("0.0.0.0", first))
+        holder.listen()
+        names.append("ranged")
+        daemon.ok(
+            "run", "-d", "--name", "ranged", "-p", f"{first}-{first + 5}:80", image,
+            "httpd", "-f", "-p", "80", "-h", "/etc",
+        )  # fmt: skip
+        port = int(daemon.ok("port", "ranged", "80").stdout.split()[0].rsplit(":", 1)[1])
+        assert first < port <= first + 5
+        doc = json.loads(daemon.ok("inspect", "ranged").stdout)[0]
+        assert retry_http(f"http://127.0.0.1:{port}/hostname").strip() == doc["Id"][:12]
+        assert doc["HostConfig"]["PortBindings"]["80/tcp"] == [
+            {"HostIp": "", "HostPort": f"{first}-{first + 5}"}
+        ]
+
+
 def _non_loopback_ip() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:

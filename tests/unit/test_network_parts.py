@@ -134,7 +134,10 @@ def test_publish_flag_forms() -> None:
     assert simple("[::1]:8080:80") == [("::1", 8080, 80, "tcp")]
     assert simple("8000-8001:80-81") == [("", 8000, 80, "tcp"), ("", 8001, 81, "tcp")]
     assert simple("90-91") == [("", 0, 90, "tcp"), ("", 0, 91, "tcp")]
-    for bad in ("8000-8002:80", "80/sctp", "a:b", "0", "1:2:3:4"):
+    (ranged,) = parse_publish("127.0.0.1:8000-8010:80")  # one container port, a host range
+    assert (ranged.host_port, ranged.host_port_end, ranged.container_port) == (8000, 8010, 80)
+    assert parse_publish("8000:80")[0].host_port_end == 0
+    for bad in ("8000-8002:80-81", "80/sctp", "a:b", "0", "1:2:3:4"):
         with pytest.raises(CliError):
             parse_publish(bad)
 
@@ -227,6 +230,43 @@ def test_bind_reports_port_in_use_and_privileged_ports(tmp_path: Path, monkeypat
         ports.bind([ports.PortSpec(80, host_port=80)])
     err = ports._explain(OSError(errno.EACCES, "denied"), "0.0.0.0", 81, "tcp")
     assert "sysctl" in str(err)
+
+
+def _free_run(length: int) -> int:
+    """The first of `length` consecutive loopback TCP ports that are free right now."""
+    for first in range(41000, 60000, length):
+        try:
+            for port in range(first, first + length):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise AssertionError("no run of free ports")
+
+
+def test_bind_first_free_port_of_a_range() -> None:
+    first = _free_run(3)
+    spec = ports.PortSpec(80, host_ip="127.0.0.1", host_port=first, host_port_end=first + 2)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", first))
+        holder.listen()
+        bound = ports.bind([spec])
+        try:
+            assert [rec.host_port for _, rec in bound] == [first + 1]
+            second = ports.bind([spec])
+            try:
+                assert [rec.host_port for _, rec in second] == [first + 2]
+                with pytest.raises(FailedPrecondition, match=f"{first}-{first + 2}"):
+                    ports.bind([spec])  # all three taken
+            finally:
+                for sock, _ in second:
+                    sock.close()
+        finally:
+            for sock, _ in bound:
+                sock.close()
+    with pytest.raises(InvalidArgument):
+        ports.validate([ports.PortSpec(80, host_port=9000, host_port_end=8000)])
 
 
 def test_bind_all_or_nothing_and_random_ports() -> None:

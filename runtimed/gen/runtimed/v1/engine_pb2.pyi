@@ -171,16 +171,18 @@ class MountSpec(_message.Message):
     def __init__(self, type: _Optional[str] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., readonly: _Optional[bool] = ..., volume_driver: _Optional[str] = ..., volume_opts: _Optional[_Mapping[str, str]] = ..., volume_labels: _Optional[_Mapping[str, str]] = ..., no_copy: _Optional[bool] = ..., bind_propagation: _Optional[str] = ..., tmpfs_size: _Optional[int] = ..., tmpfs_mode: _Optional[int] = ..., tmpfs_options: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PortBinding(_message.Message):
-    __slots__ = ("host_ip", "host_port", "container_port", "protocol")
+    __slots__ = ("host_ip", "host_port", "container_port", "protocol", "host_port_end")
     HOST_IP_FIELD_NUMBER: _ClassVar[int]
     HOST_PORT_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_PORT_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    HOST_PORT_END_FIELD_NUMBER: _ClassVar[int]
     host_ip: str
     host_port: int
     container_port: int
     protocol: str
-    def __init__(self, host_ip: _Optional[str] = ..., host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
+    host_port_end: int
+    def __init__(self, host_ip: _Optional[str] = ..., host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ..., host_port_end: _Optional[int] = ...) -> None: ...
 
 class ContainerPortsResponse(_message.Message):
     __slots__ = ("ports",)
