@@ -23,7 +23,7 @@ from runtimed.api.cri_network import (
     pod_network_status,
 )
 from runtimed.api.unimplemented import fill_unimplemented
-from runtimed.core.containers import CreateRequest
+from runtimed.core.containers import PID_CONTAINER, PID_OWN, PID_POD, CreateRequest
 from runtimed.core.model import Container, RestartPolicy, Sandbox, Status
 from runtimed.core.sandboxes import PodRequest
 from runtimed.core.shim_client import EXIT, STDERR, STDOUT
@@ -61,6 +61,26 @@ _PROPAGATION_BACK = {v: k for k, v in _PROPAGATION.items()}
 
 def _labels_match(labels: dict[str, str], selector: Any) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def pid_mode(options: cri.NamespaceOption) -> str:
+    """A container's CRI pid NamespaceMode as a core pid mode.
+
+    POD (also an empty NamespaceOption) joins the pod's shared namespace, in a
+    pod that has one (pod pid mode POD); TARGET joins container target_id's.
+    NODE gets a namespace of its own, as before: the host's pid namespace
+    belongs to the initial user namespace, where a rootless runtime cannot
+    mount its /proc.
+    """
+    if options.pid == cri.POD:
+        return PID_POD
+    if options.pid == cri.TARGET:
+        if not options.target_id:
+            raise InvalidArgument("pid namespace mode TARGET needs namespace_options.target_id")
+        return PID_CONTAINER + options.target_id
+    if options.pid not in (cri.CONTAINER, cri.NODE):
+        raise InvalidArgument(f"unknown pid namespace mode {options.pid}")
+    return PID_OWN
 
 
 class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
@@ -201,7 +221,12 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         info = {}
         if request.verbose:
             info["info"] = json.dumps(
-                {"ns_dir": sandbox.config.ns_dir, "hostname": sandbox.config.hostname}
+                {
+                    "ns_dir": sandbox.config.ns_dir,
+                    "hostname": sandbox.config.hostname,
+                    # As containerd's "pid" (of the pause container): 0 without one.
+                    "pid": self.sandboxes.infra_pid(sandbox) or 0,
+                }
             )
         return cri.PodSandboxStatusResponse(status=status, info=info)
 
@@ -284,6 +309,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 privileged=sec.privileged,
                 no_new_privileges=sec.no_new_privs,
                 extras={"volumes": volume_extras},
+                pid_mode=pid_mode(sec.namespace_options),
             )
         )
         return cri.CreateContainerResponse(container_id=container.id)

@@ -97,6 +97,12 @@ class CreateRequest:
     no_new_privileges: bool = True
     # Per-part settings (volumes, network, ...), each under its own key; see core/hooks.py.
     extras: dict[str, Any] = field(default_factory=dict)
+    # PID_OWN, PID_POD (the pod's shared namespace) or PID_CONTAINER + a container id or name.
+    pid_mode: str = ""
+
+
+# Pid modes: a namespace of its own, the pod's shared one, or another container's.
+PID_OWN, PID_POD, PID_CONTAINER = "", "pod", "container:"
 
 
 @dataclass
@@ -190,6 +196,7 @@ class ContainerService:
             raise NotFound(f"pod sandbox {req.sandbox_id} not found")
         if sandbox is not None and not sandbox.state.ready:
             raise FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
+        pid_mode = self._check_pid_mode(req.pid_mode, sandbox)
         args = resolve_args(image_config, req.entrypoint, req.cmd)
         for hook in self.hooks:
             await hook.validate(req, image_config)
@@ -260,6 +267,7 @@ class ContainerService:
             log_path=log_path,
             cri=req.cri,
             extras=dict(req.extras),
+            pid_mode=pid_mode,
         )
         container = Container(
             id=container_id,
@@ -293,6 +301,51 @@ class ContainerService:
             raise
         log.info("container_created", container_id=container_id, name=name, image=image.id)
         return container
+
+    def _check_pid_mode(self, mode: str, sandbox: Sandbox | None) -> str:
+        """The pid mode to record; another container's must be running (and in our pod)."""
+        if mode == PID_OWN:
+            return mode
+        if mode == PID_POD:
+            if sandbox is None:
+                raise InvalidArgument("pid mode 'pod' needs a pod sandbox")
+            return mode
+        if not mode.startswith(PID_CONTAINER):
+            raise InvalidArgument(
+                f"invalid pid mode {mode!r}: use '' (own), 'pod' or 'container:<id>'"
+            )
+        ref = mode.removeprefix(PID_CONTAINER)
+        try:
+            target = self.get(ref)
+        except NotFound:
+            raise NotFound(
+                f"container {ref!r}, whose pid namespace was asked for, not found"
+            ) from None
+        if sandbox is not None and target.sandbox_id != sandbox.id:
+            raise InvalidArgument(
+                f"container {target.id} does not belong to pod sandbox {sandbox.id}: "
+                "only a container of the same pod can share its pid namespace"
+            )
+        if not target.running:
+            raise FailedPrecondition(
+                f"container {target.id} is not running: its pid namespace cannot be joined"
+            )
+        return PID_CONTAINER + target.id
+
+    def _pid_namespace(self, container: Container, pod_pid: str | None) -> str | None:
+        """The pid namespace path to join at start (None: a new one)."""
+        mode = container.config.pid_mode
+        if mode == PID_POD:
+            return pod_pid  # None in a pod without a shared namespace: one of its own
+        if mode.startswith(PID_CONTAINER):
+            target = self.records.get(mode.removeprefix(PID_CONTAINER))
+            if target is None or not target.running or target.state.pid <= 0:
+                raise FailedPrecondition(
+                    f"container {mode.removeprefix(PID_CONTAINER)}, whose pid namespace "
+                    f"container {container.id} joins, is not running"
+                )
+            return f"/proc/{target.state.pid}/ns/pid"
+        return None
 
     def _free_name(self) -> str:
         for _ in range(50):
@@ -413,6 +466,7 @@ class ContainerService:
         request = _spec_from_dict(container.config.spec, image_config)
         if sandbox is not None and sandbox.config.kind == "pod":
             request.namespaces = self.sandbox_namespaces(sandbox)
+        request.namespaces.pid = self._pid_namespace(container, request.namespaces.pid)
         return request
 
     def _write_bundle(self, container: Container, request: SpecRequest, rootfs: Path) -> dict:

@@ -58,6 +58,8 @@ class ContainerConfig:
     cri: dict[str, Any] | None = None  # CRI metadata {name, attempt} when kubelet made it
     # Per-part settings (volumes, network, ...), each under its own key; see core/hooks.py.
     extras: dict[str, Any] = field(default_factory=dict)
+    # Whose pid namespace: "" its own, "pod" the pod's shared one, "container:<id>" that one's.
+    pid_mode: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerConfig:

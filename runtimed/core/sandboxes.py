@@ -2,13 +2,19 @@
 
 No pause image: the network, IPC and UTS namespaces of a pod are pinned by
 bind mounts (as CRI-O's pinns does) in the daemon's mount namespace, so they
-outlive any container and survive daemon restarts.
+outlive any container and survive daemon restarts. A pid namespace cannot be
+pinned that way, so a pod whose pid mode is POD (the CRI default; kubelet's
+shareProcessNamespace) gets a small infra process as its init, forked by the
+shim launcher (runtimed_shim.podinfra) and recorded in ns_dir/infra.json. A pod
+whose infra process is gone is not ready any more, as a pod whose pause
+container exited is not in containerd.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -16,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from runtimed_shim import podinfra
 
 from runtimed.core.containers import ContainerService
 from runtimed.core.hostfiles import write_host_files
 from runtimed.core.model import Sandbox, SandboxConfig, SandboxState, now_ns
-from runtimed.errors import NotFound
+from runtimed.errors import FailedPrecondition, NotFound
 from runtimed.oci.sandbox_ns import pin_namespaces, unpin_namespaces
 from runtimed.oci.spec import NamespacePaths
 from runtimed.store.containers import ContainerRecords
@@ -29,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 # CRI NamespaceMode values.
 POD, CONTAINER, NODE, TARGET = 0, 1, 2, 3
+INFRA_FILE = "infra.json"  # the pod's infra process: {"pid", "pid_ns"}
 
 
 @dataclass
@@ -71,11 +79,56 @@ class SandboxService:
             matches = [s for s in self.pods() if s.id.startswith(ref)] if ref else []
             if len(matches) != 1:
                 raise NotFound(f"pod sandbox {ref!r} not found")
-            sandbox = matches[0]
-        return sandbox
+            return matches[0]
+        return self._check_infra(sandbox)
 
     def pods(self) -> list[Sandbox]:
-        return [s for s in self.records.sandboxes() if s.config.kind == "pod"]
+        return [self._check_infra(s) for s in self.records.sandboxes() if s.config.kind == "pod"]
+
+    # -- the infra process (shared pid namespace) ---------------------------------------
+
+    @staticmethod
+    def infra_file(sandbox: Sandbox) -> Path:
+        return Path(sandbox.config.ns_dir) / INFRA_FILE
+
+    def infra_pid(self, sandbox: Sandbox) -> int | None:
+        """The pid of the pod's live infra process, if it has one our containers can join."""
+        pid = podinfra.find(str(self.infra_file(sandbox)))
+        if pid is None:
+            return None
+        try:
+            # One from a user namespace of an earlier daemon cannot be joined from ours.
+            same_userns = (
+                os.stat(f"/proc/{pid}/ns/user").st_ino == os.stat("/proc/self/ns/user").st_ino
+            )
+        except OSError:
+            return None
+        return pid if same_userns else None
+
+    def _check_infra(self, sandbox: Sandbox) -> Sandbox:
+        """A ready pod whose infra process is gone becomes not ready (and stays so)."""
+        if (
+            sandbox.state.ready
+            and self.infra_file(sandbox).exists()
+            and self.infra_pid(sandbox) is None
+        ):
+            sandbox.state.ready = False
+            sandbox.state.stopped_at = now_ns()
+            self.records.save_sandbox_state(sandbox)
+            log.warning("sandbox_infra_gone", sandbox_id=sandbox.id)
+        return sandbox
+
+    def pid_namespace(self, sandbox: Sandbox) -> str | None:
+        """The pod's shared pid namespace, or None for a pod without one (pid mode not POD)."""
+        if not self.infra_file(sandbox).exists():
+            return None
+        pid = self.infra_pid(sandbox)
+        if pid is None:
+            raise FailedPrecondition(
+                f"pod sandbox {sandbox.id} is not ready: its infra process, which holds the "
+                "pod's pid namespace, is gone; remove the pod and run it again"
+            )
+        return f"/proc/{pid}/ns/pid"
 
     def containers_of(self, sandbox_id: str) -> list:
         return [c for c in self.containers.list() if c.sandbox_id == sandbox_id]
@@ -89,7 +142,7 @@ class SandboxService:
             network=None if host_network else str(ns_dir / "net"),
             ipc=None if opts.get("ipc") == CONTAINER else str(ns_dir / "ipc"),
             uts=str(ns_dir / "uts"),
-            pid=None,
+            pid=self.pid_namespace(sandbox),  # for the containers whose pid mode is POD
             host_network=host_network,
         )
 
@@ -113,6 +166,8 @@ class SandboxService:
         host_network = req.namespace_options.get("network") == NODE
         try:
             await asyncio.to_thread(pin_namespaces, ns_dir, hostname, network=not host_network)
+            if req.namespace_options.get("pid", POD) == POD:
+                await self.containers.launcher.start_pod_infra(ns_dir / INFRA_FILE)
             await asyncio.to_thread(
                 write_host_files,
                 self.files_dir(sandbox_id),
@@ -129,6 +184,8 @@ class SandboxService:
         return sandbox
 
     def _release(self, sandbox_id: str) -> None:
+        with contextlib.suppress(Exception):
+            podinfra.stop(str(self.ns_dir(sandbox_id) / INFRA_FILE))
         with contextlib.suppress(Exception):
             unpin_namespaces(self.ns_dir(sandbox_id))
         shutil.rmtree(self.ns_dir(sandbox_id), ignore_errors=True)
@@ -147,6 +204,8 @@ class SandboxService:
                 if c.running
             )
         )
+        # Its end takes down whatever is left in the pod's pid namespace (exec'd orphans).
+        await asyncio.to_thread(podinfra.stop, str(self.infra_file(sandbox)))
         if sandbox.state.ready:
             sandbox.state.ready = False
             sandbox.state.stopped_at = now_ns()
@@ -163,3 +222,18 @@ class SandboxService:
         await asyncio.to_thread(self._release, sandbox.id)
         self.records.delete_sandbox(sandbox.id)
         log.info("sandbox_removed", sandbox_id=sandbox.id)
+
+    def restore(self) -> None:
+        """At daemon start: release what a crash left of pods never recorded, and mark
+        pods whose infra process died while we were away as not ready."""
+        known = {s.id for s in self.records.sandboxes()}
+        try:
+            leftovers = [p.name for p in (self.run_dir / "sandboxes").iterdir()]
+        except OSError:
+            leftovers = []
+        for sandbox_id in leftovers:
+            if sandbox_id not in known:
+                self._release(sandbox_id)
+                log.info("sandbox_leftover_released", sandbox_id=sandbox_id)
+        pods = self.pods()  # checks every infra process
+        log.info("sandboxes_restored", count=len(pods), ready=sum(p.state.ready for p in pods))

@@ -44,6 +44,7 @@ _LAUNCHER_BOOT = (
 )
 READY_TIMEOUT = 15.0
 SPAWN_TIMEOUT = 180.0
+INFRA_TIMEOUT = 30.0
 
 
 async def _open(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -323,20 +324,41 @@ class ShimLauncher:
         """
         if not config.get("id"):
             raise InvalidArgument("shim config needs the container id")
+        answer = await self._ask({"op": "spawn", "config": config}, SPAWN_TIMEOUT)
+        if not answer.get("ok"):
+            raise FailedPrecondition(f"OCI runtime create failed: {answer.get('error')}")
+        return int(answer["shim_pid"]), int(answer["pid"])
+
+    async def start_pod_infra(self, pid_file: Path) -> int:
+        """Fork the init of a new pid namespace for a pod (runtimed_shim.podinfra).
+
+        The launcher records it in `pid_file` before answering; returns its pid.
+        """
+        answer = await self._ask({"op": "pod_infra", "pid_file": str(pid_file)}, INFRA_TIMEOUT)
+        if not answer.get("ok"):
+            error = str(answer.get("error") or "the pod infra process failed")
+            if "unknown op" in error:  # a launcher kept alive across an upgrade
+                error = (
+                    "the running shim launcher is from an older runtimed and cannot start a "
+                    "pod's infra process; it is replaced when runtimed restarts with no "
+                    "container or pod left"
+                )
+            raise FailedPrecondition(error)
+        return int(answer["pid"])
+
+    async def _ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """One request to the launcher, started first if need be."""
         for attempt in range(2):
             await self.ensure()
             try:
-                answer = await self._request({"op": "spawn", "config": config}, SPAWN_TIMEOUT)
-                break
+                return await self._request(request, timeout)
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 # Gone between ensure() and connect: nothing was asked yet, so ask again.
                 if attempt:
                     raise Unavailable(f"the shim launcher is unreachable: {exc}") from None
             except (OSError, TimeoutError) as exc:
                 raise Unavailable(f"the shim launcher failed: {exc}") from None
-        if not answer.get("ok"):
-            raise FailedPrecondition(f"OCI runtime create failed: {answer.get('error')}")
-        return int(answer["shim_pid"]), int(answer["pid"])
+        raise AssertionError("unreachable")
 
     async def stop(self) -> None:
         """Stop the launcher (tests, uninstall), also one an earlier run left; shims go on."""

@@ -45,7 +45,8 @@ if sys.argv[2] == "1":
 
 def pin_namespaces(dir: Path, hostname: str, *, network: bool = True) -> NamespacePaths:
     """New uts, ipc (and net unless `network` is False: host network) namespaces,
-    pinned at dir/uts, dir/ipc, dir/net. The pid namespace is not pinned."""
+    pinned at dir/uts, dir/ipc, dir/net. A pid namespace cannot be pinned: a pod
+    that shares one gets an infra process instead (runtimed_shim.podinfra)."""
     check_hostname(hostname)
     unshare = shutil.which("unshare")
     if unshare is None:

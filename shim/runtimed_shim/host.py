@@ -1,9 +1,25 @@
-"""Facts from /proc and careful file removal."""
+"""Facts from /proc, careful file removal, and the few libc calls Python lacks."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+
+# The interpreter links libc: its symbols resolve without ctypes.util (which costs ~3 MB).
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def libc_error(what: str) -> OSError:
+    """The OSError for a libc call that just failed."""
+    err = ctypes.get_errno()
+    return OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def set_name(name: str) -> None:
+    """What ps and top show (launcher, shims and infra processes share one command line)."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as f:
+        f.write(name[:15])
 
 
 def descendants(root: int) -> list[int]:

@@ -10,7 +10,10 @@ spawn request is one JSON line on a new connection,
 gets its own session and is nobody's child but init's or a subreaper's), the
 shim marks itself child subreaper, runs `crun create` and reports; the
 launcher answers `{"ok": true, "shim_pid": N, "pid": N}` or
-`{"ok": false, "error": "..."}`. `{"op": "ping"}` answers `{"ok": true, "pid": N}`.
+`{"ok": false, "error": "..."}`. `{"op": "pod_infra", "pid_file": PATH}` forks
+the init of a new pid namespace for a pod (runtimed_shim.podinfra), records it
+in PATH and answers `{"ok": true, "pid": N}`. `{"op": "ping"}` answers
+`{"ok": true, "pid": N}`.
 
 Shims outlive the launcher, and the launcher outlives the daemon that
 started it (it is what keeps the daemon's namespaces alive between runs).
@@ -20,7 +23,6 @@ It prints `ready` on stdout once it listens.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import json
 import os
@@ -28,18 +30,19 @@ import signal
 import socket
 import sys
 
+from runtimed_shim import podinfra
 from runtimed_shim import shim as shim_module
 from runtimed_shim.exitfile import write_atomic
+from runtimed_shim.host import libc, set_name
 from runtimed_shim.loop import Loop
 from runtimed_shim.protocol import MAX_REQUEST, bind_unix, connect_unix, encode_line
 
 TYPE_CHECKING = False  # typing costs every shim ~2 MB; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, NoReturn
 
 PR_SET_CHILD_SUBREAPER = 36
-# The interpreter links libc: its symbols resolve without ctypes.util (which costs ~3 MB).
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class Launcher:
@@ -113,9 +116,13 @@ class Launcher:
         if op == "ping":
             self._answer(fd, {"ok": True, "pid": os.getpid()})
         elif op == "spawn" and isinstance(request.get("config"), dict):
-            self._spawn(fd, request["config"])
+            config = request["config"]
+            self._fork_reporting(fd, lambda report_fd: self._start_shim(config, report_fd))
+        elif op == "pod_infra" and isinstance(request.get("pid_file"), str):
+            pid_file = request["pid_file"]
+            self._fork_reporting(fd, lambda w: podinfra.start(pid_file, w, self._shed))
         else:
-            self._answer(fd, {"ok": False, "error": f"unknown op {op!r} (spawn, ping)"})
+            self._answer(fd, {"ok": False, "error": f"unknown op {op!r} (spawn, pod_infra, ping)"})
 
     def _answer(self, fd: int, answer: dict[str, Any]) -> None:
         conn = self.conns.get(fd)
@@ -134,26 +141,23 @@ class Launcher:
 
     # -- spawning --------------------------------------------------------------
 
-    def _spawn(self, fd: int, config: dict[str, Any]) -> None:
+    def _fork_reporting(self, fd: int, body: Callable[[int], NoReturn]) -> None:
+        """Run `body(report_fd)` in a forked child; what it writes there answers `fd`."""
         r, w = os.pipe()
         try:
             child = os.fork()
         except OSError as exc:
             os.close(r)
             os.close(w)
-            self._answer(fd, {"ok": False, "error": f"cannot fork a shim: {exc.strerror}"})
+            self._answer(fd, {"ok": False, "error": f"cannot fork: {exc.strerror}"})
             return
         if child == 0:
             try:
                 os.close(r)
-                os.setsid()
-                if os.fork() != 0:
-                    os._exit(0)
-                self._become_shim(config, w)
+                body(w)
             finally:
                 os._exit(1)
         os.close(w)
-        os.waitpid(child, 0)
         self.reports.add(r)
         report = bytearray()
 
@@ -168,18 +172,25 @@ class Launcher:
             self.loop.forget(r)
             self.reports.discard(r)
             os.close(r)
+            # The child has written its report and exits (or has exited): reap it.
+            os.waitpid(child, 0)
             try:
                 answer = json.loads(report)
             except ValueError:
-                answer = {"ok": False, "error": "the shim died before creating the container"}
+                answer = {"ok": False, "error": "the launcher's child died before reporting"}
             self._answer(fd, answer)
 
         self.loop.set_reader(r, readable)
 
-    def _become_shim(self, config: dict[str, Any], report_fd: int) -> NoReturn:
-        """In the grandchild: shed everything of the launcher's, then be the shim."""
-        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        set_name("runtimed-shim")
+    def _start_shim(self, config: dict[str, Any], report_fd: int) -> NoReturn:
+        """In the child: a session of its own, then the shim in a grandchild (init adopts it)."""
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        self._become_shim(config, report_fd)
+
+    def _shed(self, keep_fd: int = -1) -> None:
+        """In a forked child: drop every fd of the launcher's but `keep_fd`; stdio to null."""
         self.loop.close()
         self.server.close()
         for conn in self.conns.values():
@@ -191,8 +202,17 @@ class Launcher:
             os.dup2(null, target)
         os.close(null)
         # Whatever else was inherited (the daemon's fds, if any leaked) goes too.
-        os.closerange(3, report_fd)
-        os.closerange(report_fd + 1, 1 << 20)
+        if keep_fd < 0:
+            os.closerange(3, 1 << 20)
+        else:
+            os.closerange(3, keep_fd)
+            os.closerange(keep_fd + 1, 1 << 20)
+
+    def _become_shim(self, config: dict[str, Any], report_fd: int) -> NoReturn:
+        """In the grandchild: shed everything of the launcher's, then be the shim."""
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        set_name("runtimed-shim")
+        self._shed(report_fd)
         shim_module.run(config, report_fd)
 
 
@@ -212,12 +232,6 @@ def _parse(argv: list[str]) -> tuple[str, str | None]:
     if not socket_path:
         raise SystemExit(USAGE)
     return socket_path, pid_file
-
-
-def set_name(name: str) -> None:
-    """What ps and top show (both launcher and shims run the launcher's command line)."""
-    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as f:
-        f.write(name[:15])
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -3,6 +3,10 @@ kubelet drives, with real crun and real shims."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import pytest
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from tests.support.daemon import Daemon
 from tests.support.images import PushedImages
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +198,249 @@ def test_name_conflicts_and_bad_requests(daemon: Daemon, image: str, tmp_path: P
     finally:
         rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
         rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
+# --- pid namespaces: POD (shared through the pod's infra process), CONTAINER, TARGET ---
+
+
+def with_pid_mode(config: cri.ContainerConfig, mode: int, target_id: str = "") -> None:
+    options = config.linux.security_context.namespace_options
+    options.pid = mode
+    options.target_id = target_id
+
+
+def run_sleeper(
+    rt, pod_id: str, pod: cri.PodSandboxConfig, image: str, name: str, seconds: int, mode: int
+) -> str:
+    """A running container whose process is `sleep SECONDS`, in pid namespace mode `mode`."""
+    config = container_config(name, image, [f"exec sleep {seconds}"])
+    with_pid_mode(config, mode)
+    cid = rt.CreateContainer(
+        cri.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod)
+    ).container_id
+    rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+    assert wait_state(rt, cid, cri.CONTAINER_RUNNING).state == cri.CONTAINER_RUNNING
+    return cid
+
+
+def exec_out(rt, cid: str, *cmd: str) -> str:
+    result = rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=list(cmd), timeout=20))
+    assert result.exit_code == 0, result.stderr
+    return result.stdout.decode()
+
+
+def pid_ns_of(rt, cid: str) -> str:
+    return exec_out(rt, cid, "busybox", "readlink", "/proc/self/ns/pid").strip()
+
+
+def container_pid(rt, cid: str) -> int:
+    status = rt.ContainerStatus(cri.ContainerStatusRequest(container_id=cid, verbose=True))
+    return int(json.loads(status.info["info"])["pid"])
+
+
+def ns_local_pid(host_pid: int) -> int:
+    """The pid a process has in its own (innermost) pid namespace."""
+    for line in Path(f"/proc/{host_pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    raise AssertionError(f"no NSpid for {host_pid}")
+
+
+def infra_pid(rt, pod_id: str) -> int:
+    status = rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=True))
+    return int(json.loads(status.info["info"])["pid"])
+
+
+def ended(pid: int) -> bool:
+    """The process is gone (a zombie counts: this machine's init does not reap orphans)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(b")") + 2 :].startswith(b"Z")
+
+
+def live_infra_processes(d: Daemon) -> set[int]:
+    """Live pod infra processes of ours in the daemon's mount namespace (not other daemons')."""
+    holder = d.holder_pid()
+    assert holder is not None
+    mnt = os.readlink(f"/proc/{holder}/ns/mnt")
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (
+                os.stat(f"/proc/{name}").st_uid == os.getuid()
+                and Path(f"/proc/{name}/comm").read_text().strip() == "pod-infra"
+                and os.readlink(f"/proc/{name}/ns/mnt") == mnt
+                and not ended(int(name))
+            ):
+                found.add(int(name))
+    return found
+
+
+def remove_pod(rt, pod_id: str) -> None:
+    rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
+def test_pod_pid_namespace_is_shared(daemon: Daemon, image: str, tmp_path: Path) -> None:
+    rt = daemon.cri_runtime()
+    # No namespace options at all: pid mode POD, as crictl sends and containerd shares.
+    config = pod_config("shared", tmp_path, uid="uid-shared")
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    try:
+        infra = infra_pid(rt, pod_id)
+        assert infra > 0 and Path(f"/proc/{infra}/comm").read_text() == "pod-infra\n"
+        assert ns_local_pid(infra) == 1
+        status = rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id)).status
+        assert status.linux.namespaces.options.pid == cri.POD
+
+        a = run_sleeper(rt, pod_id, config, image, "a", 31337, cri.POD)
+        b = run_sleeper(rt, pod_id, config, image, "b", 31338, cri.POD)
+        ps = exec_out(rt, b, "ps")
+        assert "sleep 31337" in ps and "sleep 31338" in ps
+        # PID 1 of the pod is the infra process, under a name that gives away no host path.
+        assert exec_out(rt, b, "cat", "/proc/1/cmdline") == "pod-infra\0"
+        assert str(ns_local_pid(container_pid(rt, a))) in exec_out(rt, b, "ls", "/proc").split()
+        assert pid_ns_of(rt, a) == pid_ns_of(rt, b)
+
+        # An orphan in the pod is adopted and reaped by the infra process.
+        orphan = int(exec_out(rt, b, "sh", "-c", "sleep 1 >/dev/null 2>&1 & echo $!"))
+        proc = exec_out(rt, a, "cat", f"/proc/{orphan}/status")
+        assert "\nPPid:\t1\n" in proc
+        wait_for(
+            lambda: (
+                rt.ExecSync(
+                    cri.ExecSyncRequest(container_id=a, cmd=["test", "-e", f"/proc/{orphan}"])
+                ).exit_code
+                != 0
+            ),
+            what="the orphan reaped by the pod's init",
+        )
+        assert infra in live_infra_processes(daemon)
+    finally:
+        remove_pod(rt, pod_id)
+    wait_for(lambda: ended(infra), what="the infra process to end")
+    assert infra not in live_infra_processes(daemon)
+    assert not (daemon.socket.parent / "sandboxes" / pod_id).exists()
+
+
+def test_pod_pid_namespace_container_mode(daemon: Daemon, image: str, tmp_path: Path) -> None:
+    rt = daemon.cri_runtime()
+    # What kubelet sends for a pod without shareProcessNamespace.
+    config = pod_config("private", tmp_path, uid="uid-private")
+    config.linux.security_context.namespace_options.pid = cri.CONTAINER
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    try:
+        assert infra_pid(rt, pod_id) == 0
+        status = rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id)).status
+        assert status.linux.namespaces.options.pid == cri.CONTAINER
+        a = run_sleeper(rt, pod_id, config, image, "a", 31337, cri.CONTAINER)
+        b = run_sleeper(rt, pod_id, config, image, "b", 31338, cri.CONTAINER)
+        # POD mode in a pod that shares no pid namespace: one of its own, as before.
+        c = run_sleeper(rt, pod_id, config, image, "c", 31339, cri.POD)
+        ps = exec_out(rt, b, "ps")
+        assert "sleep 31338" in ps and "sleep 31337" not in ps
+        assert exec_out(rt, b, "cat", "/proc/1/cmdline") == "sleep\x0031338\x00"
+        assert len({pid_ns_of(rt, a), pid_ns_of(rt, b), pid_ns_of(rt, c)}) == 3
+    finally:
+        remove_pod(rt, pod_id)
+
+
+def test_target_pid_namespace(daemon: Daemon, image: str, tmp_path: Path) -> None:
+    rt = daemon.cri_runtime()
+    config = pod_config("debug", tmp_path, uid="uid-debug")
+    config.linux.security_context.namespace_options.pid = cri.CONTAINER
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    try:
+        app = run_sleeper(rt, pod_id, config, image, "app", 31337, cri.CONTAINER)
+        debug_cfg = container_config("debugger", image, ["exec sleep 31340"])
+        with_pid_mode(debug_cfg, cri.TARGET, app)
+        debug = rt.CreateContainer(
+            cri.CreateContainerRequest(pod_sandbox_id=pod_id, config=debug_cfg)
+        ).container_id
+        rt.StartContainer(cri.StartContainerRequest(container_id=debug))
+        assert wait_state(rt, debug, cri.CONTAINER_RUNNING).state == cri.CONTAINER_RUNNING
+        ps = exec_out(rt, debug, "ps")
+        assert "sleep 31337" in ps and "sleep 31340" in ps
+        assert pid_ns_of(rt, debug) == pid_ns_of(rt, app)
+        assert "sleep 31340" in exec_out(rt, app, "ps")  # one namespace: both ways
+    finally:
+        remove_pod(rt, pod_id)
+
+
+def test_target_pid_namespace_bad_input(daemon: Daemon, image: str, tmp_path: Path) -> None:
+    rt = daemon.cri_runtime()
+    config = pod_config("badtarget", tmp_path, uid="uid-badtarget")
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    files = daemon.data_dir / "containers"
+    try:
+        idle = container_config("idle", image, ["exec sleep 100"])
+        created = rt.CreateContainer(
+            cri.CreateContainerRequest(pod_sandbox_id=pod_id, config=idle)
+        ).container_id
+        before = sorted(c.id for c in rt.ListContainers(cri.ListContainersRequest()).containers)
+        files_before = sorted(os.listdir(files))
+        for target, code in (
+            ("f" * 64, grpc.StatusCode.NOT_FOUND),
+            ("", grpc.StatusCode.INVALID_ARGUMENT),
+            (created, grpc.StatusCode.FAILED_PRECONDITION),  # created, not running
+        ):
+            bad = container_config("dbg", image, ["exec sleep 100"])
+            with_pid_mode(bad, cri.TARGET, target)
+            with pytest.raises(grpc.RpcError) as err:
+                rt.CreateContainer(cri.CreateContainerRequest(pod_sandbox_id=pod_id, config=bad))
+            assert err.value.code() == code, err.value.details()
+        after = sorted(c.id for c in rt.ListContainers(cri.ListContainersRequest()).containers)
+        assert after == before and sorted(os.listdir(files)) == files_before
+    finally:
+        remove_pod(rt, pod_id)
+
+
+def test_pod_infra_survives_daemon_restarts(pushed_images: PushedImages, tmp_path: Path) -> None:
+    d = Daemon()
+    try:
+        d.start()
+        rt = d.cri_runtime()
+        image = pushed_images.busybox.ref
+        d.cri_images().PullImage(cri.PullImageRequest(image=cri.ImageSpec(image=image)))
+        config = pod_config("restored", tmp_path, uid="uid-restored")
+        pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+        infra = infra_pid(rt, pod_id)
+        a = run_sleeper(rt, pod_id, config, image, "a", 31337, cri.POD)
+
+        d.kill9()
+        assert not ended(infra)
+        d.start()
+        rt = d.cri_runtime()
+        status = rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id))
+        assert status.status.state == cri.SANDBOX_READY
+        assert infra_pid(rt, pod_id) == infra
+        b = run_sleeper(rt, pod_id, config, image, "b", 31338, cri.POD)
+        assert "sleep 31337" in exec_out(rt, b, "ps")
+
+        # A clean stop with nothing running keeps the pod's namespaces for the next start.
+        for cid in (a, b):
+            rt.StopContainer(cri.StopContainerRequest(container_id=cid, timeout=0))
+        d.stop()
+        assert not ended(infra)
+        d.start()
+        rt = d.cri_runtime()
+        c = run_sleeper(rt, pod_id, config, image, "c", 31339, cri.POD)
+        assert exec_out(rt, c, "cat", "/proc/1/cmdline") == "pod-infra\0"
+
+        # The infra process gone: the pod is not ready, as a pod whose pause exited.
+        os.kill(infra, signal.SIGKILL)
+        wait_for(lambda: ended(infra), what="the infra process to end")
+        status = rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id))
+        assert status.status.state == cri.SANDBOX_NOTREADY
+        with pytest.raises(grpc.RpcError) as err:
+            run_sleeper(rt, pod_id, config, image, "d", 31341, cri.POD)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        remove_pod(rt, pod_id)
+        assert live_infra_processes(d) == set()
+        assert d.pod_infra_files() == []
+    finally:
+        d.cleanup()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from runtimed_shim import podinfra
 
 from runtimed.gen.runtime.v1 import api_pb2_grpc
 from runtimed.gen.runtimed.v1 import engine_pb2_grpc
@@ -132,11 +133,18 @@ class Daemon:
         except (OSError, ValueError):
             return None
 
+    def pod_infra_files(self) -> list[Path]:
+        """The pid files of pod infra processes (runtimed_shim.podinfra) of this daemon."""
+        return sorted((self.socket.parent / "sandboxes").glob("*/infra.json"))
+
     def cleanup(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(grpc.RpcError):
                 self.remove_everything()
         self.stop()
+        # Pod infra processes outlive the daemon by design too (their pods' pid namespaces).
+        for pid_file in self.pod_infra_files():
+            podinfra.stop(str(pid_file))
         # The shim launcher outlives the daemon by design (it holds our namespaces).
         holder = self.holder_pid()
         if holder is not None:
