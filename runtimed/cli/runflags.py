@@ -257,6 +257,7 @@ def build_create_request(
         platform=args.platform or "",
         log_driver=args.log_driver or "",
         log_opts=log_opts,
+        pid_mode=args.pid or "",
     )
     if args.entrypoint is not None:
         req.has_entrypoint = True

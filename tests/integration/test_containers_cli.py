@@ -250,6 +250,26 @@ def test_exec_top_and_errors(daemon: Daemon, image: str, cleanup: list[str]) -> 
     assert stopped.returncode != 0 and "not running" in stopped.stderr
 
 
+def test_pid_namespace_of_another_container(daemon: Daemon, image: str, cleanup: list[str]) -> None:
+    """docker run --pid container:NAME: the processes of NAME are visible (and signalable)."""
+    cleanup += ["pidtarget", "pidjoiner"]
+    daemon.ok("run", "-d", "--name", "pidtarget", image, "sleep", "4242")
+    seen = daemon.ok("run", "--rm", "--pid", "container:pidtarget", image, "ps", "-o", "args")
+    assert "sleep 4242" in seen.stdout
+    alone = daemon.ok("run", "--rm", image, "ps", "-o", "args")
+    assert "sleep 4242" not in alone.stdout
+    daemon.ok("create", "--name", "pidjoiner", "--pid", "container:pidtarget", image, "true")
+    doc = json.loads(daemon.ok("inspect", "pidjoiner").stdout)[0]
+    target_id = json.loads(daemon.ok("inspect", "pidtarget").stdout)[0]["Id"]
+    assert doc["HostConfig"]["PidMode"] == f"container:{target_id}"
+    before = daemon.ok("ps", "-aq").stdout
+    for bad, why in (("host", "not supported"), ("bogus", "invalid --pid"),
+                     ("container:nosuch", "not found")):  # fmt: skip
+        result = daemon.ctl("run", "--rm", "--pid", bad, image, "true")
+        assert result.returncode == 125 and why in result.stderr, result.stderr
+    assert daemon.ok("ps", "-aq").stdout == before
+
+
 def test_cp_both_directions(daemon: Daemon, image: str, tmp_path: Path, cleanup: list[str]) -> None:
     cleanup.append("files")
     daemon.ok(
