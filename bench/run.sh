@@ -9,7 +9,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 deploy="$here/../deploy"
-user="${RUNTIMED_TEST_USER:-runtimed-test}"
+# A user of its own: deploy/test.sh ends by killing every process of its test user.
+user="${RUNTIMED_BENCH_USER:-runtimed-bench}"
 # Not deploy/test.sh's directory: a bench may run while the tests do.
 stage="${RUNTIMED_BENCH_DIR:-/var/tmp/runtimed-bench}"
 
