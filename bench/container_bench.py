@@ -3,8 +3,8 @@
 Run from the tree root as the unprivileged user: `python -m bench.container_bench`
 (bench/run.sh does that as root for you). Four measurements, in one run:
 
-1. `run --rm IMAGE true` latency, p50 and p95 (podman with --network none, and with its
-   default rootless network; runtimed containers have loopback only, so far);
+1. `run --rm IMAGE true` latency, p50 and p95, in pairs: each tool's default network
+   (runtimed's bridge, podman's slirp4netns) and `--network none`;
    client start-up alone (`runtimectl version`, `podman version`) for context.
 2. A pod + container create/start/stop/remove cycle: runtimed through the CRI gRPC API
    (in process, as kubelet drives it), podman through its nearest CLI equivalent.
@@ -109,8 +109,8 @@ class Runtimed:
         return self.daemon.socket.parent
 
     def run_true(self, network: bool) -> float:
-        del network  # loopback only: runtimed has no other network yet
-        return self.ctl("run", "--rm", IMAGE, "true")[0]
+        extra = [] if network else ["--network", "none"]
+        return self.ctl("run", "--rm", *extra, IMAGE, "true")[0]
 
     def client_start(self) -> float:
         return self.ctl("version")[0]
@@ -333,13 +333,20 @@ def alternate(
     load.sample(section)
 
 
+RT_DEFAULT = "runtimed run --rm (bridge)"
+RT_NONE = "runtimed run --rm --network none"
+PM_DEFAULT = "podman run --rm (slirp4netns)"
+PM_NONE = "podman run --rm --network none"
+
+
 def latency(rt: Runtimed | None, pm: Podman | None, runs: int, load: LoadWatch) -> list[Series]:
     steps: list[tuple[Series, Callable[[], float]]] = []
     if rt is not None:
-        steps.append((Series("runtimed run --rm (loopback only)"), lambda: rt.run_true(False)))
+        steps.append((Series(RT_DEFAULT), lambda: rt.run_true(True)))
+        steps.append((Series(RT_NONE), lambda: rt.run_true(False)))
     if pm is not None:
-        steps.append((Series("podman run --rm --network none"), lambda: pm.run_true(False)))
-        steps.append((Series("podman run --rm (slirp4netns)"), lambda: pm.run_true(True)))
+        steps.append((Series(PM_DEFAULT), lambda: pm.run_true(True)))
+        steps.append((Series(PM_NONE), lambda: pm.run_true(False)))
     if rt is not None:
         steps.append((Series("runtimectl version (client start + 1 RPC)"), rt.client_start))
     if pm is not None:
@@ -357,15 +364,21 @@ def print_latency(series: list[Series], load: LoadWatch) -> None:
         for s in series
     ]
     print_table(["command", "p50", "p95", "runs"], rows, indent="  ")
-    ours = next((s for s in series if s.label.startswith("runtimed run")), None)
-    for peer in (s for s in series if s.label.startswith("podman run")):
-        if ours is not None:
+    by_label = {s.label: s for s in series}
+    for ours, peer, what in (
+        (RT_DEFAULT, PM_DEFAULT, "default network (bridge vs slirp4netns)"),
+        (RT_NONE, PM_NONE, "--network none"),
+    ):
+        if ours in by_label and peer in by_label:
+            a, b = by_label[ours], by_label[peer]
             print(
-                f"  ratio runtimed / {peer.label.removeprefix('podman ')}: "
-                f"p50 {ours.p50 / peer.p50:.2f}, p95 {ours.p95 / peer.p95:.2f} "
-                "(lower is better, target <= 1)"
+                f"  ratio runtimed/podman, {what}: p50 {a.p50 / b.p50:.2f}, "
+                f"p95 {a.p95 / b.p95:.2f} (lower is better, target <= 1)"
             )
-    print("  runtimed containers have loopback only for now; podman's --network none is the peer")
+    for default, none, tool in ((RT_DEFAULT, RT_NONE, "runtimed"), (PM_DEFAULT, PM_NONE, "podman")):
+        if default in by_label and none in by_label:
+            cost = (by_label[default].p50 - by_label[none].p50) * 1000
+            print(f"  {tool}: the default network costs {cost:+.0f} ms at p50 over --network none")
     print("  " + load.note("latency"))
 
 

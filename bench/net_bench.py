@@ -4,9 +4,9 @@ Run from the tree root as the unprivileged user: `python -m bench.net_bench`
 (`bench/run.sh network` does that as root for you). In one run, rounds alternating
 between the tools:
 
-1. TCP throughput, container -> a server on the host's loopback (through the uplink:
-   runtimed's pasta; podman's pasta when it has it, else slirp4netns with
-   allow_host_loopback);
+1. TCP throughput, container -> a server on the host's loopback (runtimed: its egress
+   forwarder connects host.containers.internal straight to the host's loopback; podman:
+   its pasta when it has it, else slirp4netns with allow_host_loopback);
 2. TCP throughput, a host client -> a published port (runtimed's splice forwarder;
    podman's pasta forwarding, or rootlessport with slirp4netns);
 3. TCP throughput between two containers on one user-defined network;

@@ -456,6 +456,8 @@ class ContainerService:
                     asyncio.gather(*(g.connected.wait() for g in waiting)),
                     PRE_START_ATTACH_TIMEOUT,
                 )
+        for hook in self.hooks:
+            await hook.before_run(container)
         await client.start()
         return pid
 

@@ -6,9 +6,10 @@ override what they need, and are registered with ContainerService.hooks.
 What a part stores per container lives in `container.config.extras[<its key>]`
 (set at create time from CreateRequest.extras, JSON-serialisable).
 
-Order: validate -> (record stored) -> created -> [before_start -> (process runs)
--> after_start -> ... -> after_stop]* -> before_remove. A hook that raises in
-validate/created/before_start fails the operation, which is rolled back.
+Order: validate -> (record stored) -> created -> [before_start -> (process
+created) -> before_run -> (process runs) -> after_start -> ... -> after_stop]*
+-> before_remove. A hook that raises in validate/created/before_start/before_run
+fails the operation, which is rolled back.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class ContainerHook:
 
     async def before_start(self, container: Container, spec: SpecRequest) -> None:
         """Adjust the spec (mounts, namespaces, env) right before the process is created."""
+
+    async def before_run(self, container: Container) -> None:
+        """The process is created (its namespaces exist) but has not run a thing yet: finish
+        what the spec did not need, e.g. work begun in the background by before_start."""
 
     async def after_start(self, container: Container) -> None:
         """The process runs (container.state.pid is set)."""

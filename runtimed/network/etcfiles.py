@@ -54,9 +54,16 @@ def host_resolv(host_file: Path = Path("/etc/resolv.conf")) -> str:
 
 
 def write(path: Path, text: str) -> None:
-    """Replace `path` whole (a reader never sees half a file). No fsync: the files are
-    written again at every start, so a crash cannot leave a stale one in use."""
-    replace(path, text.encode())
+    """Replace `path` whole (a reader never sees half a file), unless it already says
+    `text`. No fsync: the files are checked again at every start, so a crash cannot
+    leave a stale one in use."""
+    data = text.encode()
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    replace(path, data)
 
 
 def replace(path: Path, data: bytes, mode: int = 0o644) -> None:

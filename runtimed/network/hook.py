@@ -26,6 +26,9 @@ class NetworkHook(ContainerHook):
     async def before_start(self, container: Container, spec: SpecRequest) -> None:
         await self.service.before_start(container, spec)
 
+    async def before_run(self, container: Container) -> None:
+        await self.service.before_run(container)
+
     async def after_stop(self, container: Container) -> None:
         await self.service.after_stop(container)
 

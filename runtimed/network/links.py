@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from runtimed.network.netns import NetnsWorker
 
 ENOENT, EEXIST, ENODEV = 2, 17, 19
+# The kernel gives every namespace's loopback this index.
+LOOPBACK_INDEX = 1
 # pyroute2 logs every netlink message at DEBUG: far too much for `runtimed --debug`.
 logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
@@ -58,11 +61,15 @@ def loopback_up() -> None:
 
 
 def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
+    # A fixed address: a bridge left to itself takes the lowest of its ports' (random)
+    # addresses, so the gateway's MAC would change as containers come and go and their
+    # ARP caches would point at a stale one for a while.
+    mac = mac_for(gateway)
     with IPRoute() as ipr:
         index = _index(ipr, name)
         if index is None:
             with contextlib.suppress(NetlinkError):
-                ipr.link("add", ifname=name, kind="bridge")
+                ipr.link("add", ifname=name, kind="bridge", address=mac)
             index = _index(ipr, name)
         assert index is not None
         have = {
@@ -70,7 +77,7 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
         }
         if (gateway, prefixlen) not in have:
             ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
-        ipr.link("set", index=index, state="up", mtu=mtu)
+        ipr.link("set", index=index, state="up", mtu=mtu, address=mac)
 
 
 def delete_link(name: str) -> None:
@@ -85,6 +92,15 @@ def delete_links(names: list[str]) -> None:
             if index is not None:
                 with contextlib.suppress(NetlinkError):
                     ipr.link("del", index=index)
+
+
+def link_exists(name: str) -> bool:
+    """Whether this thread's namespace has `name`: one ioctl, no netlink round trip."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
 
 
 def link_names() -> set[str]:
@@ -102,35 +118,31 @@ def default_gateway() -> str:
     return ""
 
 
-def attach(worker: NetnsWorker, pin: Path, plans: list[VethPlan]) -> None:
-    """Create each veth pair, its container end straight inside `pin`, and configure it."""
+def attach(
+    worker: NetnsWorker, pin: Path, plans: list[VethPlan], *, loopback: bool = False
+) -> None:
+    """Create each veth pair, its container end straight inside `pin`, and configure it;
+    with `loopback`, also bring up `pin`'s lo (a namespace just made).
+
+    pyroute2 costs about a millisecond per request here, so requests are few: the pair
+    is made already on its bridge and up, and a fresh namespace's lo has a known index.
+    """
     fd = os.open(pin, os.O_RDONLY | os.O_CLOEXEC)
     try:
         with IPRoute() as ipr:
+            bridges: dict[str, int] = {}
             for plan in plans:
-                stale = _index(ipr, plan.host_name)
-                if stale is not None:
-                    ipr.link("del", index=stale)
-                ipr.link(
-                    "add",
-                    ifname=plan.host_name,
-                    kind="veth",
-                    mtu=plan.mtu,
-                    peer={
-                        "ifname": plan.ifname,
-                        "net_ns_fd": fd,
-                        "address": plan.mac,
-                        "mtu": plan.mtu,
-                    },
-                )
-                host = _index(ipr, plan.host_name)
-                bridge = _index(ipr, plan.bridge)
-                if bridge is None:
-                    raise RuntimeError(f"bridge {plan.bridge} is missing")
-                ipr.link("set", index=host, master=bridge, state="up")
+                if plan.bridge not in bridges:
+                    index = _index(ipr, plan.bridge)
+                    if index is None:
+                        raise RuntimeError(f"bridge {plan.bridge} is missing")
+                    bridges[plan.bridge] = index
+                _add_veth(ipr, plan, fd, bridges[plan.bridge])
     finally:
         os.close(fd)
     with worker.inside(pin), IPRoute() as ipr:
+        if loopback:
+            ipr.link("set", index=LOOPBACK_INDEX, state="up")
         for plan in plans:
             index = _index(ipr, plan.ifname)
             ipr.addr("add", index=index, address=plan.ip, prefixlen=plan.prefixlen)
@@ -138,6 +150,34 @@ def attach(worker: NetnsWorker, pin: Path, plans: list[VethPlan]) -> None:
             if plan.default_route and plan.gateway:
                 with contextlib.suppress(NetlinkError):
                     ipr.route("add", dst="0.0.0.0/0", gateway=plan.gateway)
+
+
+def _add_veth(ipr: IPRoute, plan: VethPlan, netns_fd: int, bridge: int) -> None:
+    """One request: the pair, the container end in its namespace, the host end up on `bridge`."""
+    request = {
+        "ifname": plan.host_name,
+        "kind": "veth",
+        "mtu": plan.mtu,
+        "master": bridge,
+        "state": "up",
+        "peer": {
+            "ifname": plan.ifname,
+            "net_ns_fd": netns_fd,
+            "address": plan.mac,
+            "mtu": plan.mtu,
+        },
+    }
+    try:
+        ipr.link("add", **request)
+    except NetlinkError as exc:
+        if exc.code != EEXIST:
+            raise
+        # The host end of an earlier run: its namespace may still be on its way out.
+        index = _index(ipr, plan.host_name)
+        if index is not None:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=index)
+        ipr.link("add", **request)
 
 
 def container_links(worker: NetnsWorker, pin: Path) -> set[str]:

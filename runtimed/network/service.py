@@ -44,6 +44,9 @@ MODES_WITH_OWN_NETNS = ("bridge", "user")
 BACKEND_ENV = "RUNTIMED_NETWORK_BACKEND"
 # Where the rootless namespace's firewall sends containers' outbound TCP (see firewall.py).
 EGRESS_PORT = 15001
+# How long a stopped container's veths may outlive it when something other than the
+# container still holds its namespace (see _release_runtime).
+REAP_DELAY = 2.0
 
 
 def configured_backend(config: object) -> str:
@@ -79,6 +82,10 @@ class NetworkService:
         self.error = "rootless networking has not started"
         self._lock = asyncio.Lock()
         self._active: set[str] = set()  # owners whose namespace is attached right now
+        # Veths being made in the background since before_start, awaited by before_run.
+        self._wiring: dict[str, asyncio.Future[None]] = {}
+        # Stopped owners whose veths a reaper checks a little later, and their names.
+        self._reaping: dict[str, tuple[asyncio.Task[None], list[str]]] = {}
 
     @property
     def ready(self) -> bool:
@@ -137,6 +144,11 @@ class NetworkService:
 
     async def aclose(self, *, idle: bool) -> None:
         """At shutdown; `idle` (nothing runs) also stops the resolver and the uplink."""
+        for owner_id, (task, names) in list(self._reaping.items()):
+            task.cancel()
+            if self.ready:
+                with contextlib.suppress(Exception):
+                    await self.worker.run(self._reap, owner_id, names)
         if idle and self.ready:
             with contextlib.suppress(Exception):
                 await self.dns.stop()
@@ -312,10 +324,9 @@ class NetworkService:
                 ip="",
                 aliases=list(net.aliases),
                 static_ip=bool(net.ip),
+                mac=net.mac_address.lower(),
             )
-            self.store.allocate(endpoint, target, net.ip)
-            endpoint.mac = net.mac_address.lower() or links.mac_for(endpoint.ip)
-            self.store.update_endpoint(endpoint)
+            self.store.allocate(endpoint, target, net.ip, mac_of=links.mac_for)
         await self._write_etc(container)
 
     async def before_start(self, container: Container, spec: SpecRequest) -> None:
@@ -342,8 +353,9 @@ class NetworkService:
         try:
             pin = self._pin(container.id)
             plans = self._plans(container.id)
-            await self.worker.run(self._make_netns, pin, plans)
+            # Active before its veths exist: a reaper of an earlier run must leave them be.
             self._active.add(container.id)
+            await self._make_netns(container.id, pin, plans)
             spec.namespaces.network = str(pin)
             spec.namespaces.host_network = False
             if self._in_dns(container.id):
@@ -356,6 +368,11 @@ class NetworkService:
             with contextlib.suppress(Exception):
                 await self._release_runtime(container.id)
             raise
+
+    async def before_run(self, container: Container) -> None:
+        wiring = self._wiring.pop(container.id, None)
+        if wiring is not None:
+            await wiring
 
     async def after_stop(self, container: Container) -> None:
         await self._release_runtime(container.id)
@@ -415,9 +432,7 @@ class NetworkService:
                 ifname=ifname,
                 static_ip=bool(ip),
             )
-            self.store.allocate(endpoint, net, ip)
-            endpoint.mac = links.mac_for(endpoint.ip)
-            self.store.update_endpoint(endpoint)
+            self.store.allocate(endpoint, net, ip, mac_of=links.mac_for)
             if container.id in self._active:
                 try:
                     plan = self._plan(container.id, net, endpoint, default_route=False)
@@ -457,9 +472,7 @@ class NetworkService:
         )
         try:
             endpoint = Endpoint(network_id=net.id, owner_id=sandbox.id, ip="", kind="pod")
-            self.store.allocate(endpoint, net)
-            endpoint.mac = links.mac_for(endpoint.ip)
-            self.store.update_endpoint(endpoint)
+            self.store.allocate(endpoint, net, mac_of=links.mac_for)
             plan = self._plan(sandbox.id, net, endpoint, default_route=True)
             await self.worker.run(links.attach, self.worker, pin, [plan])
             self._active.add(sandbox.id)
@@ -541,14 +554,36 @@ class NetworkService:
             plans.append(self._plan(owner_id, net, endpoint, default_route=route))
         return plans
 
-    def _make_netns(self, pin: Path, plans: list[links.VethPlan]) -> None:
-        """Worker thread: a pinned namespace with loopback and every veth of `plans`."""
-        try:
-            self.worker.pin_new(pin)
-            links.loopback_up()
-        finally:
-            self.worker.go_home()
-        links.attach(self.worker, pin, plans)
+    async def _make_netns(self, owner_id: str, pin: Path, plans: list[links.VethPlan]) -> None:
+        """Pin a new namespace for `owner_id`; its veths are made in the background.
+
+        crun needs only the namespace to create the container, so the veths (a few
+        milliseconds of netlink) are made meanwhile; before_run awaits them.
+        """
+        loop = asyncio.get_running_loop()
+        pinned: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if not pinned.done():
+                if error is None:
+                    pinned.set_result(None)
+                else:
+                    pinned.set_exception(error)
+
+        def make() -> None:  # on the worker thread
+            try:
+                try:
+                    self.worker.pin_new(pin)
+                finally:
+                    self.worker.go_home()
+            except BaseException as exc:
+                loop.call_soon_threadsafe(settle, exc)
+                raise
+            loop.call_soon_threadsafe(settle, None)
+            links.attach(self.worker, pin, plans, loopback=True)
+
+        self._wiring[owner_id] = asyncio.ensure_future(self.worker.run(make))
+        await pinned
 
     def _attach_live(self, owner_id: str, plan: links.VethPlan) -> None:
         pin = self._pin(owner_id)
@@ -558,27 +593,65 @@ class NetworkService:
         links.attach(self.worker, pin, [plan_route])
 
     async def _release_runtime(self, owner_id: str) -> None:
-        """What only a running container holds: forwarder, veths, pinned namespace."""
+        """What only a running container holds: forwarder, veths, pinned namespace.
+
+        The veths go with the namespace: unpinned, it is torn down by the kernel in the
+        background, veths included, within milliseconds. Deleting a veth ourselves
+        waits for an RCU grace period (about 20 ms here) on the path of every `run
+        --rm`. Should something else still hold the namespace (a container that
+        joined it with --network container:), a reaper deletes the veths a little later.
+        """
+        wiring = self._wiring.pop(owner_id, None)
+        if wiring is not None:
+            with contextlib.suppress(Exception):  # failed: the start that made it says so
+                await wiring
         self._stop_forwarder(owner_id)
         pin = self._pin(owner_id)
         was_active = owner_id in self._active and self._in_dns(owner_id)
         pinned = owner_id in self._active or is_pinned(pin) or pin.exists()
         self._active.discard(owner_id)
+        if not pinned:
+            return
+        with contextlib.suppress(OSError):
+            unpin(pin)  # two syscalls: not worth a hop to the worker
         if self.ready:
-            names = [links.veth_name(owner_id, n.id) for n in self.store.networks()]
-
-            def drop() -> None:
-                links.delete_links(names)
-                if is_pinned(pin) or pin.exists():
-                    unpin(pin)
-
-            if pinned:
-                await self.worker.run(drop)
+            self._reap_later(owner_id)
             if was_active:
                 await self._update_dns()
-        elif pin.exists():
-            with contextlib.suppress(OSError):
-                await self.worker.run(unpin, pin)
+
+    def _veth_names(self, owner_id: str) -> list[str]:
+        return [
+            links.veth_name(owner_id, e.network_id) for e in self.store.endpoints(owner_id=owner_id)
+        ]
+
+    def _reap_later(self, owner_id: str) -> None:
+        names = self._veth_names(owner_id)  # now: a removal forgets the endpoints
+        pending = self._reaping.pop(owner_id, None)
+        if pending is not None:
+            pending[0].cancel()
+        if not names:
+            return
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(REAP_DELAY)
+                await self.worker.run(self._reap, owner_id, names)
+            except Exception:  # noqa: BLE001 - a failed reap leaves a veth, nothing worse
+                log.warning("veth_reap_failed", owner_id=owner_id, exc_info=True)
+            finally:
+                if self._reaping.get(owner_id, (None,))[0] is asyncio.current_task():
+                    del self._reaping[owner_id]
+
+        task = asyncio.create_task(later(), name=f"reap-{owner_id[:12]}")
+        self._reaping[owner_id] = (task, names)
+
+    def _reap(self, owner_id: str, names: list[str]) -> None:
+        """Worker thread: delete the veths of a stopped owner that are still there."""
+        if owner_id in self._active:  # running again: these names are its new veths
+            return
+        left = [name for name in names if links.link_exists(name)]
+        if left:
+            links.delete_links(left)
 
     def _peer_netns(self, peer_id: str) -> tuple[str | None, bool]:
         peer = self.containers.get(peer_id)
@@ -637,9 +710,14 @@ class NetworkService:
 
     async def _ensure_egress(self) -> None:
         """The forwarder that terminates containers' outbound TCP in the rootless namespace."""
+        assert self.uplink is not None
         pid_file = self.rootless.dir / "egress.pid"
-        if helperproc.alive(helperproc.read_pid(pid_file), portproxy.MARKER):
+        # The spec is on its command line: one made for another uplink is replaced.
+        spec_marker = json.dumps({"host_address": self.uplink.host_address})[1:-1]
+        pid = helperproc.read_pid(pid_file)
+        if helperproc.alive(pid, portproxy.MARKER) and helperproc.alive(pid, spec_marker):
             return
+        await asyncio.to_thread(helperproc.stop, pid, portproxy.MARKER)
         lifeline = self.rootless.dir / "egress.lifeline"
         lifeline.touch()
         spec = {
@@ -647,6 +725,7 @@ class NetworkService:
             "lifeline": str(lifeline),
             "sockets": [],
             "egress_port": EGRESS_PORT,
+            "host_address": self.uplink.host_address,
         }
         argv = helperproc.python_module(portproxy.MARKER) + [json.dumps(spec)]
         try:
@@ -735,7 +814,9 @@ class NetworkService:
     # -- /etc/hosts and /etc/resolv.conf -------------------------------------------------
 
     async def _write_etc(self, container: Container) -> None:
-        await asyncio.to_thread(self._write_etc_sync, container)
+        # In place: a few queries and two small files, usually unchanged (then only read);
+        # a thread hop would cost more than that.
+        self._write_etc_sync(container)
 
     def _write_etc_sync(self, container: Container) -> None:
         files = self.containers.files_dir(container.id)

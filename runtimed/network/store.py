@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,16 @@ class NetworkStore:
 
     # -- endpoints and IPAM ------------------------------------------------------------
 
-    def allocate(self, endpoint: Endpoint, net: NetworkRecord, requested: str = "") -> Endpoint:
-        """Record `endpoint` with `requested` or the next free address of the network."""
+    def allocate(
+        self,
+        endpoint: Endpoint,
+        net: NetworkRecord,
+        requested: str = "",
+        *,
+        mac_of: Callable[[str], str] | None = None,
+    ) -> Endpoint:
+        """Record `endpoint` with `requested` or the next free address of the network, and
+        without a MAC yet, `mac_of(address)`: one transaction (one fsync)."""
         with self._tx() as db:
             taken = {
                 r[0] for r in db.execute("SELECT ip FROM endpoints WHERE network_id = ?", (net.id,))
@@ -177,6 +186,8 @@ class NetworkStore:
                 ip = _next_free(net, taken, row[0])
                 db.execute("UPDATE networks SET cursor = ? WHERE id = ?", (ip, net.id))
             endpoint.ip = ip
+            if not endpoint.mac and mac_of is not None:
+                endpoint.mac = mac_of(ip)
             try:
                 db.execute(
                     "INSERT INTO endpoints (network_id, owner_id, ip, doc) VALUES (?, ?, ?, ?)",
@@ -188,13 +199,6 @@ class NetworkStore:
                     f"{net.name}"
                 ) from None
         return endpoint
-
-    def update_endpoint(self, endpoint: Endpoint) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE endpoints SET doc = ? WHERE network_id = ? AND owner_id = ?",
-                (endpoint.to_doc(), endpoint.network_id, endpoint.owner_id),
-            )
 
     def release(self, owner_id: str, network_id: str | None = None) -> None:
         with self._tx() as db:

@@ -7,6 +7,7 @@ Every host-side peer listens on loopback only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -53,6 +54,28 @@ while True:
     head = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0)
     rr = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + bytes([10, 9, 8, 7])
     s.sendto(head + q[12:end] + rr, addr)
+"""
+
+
+# In a container: send SIZE patterned bytes to the host's loopback through
+# host.containers.internal, half-close first, then print the sink's answer, which
+# ends only with the host's FIN.
+BULK_TO_HOST = """
+import socket, sys
+port, size = int(sys.argv[1]), int(sys.argv[2])
+host = next(w[0] for w in map(str.split, open("/etc/hosts"))
+            if "host.containers.internal" in w[1:])
+c = socket.create_connection((host, port), timeout=30)
+chunk = bytes(range(256)) * 4096
+left = size
+while left > 0:
+    c.sendall(chunk[: min(left, len(chunk))])
+    left -= len(chunk)
+c.shutdown(socket.SHUT_WR)
+reply = b""
+while data := c.recv(100):
+    reply += data
+print("sink:", reply.decode())
 """
 
 
@@ -125,6 +148,47 @@ class HostServer:
         self.sock.close()
 
 
+class HostSink:
+    """A sink on the host's loopback: answers each connection with its byte count and
+    sha256 once the client half-closed, then closes."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                digest, count = hashlib.sha256(), 0
+                while data := conn.recv(1 << 20):
+                    digest.update(data)
+                    count += len(data)
+                conn.sendall(f"{count} {digest.hexdigest()}".encode())
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def bulk_to_host(daemon: Daemon, image: str, size: int) -> None:
+    """Bytes, order and both half-closes survive container -> host.containers.internal."""
+    sink = HostSink()
+    try:
+        out = daemon.ok(
+            "run", "--rm", *PY, image, "/usr/bin/python3", "-c", BULK_TO_HOST,
+            str(sink.port), str(size),
+        ).stdout  # fmt: skip
+    finally:
+        sink.close()
+    chunk = bytes(range(256)) * 4096
+    expected = (chunk * (size // len(chunk) + 1))[:size]
+    assert f"sink: {size} {hashlib.sha256(expected).hexdigest()}" in out, out
+
+
 def test_default_bridge_address_files_and_egress_to_the_host(daemon: Daemon, image: str) -> None:
     server = HostServer()
     try:
@@ -153,6 +217,7 @@ def test_default_bridge_address_files_and_egress_to_the_host(daemon: Daemon, ima
     assert "search example.test" in out and "options ndots:2" in out
     assert server.received == [b"hello-host\n"], out
     assert "from-host" in out
+    bulk_to_host(daemon, image, 64 << 20)
 
 
 def test_none_host_and_container_modes(daemon: Daemon, image: str, names: list[str]) -> None:
@@ -182,6 +247,29 @@ def test_none_host_and_container_modes(daemon: Daemon, image: str, names: list[s
     assert doc["HostConfig"]["NetworkMode"] == "bridge"
     bad = daemon.ctl("run", "--rm", "--network", "none", "-p", "8080:80", image, "true")
     assert bad.returncode == 125 and "port publishing" in bad.stderr
+
+
+def test_a_joined_namespace_loses_the_peers_interface_when_the_peer_stops(
+    daemon: Daemon, image: str, names: list[str]
+) -> None:
+    """As with docker; the peer's veth goes although the joiner keeps its namespace alive."""
+    names += ["peer", "joiner"]
+    daemon.ok("run", "-d", "--name", "peer", image, "sleep", "300")
+    daemon.ok("run", "-d", "--name", "joiner", "--network", "container:peer", image,
+              "sleep", "300")  # fmt: skip
+    assert "eth0" in daemon.ok("exec", "joiner", "ip", "-o", "link").stdout
+    daemon.ok("stop", "-t", "0", "peer")
+    wait_for(
+        lambda: "eth0" not in daemon.ok("exec", "joiner", "ip", "-o", "link").stdout,
+        what="the stopped peer's interface to leave the joined namespace",
+    )
+    # Started again, and again at once (its old veth may not be gone yet): a new interface
+    # with its address each time.
+    for _ in range(2):
+        daemon.ok("start", "peer")
+        out = daemon.ok("exec", "peer", "ip", "-o", "-4", "addr", "show", "eth0").stdout
+        assert f"inet {ip_of(daemon, 'peer')}/" in out
+        daemon.ok("stop", "-t", "0", "peer")
 
 
 def test_user_networks_names_aliases_links_isolation_and_connect(
@@ -531,6 +619,10 @@ def test_pasta_uplink_when_asked_for(tmp_path: Path) -> None:
         finally:
             server.close()
         assert server.received == [b"via-pasta\n"] and "from-host" in out
+        # TCP to the host's address does not cross pasta (see portproxy), so its 2023
+        # build's lost FINs and mixed-up data on half-closed connections do not show.
+        for _ in range(3):
+            bulk_to_host(d, img, 8 << 20)
         port = free_port()
         d.ok("run", "-d", "--name", "web", "-p", f"{port}:80", img, "httpd", "-f", "-p", "80",
              "-h", "/etc")  # fmt: skip

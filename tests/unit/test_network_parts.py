@@ -13,7 +13,7 @@ import pytest
 from runtimed.cli.client import CliError
 from runtimed.cli.netflags import parse_publish
 from runtimed.errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from runtimed.network import dnswire, firewall, ports
+from runtimed.network import dnswire, firewall, portproxy, ports
 from runtimed.network.dnsd import Table
 from runtimed.network.networks import CreateNetwork, builtin_networks, check_driver, plan
 from runtimed.network.portproxy import Proxy
@@ -338,3 +338,53 @@ def test_forwarder_relays_tcp_with_half_close_and_udp(tmp_path: Path) -> None:
         sock.close()
     tcp_server.close()
     udp_server.close()
+
+
+def test_egress_sends_the_hosts_address_to_the_host_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection the firewall redirected towards the uplink's host address goes to the
+    host's loopback, on a socket the host-side maker made; others go where they went."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    destinations = {}  # client port -> where the firewall would say it was going
+    monkeypatch.setattr(
+        portproxy, "_original_destination", lambda c: destinations[c.getpeername()[1]]
+    )
+    made = []
+
+    def host_socket() -> socket.socket:
+        made.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        return made[-1]
+
+    egress = socket.create_server(("127.0.0.1", 0))
+    lifeline = tmp_path / "lifeline"
+    lifeline.touch()
+    proxy = Proxy(
+        None, [(egress, "tcp", egress.getsockname()[1])], host_address="10.0.2.2",
+        host_socket=host_socket,
+    )  # fmt: skip
+    runner = threading.Thread(target=proxy.run, args=(str(lifeline),), daemon=True)
+    runner.start()
+
+    def echo_once() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(conn.recv(100).upper())
+
+    try:
+        for target in (("10.0.2.2", port), ("127.0.0.1", port)):
+            threading.Thread(target=echo_once, daemon=True).start()
+            with socket.socket() as client:
+                client.bind(("127.0.0.1", 0))
+                destinations[client.getsockname()[1]] = target
+                client.settimeout(10)
+                client.connect(egress.getsockname())
+                client.sendall(b"hello")
+                assert client.recv(100) == b"HELLO"
+        assert len(made) == 1  # only the first went through the host-side maker
+    finally:
+        lifeline.unlink()
+        runner.join(timeout=5)
+        egress.close()
+        server.close()
