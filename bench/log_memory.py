@@ -36,11 +36,24 @@ def driver_opts() -> dict[str, list[str]]:
         "json-file": ["--log-driver", "json-file"],
         "local": ["--log-driver", "local"],
         "syslog": ["--log-driver", "syslog", "--log-opt", f"syslog-address=udp://127.0.0.1:{port}"],
-        "fluentd": ["--log-driver", "fluentd", "--log-opt", f"fluentd-address=127.0.0.1:{port}",
-                    "--log-opt", "fluentd-async=true"],  # fmt: skip
-        "awslogs": ["--log-driver", "awslogs", "--log-opt", "awslogs-group=bench",
-                    "--log-opt", f"awslogs-endpoint=http://127.0.0.1:{port}",
-                    "--log-opt", "mode=non-blocking"],  # fmt: skip
+        "fluentd": [
+            "--log-driver",
+            "fluentd",
+            "--log-opt",
+            f"fluentd-address=127.0.0.1:{port}",
+            "--log-opt",
+            "fluentd-async=true",
+        ],  # fmt: skip
+        "awslogs": [
+            "--log-driver",
+            "awslogs",
+            "--log-opt",
+            "awslogs-group=bench",
+            "--log-opt",
+            f"awslogs-endpoint=http://127.0.0.1:{port}",
+            "--log-opt",
+            "mode=non-blocking",
+        ],  # fmt: skip
     }
 
 
@@ -84,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 key: statistics.median(r[field] for r in readings)
                 for key, field in (("rss", "Rss"), ("pss", "Pss"))
             } | {
-                "uss": statistics.median(
-                    r["Private_Clean"] + r["Private_Dirty"] for r in readings
-                )
+                "uss": statistics.median(r["Private_Clean"] + r["Private_Dirty"] for r in readings)
             }
     except (BenchError, RuntimeError) as exc:
         print(f"log memory bench failed: {exc}", file=sys.stderr)
