@@ -165,9 +165,11 @@ class RootlessNetns:
         slirp = shutil.which("slirp4netns")
         if slirp is None:
             raise FailedPrecondition("slirp4netns not found (Debian: apt-get install slirp4netns)")
+        # As podman runs it: its own mount namespace and a seccomp filter, since it parses
+        # every packet containers send (measured: no clear cost, about 2.6 Gbit/s either way).
         argv = helperproc.python_module("runtimed.network.helperproc") + [
-            slirp, "--configure", f"--mtu={MTU}", "--netns-type=path",
-            "--ready-fd={ready_fd}", str(self.pin), UPLINK_IF,
+            slirp, "--configure", f"--mtu={MTU}", "--enable-sandbox", "--enable-seccomp",
+            "--netns-type=path", "--ready-fd={ready_fd}", str(self.pin), UPLINK_IF,
         ]  # fmt: skip
         pid = await asyncio.to_thread(helperproc.spawn, argv)
         return Uplink("slirp4netns", pid, SLIRP_HOST, SLIRP_DNS)
