@@ -38,6 +38,7 @@ from pathlib import Path
 
 from bench.common import COMMAND_TIMEOUT, BenchError, PodmanEnv, print_table, stop_runtimed
 from tests.support.daemon import Daemon
+from tests.support.hostserver import LoopbackServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOTFS_SCRIPT = ROOT / "deploy" / "make-busybox-rootfs.sh"
@@ -127,32 +128,16 @@ def gbit(size: int, seconds: float) -> float:
 # --- host-side peers -------------------------------------------------------------------
 
 
-class HostSink:
+def host_sink() -> LoopbackServer:
     """A sink on the host's loopback, like SINK (for container -> host)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _one(conn: socket.socket) -> None:
+    def count(conn: socket.socket) -> None:
         buf, total = bytearray(CHUNK), 0
-        with conn:
-            while n := conn.recv_into(buf):
-                total += n
-            conn.sendall(str(total).encode())
+        while n := conn.recv_into(buf):
+            total += n
+        conn.sendall(str(total).encode())
 
-    def close(self) -> None:
-        self.sock.close()
+    return LoopbackServer(count)
 
 
 def wait_sink(port: int, timeout: float = 30) -> None:
@@ -343,7 +328,7 @@ class Podman(Tool):
 
 
 def container_to_host(tool: Tool, size: int) -> float:
-    sink = HostSink()
+    sink = host_sink()
     try:
         out = tool.cli(
             "run", "--rm", *tool.net_args, *PY, IMAGE, PYTHON, "-c", SEND,

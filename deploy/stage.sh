@@ -25,3 +25,5 @@ pip=(runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)"
      "$dir/venv/bin/pip" --quiet --disable-pip-version-check)
 "${pip[@]}" install "$dir/src[test]"
 "${pip[@]}" install --no-deps --force-reinstall "$dir/src"
+# setuptools builds inside the tree; the tests and ruff see the tree, not a second copy.
+rm -rf "$dir/src/build" "$dir/src/runtimed.egg-info"

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import socket
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import pytest
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from tests.support.daemon import Daemon
+from tests.support.hostserver import LoopbackServer
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -124,59 +124,32 @@ def retry_http(url: str, timeout: float = 15) -> str:
             time.sleep(0.1)
 
 
-class HostServer:
-    """A TCP server on the host's loopback that records what clients send."""
+def host_server(received: list[bytes]) -> LoopbackServer:
+    """Records what each client sends first and answers "from-host"."""
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.received: list[bytes] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+    def greet(conn: socket.socket) -> None:
+        received.append(conn.recv(1024))
+        conn.sendall(b"from-host\n")
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(10)
-                self.received.append(conn.recv(1024))
-                conn.sendall(b"from-host\n")
-
-    def close(self) -> None:
-        self.sock.close()
+    return LoopbackServer(greet)
 
 
-class HostSink:
-    """A sink on the host's loopback: answers each connection with its byte count and
-    sha256 once the client half-closed, then closes."""
+def host_sink() -> LoopbackServer:
+    """Answers each connection with its byte count and sha256 once the client half-closed."""
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+    def digest(conn: socket.socket) -> None:
+        sha, count = hashlib.sha256(), 0
+        while data := conn.recv(1 << 20):
+            sha.update(data)
+            count += len(data)
+        conn.sendall(f"{count} {sha.hexdigest()}".encode())
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                digest, count = hashlib.sha256(), 0
-                while data := conn.recv(1 << 20):
-                    digest.update(data)
-                    count += len(data)
-                conn.sendall(f"{count} {digest.hexdigest()}".encode())
-
-    def close(self) -> None:
-        self.sock.close()
+    return LoopbackServer(digest)
 
 
 def bulk_to_host(daemon: Daemon, image: str, size: int) -> None:
     """Bytes, order and both half-closes survive container -> host.containers.internal."""
-    sink = HostSink()
+    sink = host_sink()
     try:
         out = daemon.ok(
             "run", "--rm", *PY, image, "/usr/bin/python3", "-c", BULK_TO_HOST,
@@ -190,7 +163,8 @@ def bulk_to_host(daemon: Daemon, image: str, size: int) -> None:
 
 
 def test_default_bridge_address_files_and_egress_to_the_host(daemon: Daemon, image: str) -> None:
-    server = HostServer()
+    received: list[bytes] = []
+    server = host_server(received)
     try:
         script = (
             "ip -o -4 addr show eth0; ip route; cat /etc/hosts /etc/resolv.conf; "
@@ -215,7 +189,7 @@ def test_default_bridge_address_files_and_egress_to_the_host(daemon: Daemon, ima
     assert f"{gateway.group(1)}\tgw.test" in out
     assert re.search(r"10\.88\.\d+\.\d+\tbox.example box", out)
     assert "search example.test" in out and "options ndots:2" in out
-    assert server.received == [b"hello-host\n"], out
+    assert received == [b"hello-host\n"], out
     assert "from-host" in out
     bulk_to_host(daemon, image, 64 << 20)
 
@@ -609,7 +583,8 @@ def test_pasta_uplink_when_asked_for(tmp_path: Path) -> None:
         uplink = json.loads((d.socket.parent / "network" / "uplink.json").read_text())
         assert uplink["backend"] == "pasta"
         img = d.import_busybox("netbox:1")
-        server = HostServer()
+        received: list[bytes] = []
+        server = host_server(received)
         try:
             out = d.ok(
                 "run", "--rm", img, "sh", "-c",
@@ -618,7 +593,7 @@ def test_pasta_uplink_when_asked_for(tmp_path: Path) -> None:
             ).stdout  # fmt: skip
         finally:
             server.close()
-        assert server.received == [b"via-pasta\n"] and "from-host" in out
+        assert received == [b"via-pasta\n"] and "from-host" in out
         # TCP to the host's address does not cross pasta (see portproxy), so its 2023
         # build's lost FINs and mixed-up data on half-closed connections do not show.
         for _ in range(3):
