@@ -7,7 +7,8 @@ dir="$2"
 src_root="$(cd "$(dirname "$0")/.." && pwd)"
 
 mkdir -p "$dir"
-chown "$user:" "$dir"
+# -R: a directory staged earlier for another user (the bench had the test user's) is reused.
+chown -R "$user:" "$dir"
 chmod 0755 "$dir"
 # A copy the user owns: the checkout may live where the user cannot read (/root).
 runuser -u "$user" -- mkdir -p "$dir/src"
