@@ -176,18 +176,27 @@ _JSON_SPECIAL = [bytes([c]) for c in range(0x20) if c != 0x0A] + [b'"', b"\\", b
 
 
 def json_block(stream: str, block: bytes, complete: bool, stamp: str, attrs: str = "") -> bytes:
-    """json-file records of the newline-separated lines of `block` (no final newline).
+    """json-file records of the newline-separated lines of `block` (no final newline)."""
+    return b"".join(json_block_parts(stream, block, complete, stamp, attrs))
+
+
+def json_block_parts(
+    stream: str, block: bytes, complete: bool, stamp: str, attrs: str = ""
+) -> tuple[bytes, ...]:
+    """json_block in pieces that are written as they are (writev), never joined.
 
     Plain ASCII needs no escaping and is framed with one bytes.replace in C: that is
-    what keeps json-file fast; anything else goes through Go-compatible escaping.
+    what keeps json-file fast (joining the frame around it would copy the whole
+    block twice more, as much as the replace costs). Anything else goes through
+    Go-compatible escaping.
     """
     newline = "\\n" if complete else ""
     end = f'{newline}","stream":"{stream}"{attrs},"time":"{stamp}"}}\n'
     if block.isascii() and not any(c in block for c in _JSON_SPECIAL):
         tail = end.encode()
-        return b'{"log":"' + block.replace(b"\n", tail + b'{"log":"') + tail
+        return (b'{"log":"', block.replace(b"\n", tail + b'{"log":"'), tail)
     text = block.decode("utf-8", "surrogateescape").translate(_JSON_RUN_ESCAPES)
-    return ('{"log":"' + text.replace("\n", end + '{"log":"') + end).encode()
+    return (('{"log":"' + text.replace("\n", end + '{"log":"') + end).encode(),)
 
 
 def json_line(stream: str, content: bytes, complete: bool, stamp: str) -> bytes:
@@ -360,6 +369,26 @@ class LogFile:
         if batch:
             self._write_all(b"".join(batch))
 
+    def append_text(self, parts: tuple[bytes, ...]) -> None:
+        """Newline-ended records given in pieces: one writev, no join, unless this write
+        rotates the file (then the records are split out as append does)."""
+        total = sum(map(len, parts))
+        if self.max_size and self.size + total > self.max_size:
+            blob = b"".join(parts)
+            self.append(blob, _lines(blob))
+            return
+        views = [memoryview(part) for part in parts if part]
+        try:
+            while views:
+                n = os.writev(self.fd, views)
+                self.size += n
+                while views and n >= len(views[0]):
+                    n -= len(views.pop(0))
+                if n:
+                    views[0] = views[0][n:]
+        except OSError:
+            self.dropped += sum(len(view) for view in views)
+
     def _write_all(self, blob: bytes) -> None:
         view = memoryview(blob)
         try:
@@ -484,8 +513,7 @@ class CriLog(LogWriter):
     def emit_block(self, stream: str, block: bytes, time_ns: int) -> None:
         """Complete lines joined by newlines (see LineSplitter.feed_block)."""
         prefix = f"{rfc3339nano(time_ns)} {stream} F ".encode()
-        blob = prefix + block.replace(b"\n", b"\n" + prefix) + b"\n"
-        self.file.append(blob, _lines(blob))
+        self.file.append_text((prefix, block.replace(b"\n", b"\n" + prefix), b"\n"))
 
 
 class JsonFileLog(LogWriter):
@@ -511,8 +539,8 @@ class JsonFileLog(LogWriter):
         self.file.append(blob, _lines(blob))
 
     def emit_block(self, stream: str, block: bytes, time_ns: int) -> None:
-        blob = json_block(stream, block, True, rfc3339nano(time_ns), self.attrs)
-        self.file.append(blob, _lines(blob))
+        parts = json_block_parts(stream, block, True, rfc3339nano(time_ns), self.attrs)
+        self.file.append_text(parts)
 
 
 class LocalLog(LogWriter):

@@ -173,3 +173,28 @@ def test_json_file_with_one_file_truncates(tmp_path: Path) -> None:
     log.close()
     assert _records(path) == ["line4\n"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c-json.log"]
+
+
+def test_blocks_written_in_pieces_equal_records_and_rotate_between_them(tmp_path: Path) -> None:
+    """emit_block writes frame and lines as separate pieces (writev): the file must hold
+    exactly what the records would, also when a block crosses max-size."""
+    lines = [f"line{i}".encode() for i in range(12)]
+    stamp = rfc3339nano(SECOND * 10**9)
+    expected = b"".join(json_run("stdout", [line], True, stamp) for line in lines)
+    whole = JsonFileLog(str(tmp_path / "whole.log"))
+    whole.emit_block("stdout", b"\n".join(lines), SECOND * 10**9)
+    whole.close()
+    assert (tmp_path / "whole.log").read_bytes() == expected
+    cri = CriLog(str(tmp_path / "cri.log"))
+    cri.emit_block("stderr", b"a\nb", SECOND * 10**9)
+    cri.close()
+    assert (tmp_path / "cri.log").read_bytes() == cri_run("stderr", [b"a"], True, stamp) + cri_run(
+        "stderr", [b"b"], True, stamp
+    )
+    rotating = JsonFileLog(str(tmp_path / "r.log"), max_size=210, max_file=5)
+    rotating.emit_block("stdout", b"\n".join(lines[:5]), SECOND * 10**9)  # 5 x 66 bytes
+    rotating.emit_block("stdout", b"\n".join(lines[5:]), SECOND * 10**9)
+    rotating.close()
+    assert _records(tmp_path / "r.log.1") == ["line6\n", "line7\n", "line8\n"]
+    assert _records(tmp_path / "r.log") == ["line9\n", "line10\n", "line11\n"]
+    assert all(p.stat().st_size <= 210 for p in tmp_path.glob("r.log*"))
