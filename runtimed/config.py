@@ -34,6 +34,9 @@ class Config:
     default_log_driver: str = "json-file"
     # Uplink of the rootless network namespace: auto | pasta | slirp4netns.
     network_backend: str = "auto"
+    # May containers reach services on the host's loopback through host.containers.internal?
+    # (slirp4netns's own default; podman's allow_host_loopback=false is `false` here.)
+    host_loopback: bool = True
     default_log_opts: dict[str, str] = field(default_factory=dict)
     debug: bool = False
 
@@ -89,6 +92,12 @@ def _choice(allowed: tuple[str, ...]) -> Callable[[object], str]:
     return convert
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not true or false")
+    return value
+
+
 _SETTINGS: dict[str, Callable[[Any], object]] = {
     "socket": Path,
     "data_dir": Path,
@@ -100,6 +109,7 @@ _SETTINGS: dict[str, Callable[[Any], object]] = {
     "max_concurrent_downloads": int,
     "default_log_driver": str,
     "network_backend": _choice(("auto", "pasta", "slirp4netns")),
+    "host_loopback": _boolean,
     "default_log_opts": lambda v: {str(k): str(x) for k, x in dict(v).items()},
     "debug": bool,
 }

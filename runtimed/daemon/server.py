@@ -133,6 +133,7 @@ class Runtime:
             run_dir=config.run_dir,
             containers=containers,
             backend=configured_backend(config),
+            host_loopback=config.host_loopback,
         )
         containers.hooks.append(NetworkHook(network))
         return cls(

@@ -53,10 +53,14 @@ class Uplink:
     pid: int
     host_address: str  # what host.containers.internal resolves to
     dns: str  # a forwarder to the host's resolver, reachable from the namespace
+    # host_address leads to the host's loopback (runtimed.toml host_loopback).
+    host_loopback: bool = True
 
 
 class RootlessNetns:
-    def __init__(self, run_dir: Path, worker: NetnsWorker, backend: str = "auto") -> None:
+    def __init__(
+        self, run_dir: Path, worker: NetnsWorker, backend: str = "auto", host_loopback: bool = True
+    ) -> None:
         if backend not in BACKENDS:
             raise FailedPrecondition(
                 f"unknown network backend {backend!r}: use {', '.join(BACKENDS)}"
@@ -67,6 +71,7 @@ class RootlessNetns:
         self.pasta_pid = self.dir / "pasta.pid"
         self.worker = worker
         self.backend = backend
+        self.host_loopback = host_loopback
         self.uplink: Uplink | None = None
 
     # -- bring up ------------------------------------------------------------------------
@@ -77,10 +82,13 @@ class RootlessNetns:
             self.worker.home = self.pin
             await self.worker.run(self.worker.go_home)
             uplink = self._load()
-            if uplink is not None and helperproc.alive(uplink.pid, str(self.pin)):
+            alive = uplink is not None and helperproc.alive(uplink.pid, str(self.pin))
+            if alive and uplink is not None and uplink.host_loopback == self.host_loopback:
                 self.uplink = uplink
                 log.info("rootless_netns_reused", backend=uplink.backend, pid=uplink.pid)
                 return uplink
+            if alive and uplink is not None:  # started with the other host_loopback setting
+                helperproc.stop(uplink.pid, str(self.pin))
             await self.worker.run(links.delete_link, UPLINK_IF)
         else:
             self._stop_stale_uplink()
@@ -151,6 +159,8 @@ class RootlessNetns:
             "--mtu", str(MTU), "-t", "none", "-u", "none", "-T", "none", "-U", "none",
             "--dns-forward", PASTA_DNS, "--pid", str(self.pasta_pid), "--quiet",
         ]  # fmt: skip
+        if not self.host_loopback:
+            argv.append("--no-map-gw")
         proc = await _run(argv)
         pid = helperproc.read_pid(self.pasta_pid)
         if proc[0] != 0 or not pid:
@@ -159,7 +169,7 @@ class RootlessNetns:
         if not gateway:
             helperproc.stop(pid, str(self.pin))
             raise FailedPrecondition("pasta configured no default route (no host uplink?)")
-        return Uplink("pasta", pid, gateway, PASTA_DNS)
+        return Uplink("pasta", pid, gateway, PASTA_DNS, self.host_loopback)
 
     async def _start_slirp(self) -> Uplink:
         slirp = shutil.which("slirp4netns")
@@ -171,8 +181,10 @@ class RootlessNetns:
             slirp, "--configure", f"--mtu={MTU}", "--enable-sandbox", "--enable-seccomp",
             "--netns-type=path", "--ready-fd={ready_fd}", str(self.pin), UPLINK_IF,
         ]  # fmt: skip
+        if not self.host_loopback:
+            argv.insert(-2, "--disable-host-loopback")
         pid = await asyncio.to_thread(helperproc.spawn, argv)
-        return Uplink("slirp4netns", pid, SLIRP_HOST, SLIRP_DNS)
+        return Uplink("slirp4netns", pid, SLIRP_HOST, SLIRP_DNS, self.host_loopback)
 
     # -- tear down -----------------------------------------------------------------------
 

@@ -71,11 +71,12 @@ class NetworkService:
         run_dir: Path,
         containers: ContainerService,
         backend: str = "auto",
+        host_loopback: bool = True,
     ) -> None:
         self.store = NetworkStore(data_dir / "network.db")
         self.containers = containers
         self.worker = NetnsWorker()
-        self.rootless = RootlessNetns(run_dir, self.worker, backend)
+        self.rootless = RootlessNetns(run_dir, self.worker, backend, host_loopback)
         self.netns_dir = run_dir / "netns"
         self.ports_dir = run_dir / "network" / "ports"
         self.dns = DnsControl(run_dir / "network", self.rootless.pin)
@@ -712,8 +713,10 @@ class NetworkService:
         """The forwarder that terminates containers' outbound TCP in the rootless namespace."""
         assert self.uplink is not None
         pid_file = self.rootless.dir / "egress.pid"
+        # TCP to the host's address goes to its loopback only when that is allowed.
+        host_address = self.uplink.host_address if self.uplink.host_loopback else ""
         # The spec is on its command line: one made for another uplink is replaced.
-        spec_marker = json.dumps({"host_address": self.uplink.host_address})[1:-1]
+        spec_marker = json.dumps({"host_address": host_address})[1:-1]
         pid = helperproc.read_pid(pid_file)
         if helperproc.alive(pid, portproxy.MARKER) and helperproc.alive(pid, spec_marker):
             return
@@ -725,7 +728,7 @@ class NetworkService:
             "lifeline": str(lifeline),
             "sockets": [],
             "egress_port": EGRESS_PORT,
-            "host_address": self.uplink.host_address,
+            "host_address": host_address,
         }
         argv = helperproc.python_module(portproxy.MARKER) + [json.dumps(spec)]
         try:
