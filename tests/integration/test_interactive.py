@@ -99,9 +99,15 @@ def test_interactive_shell(daemon: Daemon, image: str) -> None:
         # The window size follows the terminal.
         term.set_size(40, 100)
         term.proc.send_signal(signal.SIGWINCH)
-        time.sleep(0.3)
-        term.type("echo size-$(stty size)-end\r")
-        term.expect("size-40 100-end")
+        # The resize travels runtimectl -> daemon -> shim: ask until it has arrived.
+        deadline = time.monotonic() + 10
+        while True:
+            term.type("echo size-$(stty size)-end\r")
+            answer = term.expect("# ")
+            if "size-40 100-end" in answer or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert "size-40 100-end" in answer
         term.type("exit 5\r")
         assert term.close() == 5
     finally:

@@ -191,3 +191,15 @@ def test_unknown_method_is_an_attribute_error(served) -> None:
     _, stub, _, _ = served
     with pytest.raises(AttributeError):
         stub.NoSuchMethod  # noqa: B018
+
+
+def test_closing_the_channel_ends_waiting_calls(served) -> None:
+    _, stub, conn, _ = served
+    call = stub.ContainerLogs(pb.ContainerLogsRequest(id="slow", tail=1))
+    next(call)
+    threading.Timer(0.1, conn.close).start()
+    with pytest.raises(RpcError) as err:
+        next(call)
+    assert err.value.code() is StatusCode.CANCELLED
+    with pytest.raises(RpcError):
+        stub.Version(pb.VersionRequest())

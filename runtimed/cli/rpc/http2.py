@@ -174,6 +174,8 @@ class Connection:
             headers.append(("grpc-timeout", f"{max(1, int(timeout * 1000))}m"))
         headers += [(key.lower(), value) for key, value in metadata or ()]
         with self.wlock:  # ids must reach the wire in order, and hpack state with them
+            if self.error is not None:  # closed, or the connection was lost
+                raise self.error
             if self.sock is None:
                 self._connect()
             with self.cond:
@@ -208,8 +210,8 @@ class Connection:
     def close(self) -> None:
         with self.cond:
             sock, self.sock = self.sock, None
-            if self.error is None:
-                self.error = RpcError(StatusCode.CANCELLED, "channel closed")
+        # Calls still waiting (a request thread on flow control, say) end now.
+        self._fail(RpcError(StatusCode.CANCELLED, "channel closed"))
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
