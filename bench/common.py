@@ -26,9 +26,15 @@ from tests.support.daemon import Daemon, remove_tree
 FUSE_OVERLAYFS = "/usr/bin/fuse-overlayfs"
 # Generous: a stuck command should fail the bench, not hang it.
 COMMAND_TIMEOUT = 600.0
+ROOTFS_SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "make-busybox-rootfs.sh"
 # podman refuses a run root longer than this (`container cleanup` then fails silently
 # and every `podman run` waits 20 s for an exit code that never lands in its database).
 PODMAN_MAX_RUNROOT = 50
+
+
+def make_busybox_rootfs(tarball: Path) -> None:
+    """The busybox root filesystem every bench imports into both tools."""
+    subprocess.run(["bash", str(ROOTFS_SCRIPT), str(tarball)], check=True, capture_output=True)
 
 
 class BenchError(RuntimeError):

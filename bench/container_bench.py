@@ -39,11 +39,13 @@ import grpc
 
 from bench.common import (
     COMMAND_TIMEOUT,
+    ROOTFS_SCRIPT,
     BenchError,
     LoadWatch,
     Memory,
     PodmanEnv,
     daemon_pids,
+    make_busybox_rootfs,
     mb,
     median_memory,
     memory,
@@ -57,8 +59,6 @@ from bench.common import (
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from tests.support.daemon import Daemon
 
-ROOT = Path(__file__).resolve().parent.parent
-ROOTFS_SCRIPT = ROOT / "deploy" / "make-busybox-rootfs.sh"
 IMAGE = "bench/busybox:1"
 LINE = b"0123456789012345678901234567890123456789"  # 41 bytes a line with its newline
 SLEEP = ["sleep", "100000"]
@@ -695,7 +695,7 @@ def run_bench(args: argparse.Namespace, doc: dict[str, Any]) -> None:
         work = Path(tempfile.mkdtemp(prefix="rtd-bench-img-"))
         stack.callback(lambda: subprocess.run(["rm", "-rf", str(work)], check=False))
         rootfs = work / "busybox.tar"
-        subprocess.run(["bash", str(ROOTFS_SCRIPT), str(rootfs)], check=True, capture_output=True)
+        make_busybox_rootfs(rootfs)
         rt = Runtimed(rootfs) if "runtimed" in names else None
         pm = Podman(rootfs, args.podman_storage) if "podman" in names else None
         tools: list[Tool] = [t for t in (rt, pm) if t is not None]

@@ -41,6 +41,7 @@ from bench.common import (
     LoadWatch,
     PodmanEnv,
     daemon_pids,
+    make_busybox_rootfs,
     print_table,
     process_cpu,
     stop_runtimed,
@@ -48,8 +49,6 @@ from bench.common import (
 from tests.support.daemon import Daemon
 from tests.support.logreceivers import RSYSLOGD, Rsyslog
 
-ROOT = Path(__file__).resolve().parent.parent
-ROOTFS_SCRIPT = ROOT / "deploy" / "make-busybox-rootfs.sh"
 IMAGE = "bench/busybox:logs"
 SHORT = "0123456789012345678901234567890123456789"  # 41 bytes with its newline
 LONG = "x" * (16 * 1024 - 1)  # 16 KiB with its newline
@@ -236,7 +235,7 @@ def bench(args: argparse.Namespace, doc: dict[str, Any]) -> list[Result]:
         work = Path(tempfile.mkdtemp(prefix="rtd-bench-logs-"))
         stack.callback(lambda: subprocess.run(["rm", "-rf", str(work)], check=False))
         rootfs = work / "busybox.tar"
-        subprocess.run(["bash", str(ROOTFS_SCRIPT), str(rootfs)], check=True, capture_output=True)
+        make_busybox_rootfs(rootfs)
         ours = [r for r in runs if r != "podman-k8s-file"]
         rt = pm = None
         if ours:

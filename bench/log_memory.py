@@ -21,11 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import BenchError, mb, print_table, stop_runtimed
+from bench.common import BenchError, make_busybox_rootfs, mb, print_table, stop_runtimed
 from tests.support.daemon import Daemon
 from tests.support.logreceivers import AWS_ENV, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "bench/busybox:mem"
 
 
@@ -76,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         daemon.start()
         work = Path(tempfile.mkdtemp(prefix="rtd-bench-mem-"))
         rootfs = work / "busybox.tar"
-        script = ROOT / "deploy" / "make-busybox-rootfs.sh"
-        subprocess.run(["bash", str(script), str(rootfs)], check=True, capture_output=True)
+        make_busybox_rootfs(rootfs)
         daemon.ok("import", str(rootfs), IMAGE)
         subprocess.run(["rm", "-rf", str(work)], check=False)
         shims: dict[str, list[int]] = {}

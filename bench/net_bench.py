@@ -24,6 +24,7 @@ whatever the numbers; non-zero only if something measured (or the setup) fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -32,16 +33,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import COMMAND_TIMEOUT, BenchError, PodmanEnv, print_table, stop_runtimed
+from bench.common import (
+    COMMAND_TIMEOUT,
+    BenchError,
+    PodmanEnv,
+    make_busybox_rootfs,
+    print_table,
+    stop_runtimed,
+)
 from tests.support.daemon import Daemon
 from tests.support.hostserver import LoopbackServer
 
-ROOT = Path(__file__).resolve().parent.parent
-ROOTFS_SCRIPT = ROOT / "deploy" / "make-busybox-rootfs.sh"
 IMAGE = "bench/netbox:1"
 PY = ["-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro"]
 PYTHON = "/usr/bin/python3"
@@ -339,16 +345,24 @@ def container_to_host(tool: Tool, size: int) -> float:
     return gbit(size, float(out.split()[-1]))
 
 
-def host_to_published(tool: Tool, size: int) -> float:
+@contextlib.contextmanager
+def published_server(tool: Tool, script: str, wait: Callable[[int], None]) -> Iterator[int]:
+    """A container running `script` on SERVER_PORT, published on a free host port (yielded)
+    once `wait` says it answers; removed afterwards."""
     port = free_port()
     name = f"bench-pub-{port}"
     tool.cli("run", "-d", "--name", name, *tool.net_args, "-p", f"{port}:{SERVER_PORT}", *PY,
-             IMAGE, PYTHON, "-c", SINK)  # fmt: skip
+             IMAGE, PYTHON, "-c", script)  # fmt: skip
     try:
-        wait_sink(port)
-        return gbit(size, send_to_port(port, size))
+        wait(port)
+        yield port
     finally:
         tool.cli("rm", "-f", name)
+
+
+def host_to_published(tool: Tool, size: int) -> float:
+    with published_server(tool, SINK, wait_sink) as port:
+        return gbit(size, send_to_port(port, size))
 
 
 def container_to_container(tool: Tool, size: int) -> float:
@@ -372,15 +386,8 @@ def container_to_container(tool: Tool, size: int) -> float:
 
 
 def published_connections(tool: Tool, seconds: float) -> float:
-    port = free_port()
-    name = f"bench-tick-{port}"
-    tool.cli("run", "-d", "--name", name, *tool.net_args, "-p", f"{port}:{SERVER_PORT}", *PY,
-             IMAGE, PYTHON, "-c", TICK)  # fmt: skip
-    try:
-        wait_ticks(port)
+    with published_server(tool, TICK, wait_ticks) as port:
         return connections_per_second(port, seconds)
-    finally:
-        tool.cli("rm", "-f", name)
 
 
 def run_latency(tool: Tool) -> float:
@@ -479,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     rootfs = work / "busybox.tar"
     try:
-        subprocess.run([str(ROOTFS_SCRIPT), str(rootfs)], check=True, capture_output=True)
+        make_busybox_rootfs(rootfs)
         for tool in tools:
             tool.start(rootfs)
         metrics = measure(tools, args)

@@ -35,11 +35,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchError, LoadWatch, PodmanEnv, print_table, stop_runtimed
+from bench.common import (
+    BenchError,
+    LoadWatch,
+    PodmanEnv,
+    make_busybox_rootfs,
+    print_table,
+    stop_runtimed,
+)
 from tests.support.daemon import Daemon
 
-ROOT = Path(__file__).resolve().parent.parent
-ROOTFS_SCRIPT = ROOT / "deploy" / "make-busybox-rootfs.sh"
 BUSYBOX = "/bin/busybox"
 IMAGE = "volbench:busybox"
 TIMEOUT = 900.0
@@ -230,7 +235,7 @@ def run_bench(args: argparse.Namespace, doc: dict[str, Any]) -> None:
         load.mark(work)
         stack.callback(lambda: subprocess.run(["rm", "-rf", str(work)], check=False))
         rootfs = work / "busybox.tar"
-        subprocess.run(["bash", str(ROOTFS_SCRIPT), str(rootfs)], check=True, capture_output=True)
+        make_busybox_rootfs(rootfs)
         host_dir = work / "host"
         host_dir.mkdir()
         locations = [Location("host", "host", [BUSYBOX], str(host_dir))]

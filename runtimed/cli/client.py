@@ -52,10 +52,9 @@ class Client:
 
 
 def describe_rpc_error(err: RpcError, socket: Path) -> CliError:
-    code = err.code() if hasattr(err, "code") else None
-    details = err.details() if hasattr(err, "details") else str(err)
+    details = err.details()
     # The client's own wording when the socket does not answer; a daemon error has ours.
-    if code == StatusCode.UNAVAILABLE and (details or "").startswith("failed to connect"):
+    if err.code() == StatusCode.UNAVAILABLE and details.startswith("failed to connect"):
         return CliError(
             f"Cannot connect to runtimed at unix://{socket}: is runtimed running? "
             "start it with: runtimed"

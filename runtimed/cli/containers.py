@@ -19,7 +19,7 @@ from typing import Any
 
 from runtimed.cli import cp, images
 from runtimed.cli.client import Client, CliError, describe_rpc_error
-from runtimed.cli.format import human_size, render_template, table
+from runtimed.cli.format import human_size, print_docs, table
 from runtimed.cli.netflags import add_network_flags
 from runtimed.cli.psformat import LogPrinter, format_ps, ps_row
 from runtimed.cli.rpc import RpcError, StatusCode
@@ -36,7 +36,6 @@ from runtimed.cli.stdio import (
     is_tty,
     stdin_fd,
 )
-from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 # --- talking to the daemon --------------------------------------------------------------------
@@ -44,14 +43,6 @@ from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 def _rpc_message(client: Client, exc: RpcError) -> str:
     return describe_rpc_error(exc, client.socket).message
-
-
-def _details(exc: RpcError) -> str:
-    return (exc.details() if hasattr(exc, "details") else str(exc)) or ""
-
-
-def _code(exc: RpcError) -> StatusCode | None:
-    return exc.code() if hasattr(exc, "code") else None
 
 
 def start_error_code(message: str) -> int:
@@ -86,14 +77,14 @@ def create_container(client: Client, req: pb.CreateContainerRequest, pull: str, 
         try:
             reply = client.engine.CreateContainer(req)
         except RpcError as exc:
-            missing = _code(exc) == StatusCode.NOT_FOUND and "image" in _details(exc).lower()
+            missing = exc.code() == StatusCode.NOT_FOUND and "image" in exc.details().lower()
             if pull == "never" or not missing:
                 raise
             print(f"Unable to find image '{_display_ref(req.image)}' locally", file=sys.stderr)
             _pull_to_stderr(client, req.image, req.platform, quiet)
             reply = client.engine.CreateContainer(req)
     except RpcError as exc:
-        raise CliError(_rpc_message(client, exc), start_error_code(_details(exc))) from None
+        raise CliError(_rpc_message(client, exc), start_error_code(exc.details())) from None
     for warning in reply.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     return reply.id
@@ -103,14 +94,14 @@ def start_container(client: Client, ident: str) -> None:
     try:
         client.engine.StartContainer(pb.ContainerRef(id=ident))
     except RpcError as exc:
-        raise CliError(_rpc_message(client, exc), start_error_code(_details(exc))) from None
+        raise CliError(_rpc_message(client, exc), start_error_code(exc.details())) from None
 
 
 def inspect_container(client: Client, ref: str) -> dict[str, Any]:
     try:
         reply = client.engine.InspectContainer(pb.ContainerRef(id=ref))
     except RpcError as exc:
-        if _code(exc) == StatusCode.NOT_FOUND:
+        if exc.code() == StatusCode.NOT_FOUND:
             raise CliError(f"Error: No such container: {ref}") from None
         raise
     doc: dict[str, Any] = json.loads(reply.json)
@@ -143,7 +134,7 @@ def run_session(
     except Terminated as exc:
         return 128 + exc.signum
     except RpcError as exc:
-        details = _details(exc)
+        details = exc.details()
         code = start_error_code(details) if error_code == 125 else error_code
         raise CliError(_rpc_message(client, exc), code) from None
     if result.detached:
@@ -418,14 +409,14 @@ def _inspect_one(client: Client, ref: str, kind: str | None) -> dict[str, Any]:
             doc: dict[str, Any] = json.loads(reply.json)
             return doc
         except RpcError as exc:
-            if _code(exc) != StatusCode.NOT_FOUND:
+            if exc.code() != StatusCode.NOT_FOUND:
                 raise
             if kind == "container":
                 raise CliError(f"Error: No such container: {ref}") from None
     try:
         image = client.engine.InspectImage(pb.InspectImageRequest(reference=ref))
     except RpcError as exc:
-        if _code(exc) != StatusCode.NOT_FOUND:
+        if exc.code() != StatusCode.NOT_FOUND:
             raise
         what = "image" if kind == "image" else "object"
         raise CliError(f"Error: No such {what}: {ref}") from None
@@ -445,14 +436,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
         except RpcError as exc:
             print(_rpc_message(client, exc), file=sys.stderr)
             failed = True
-    if args.format:
-        try:
-            for doc in docs:
-                print(render_template(args.format, doc))
-        except InvalidArgument as exc:
-            raise CliError(f"template parsing error: {exc.message}") from None
-    else:
-        print(json.dumps(docs, indent=4))
+    print_docs(docs, args.format)
     return 1 if failed else 0
 
 
@@ -543,7 +527,7 @@ def cmd_exec(client: Client, args: argparse.Namespace) -> int:
     except Terminated as exc:
         return 128 + exc.signum
     except RpcError as exc:
-        raise CliError(_rpc_message(client, exc), _exec_error_code(_details(exc))) from None
+        raise CliError(_rpc_message(client, exc), _exec_error_code(exc.details())) from None
     if result.exit_code is None and not result.detached:
         print("exec session ended without an exit status", file=sys.stderr)
         return 1
@@ -564,7 +548,7 @@ def _exec_detached(client: Client, options: pb.ExecOptions) -> int:
             if message.WhichOneof("msg") in ("ready", "exit"):
                 break
     except RpcError as exc:
-        raise CliError(_rpc_message(client, exc), _exec_error_code(_details(exc))) from None
+        raise CliError(_rpc_message(client, exc), _exec_error_code(exc.details())) from None
     finally:
         done.set()
         call.cancel()

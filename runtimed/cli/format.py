@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runtimed.cli.client import CliError
 from runtimed.errors import InvalidArgument
 from runtimed.humanize import human_duration, human_size
 
@@ -73,6 +74,23 @@ def render_template(template: str, data: Mapping[str, Any]) -> str:
         return _go_string(value)
 
     return _FIELD_RE.sub(substitute, template)
+
+
+def render(template: str, data: Mapping[str, Any]) -> str:
+    """render_template for a command: a bad template ends it with one line, exit 1."""
+    try:
+        return render_template(template, data)
+    except InvalidArgument as exc:
+        raise CliError(f"template parsing error: {exc.message}") from None
+
+
+def print_docs(docs: Sequence[Mapping[str, Any]], template: str | None) -> None:
+    """What `inspect` prints: each document through --format, else all of them as JSON."""
+    if template:
+        for doc in docs:
+            print(render(template, doc))
+    else:
+        print(json.dumps(docs, indent=4))
 
 
 def template_headers(template: str) -> list[str]:

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from runtimed.cli.client import Client, CliError
-from runtimed.cli.format import ago, human_size, render_template, table, template_headers
+from runtimed.cli.format import (
+    ago,
+    human_size,
+    print_docs,
+    render,
+    table,
+    template_headers,
+)
 from runtimed.cli.progress import PullDisplay
 from runtimed.cli.rpc import RpcError, StatusCode
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
@@ -121,7 +128,7 @@ def cmd_images(client: Client, args: argparse.Namespace) -> int:
     if fmt and fmt != "table":
         is_table = fmt.startswith("table ")
         template = fmt[len("table ") :] if is_table else fmt
-        rendered = [render_template(template, row).split("\t") for row in rows]
+        rendered = [render(template, row).split("\t") for row in rows]
         if is_table:
             print(table(template_headers(template), rendered))
         else:
@@ -154,21 +161,13 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
     for ref in args.images:
         try:
             reply = client.engine.InspectImage(pb.InspectImageRequest(reference=ref))
-        except Exception as exc:  # noqa: BLE001 - keep going like docker, report at the end
-            if not _is_rpc_error(exc):
-                raise
-            print(
-                f"Error: No such image: {ref}" if _is_not_found(exc) else _rpc_line(exc),
-                file=sys.stderr,
-            )
+        except RpcError as exc:  # keep going like docker, report at the end
+            missing = exc.code() == StatusCode.NOT_FOUND
+            print(f"Error: No such image: {ref}" if missing else _rpc_line(exc), file=sys.stderr)
             failed = True
             continue
         docs.append(json.loads(reply.json))
-    if args.format:
-        for doc in docs:
-            print(render_template(args.format, doc))
-    else:
-        print(json.dumps(docs, indent=4))
+    print_docs(docs, args.format)
     return 1 if failed else 0
 
 
@@ -184,9 +183,7 @@ def cmd_rmi(client: Client, args: argparse.Namespace) -> int:
             reply = client.engine.RemoveImage(
                 pb.RemoveImageRequest(reference=ref, force=args.force, no_prune=args.no_prune)
             )
-        except Exception as exc:  # noqa: BLE001 - one failure does not stop the others
-            if not _is_rpc_error(exc):
-                raise
+        except RpcError as exc:  # one failure does not stop the others
             print(_rpc_line(exc), file=sys.stderr)
             failed = True
             continue
@@ -252,16 +249,8 @@ def cmd_import(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_rpc_error(exc: BaseException) -> bool:
-    return isinstance(exc, RpcError)
-
-
-def _is_not_found(exc: BaseException) -> bool:
-    return isinstance(exc, RpcError) and exc.code() == StatusCode.NOT_FOUND
-
-
-def _rpc_line(exc: BaseException) -> str:
-    return f"Error response from daemon: {exc.details()}"  # type: ignore[attr-defined]
+def _rpc_line(exc: RpcError) -> str:
+    return f"Error response from daemon: {exc.details()}"
 
 
 def register(sub: argparse._SubParsersAction, image_group: argparse._SubParsersAction) -> None:

@@ -9,9 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from runtimed.cli.client import Client, CliError, describe_rpc_error
-from runtimed.cli.format import render_template, table
+from runtimed.cli.format import print_docs, render, table
 from runtimed.cli.rpc import RpcError
-from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 
@@ -131,10 +130,7 @@ def cmd_ls(client: Client, args: argparse.Namespace) -> int:
             if args.format == "json":
                 print(json.dumps(doc))
             else:
-                try:
-                    print(render_template(args.format, doc))
-                except InvalidArgument as exc:
-                    raise CliError(f"template parsing error: {exc.message}") from None
+                print(render(args.format, doc))
         return 0
     rows = [
         [net.id if args.no_trunc else net.id[:12], net.name, net.driver, "local"] for net in nets
@@ -153,14 +149,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
             failed = True
             continue
         docs.append(inspect_doc(net))
-    if args.format:
-        try:
-            for doc in docs:
-                print(render_template(args.format, doc))
-        except InvalidArgument as exc:
-            raise CliError(f"template parsing error: {exc.message}") from None
-    else:
-        print(json.dumps(docs, indent=4))
+    print_docs(docs, args.format)
     return 1 if failed else 0
 
 
@@ -254,13 +243,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.set_defaults(func=cmd_create)
 
-    for name, aliases in (("ls", ["list"]),):
-        p = group.add_parser(name, aliases=aliases, help="list networks")
-        p.add_argument("-q", "--quiet", action="store_true", help="only ids")
-        p.add_argument("--no-trunc", action="store_true")
-        p.add_argument("-f", "--filter", action="append", help="driver=, label=, name=, id=, ...")
-        p.add_argument("--format", help="table | json | Go template")
-        p.set_defaults(func=cmd_ls)
+    p = group.add_parser("ls", aliases=["list"], help="list networks")
+    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-f", "--filter", action="append", help="driver=, label=, name=, id=, ...")
+    p.add_argument("--format", help="table | json | Go template")
+    p.set_defaults(func=cmd_ls)
 
     p = group.add_parser("inspect", help="show networks")
     p.add_argument("names", nargs="+")

@@ -8,9 +8,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 
-from runtimed.cli.client import CliError
-from runtimed.cli.format import ago, human_size, render_template, table
-from runtimed.errors import InvalidArgument
+from runtimed.cli.format import ago, human_size, render, table
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 # --- ps formatting --------------------------------------------------------------------------
@@ -105,10 +103,7 @@ def format_ps(
         fmt = "table " + PS_DEFAULT + ("\t{{.Size}}" if size else "")
     is_table = fmt.startswith("table")
     template = fmt[len("table") :].lstrip() if is_table else fmt
-    try:
-        rendered = [render_template(template, row) for row in rows]
-    except InvalidArgument as exc:
-        raise CliError(f"template parsing error: {exc.message}", 1) from None
+    rendered = [render(template, row) for row in rows]
     if not is_table:
         return "\n".join(rendered)
     template = template.replace("\\t", "\t")

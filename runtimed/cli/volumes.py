@@ -8,9 +8,8 @@ import sys
 from typing import Any
 
 from runtimed.cli.client import Client, CliError
-from runtimed.cli.format import human_size, render_template, table
+from runtimed.cli.format import human_size, print_docs, render, table
 from runtimed.cli.rpc import RpcError
-from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 
@@ -38,7 +37,7 @@ def _filters(values: list[str] | None) -> list[pb.Filter]:
 
 
 def _error_line(exc: RpcError) -> str:
-    return f"Error response from daemon: {exc.details()}"  # type: ignore[attr-defined]
+    return f"Error response from daemon: {exc.details()}"
 
 
 def volume_doc(volume: pb.Volume) -> dict[str, Any]:
@@ -55,13 +54,6 @@ def volume_doc(volume: pb.Volume) -> dict[str, Any]:
     if volume.status:
         doc["Status"] = dict(volume.status)
     return doc
-
-
-def _render(template: str, doc: dict[str, Any]) -> str:
-    try:
-        return render_template(template, doc)
-    except InvalidArgument as exc:
-        raise CliError(f"template parsing error: {exc.message}") from None
 
 
 # --- volume ---------------------------------------------------------------------------
@@ -100,7 +92,7 @@ def cmd_ls(client: Client, args: argparse.Namespace) -> int:
         return 0
     if args.format and not args.format.startswith("table"):
         for volume in volumes:
-            print(_render(args.format, _row(volume)))
+            print(render(args.format, _row(volume)))
         return 0
     print(table(["DRIVER", "VOLUME NAME"], [[v.driver, v.name] for v in volumes]))
     return 0
@@ -126,11 +118,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
         except RpcError as exc:
             print(_error_line(exc), file=sys.stderr)
             failed = True
-    if args.format:
-        for doc in docs:
-            print(_render(args.format, doc))
-    else:
-        print(json.dumps(docs, indent=4))
+    print_docs(docs, args.format)
     return 1 if failed else 0
 
 
@@ -194,7 +182,7 @@ def cmd_plugin_ls(client: Client, args: argparse.Namespace) -> int:
             if args.format == "json":
                 print(json.dumps(row, separators=(",", ":")))
             else:
-                print(_render(args.format, row))
+                print(render(args.format, row))
         return 0
     headers = ["NAME", "TYPE", "STATE", "ADDRESS", "ERROR"]
     print(table(headers, [[r[h.title()] for h in headers] for r in rows]))

@@ -375,34 +375,35 @@ def main(argv: list[str]) -> int:
         sock = socket.socket(family, kind, fileno=item["fd"])
         listeners.append((sock, item["protocol"], int(item["container_port"])))
     egress_port = spec.get("egress_port")
-    # Egress mode keeps the main thread in the host's namespace until after the fork
-    # (threads do not survive it), to leave a thread there that makes host sockets.
-    inside = _Thread() if egress_port else None
+    host_address = (spec.get("host_address") or "") if egress_port else ""
+    # To reach host_address the main thread stays in the host's namespace until after the
+    # fork (threads do not survive it), to leave a thread there that makes host sockets;
+    # until then a thread does the work inside. Without one, the main thread moves now.
+    inside = _Thread() if host_address else None
+
+    def in_netns(fn: Callable[[], T]) -> T:
+        return inside.call(fn) if inside is not None else fn()
+
     try:
-        if inside is not None:
-            inside.call(lambda: helperproc.enter_netns(spec["netns"]))
-        else:
-            helperproc.enter_netns(spec["netns"])
+        in_netns(lambda: helperproc.enter_netns(spec["netns"]))
     except OSError as exc:
         print(exc, file=sys.stderr)
         return 1
-    if inside is not None:
+    if egress_port:
         # Listen inside the rootless namespace for redirected connections.
         try:
-            sock = inside.call(lambda: socket.create_server(("0.0.0.0", egress_port), backlog=4096))
+            sock = in_netns(lambda: socket.create_server(("0.0.0.0", egress_port), backlog=4096))
         except OSError as exc:
             print(f"cannot listen on the egress port {egress_port}: {exc}", file=sys.stderr)
             return 1
         listeners.append((sock, "tcp", egress_port))
     helperproc.detach()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    host_address = spec.get("host_address") or ""
     host_socket: Callable[[], socket.socket] | None = None
-    if egress_port:
-        if host_address:
-            # This thread stays in the host's namespace; the main one cannot come back to
-            # it (setns there needs privileges this user lacks).
-            host_socket = functools.partial(_Thread().call, _tcp_socket)
+    if host_address:
+        # This thread stays in the host's namespace; the main one cannot come back to
+        # it (setns there needs privileges this user lacks).
+        host_socket = functools.partial(_Thread().call, _tcp_socket)
         helperproc.enter_netns(spec["netns"])  # it worked for the listener's thread
     proxy = Proxy(
         spec.get("target_ip") or None, listeners, host_address=host_address, host_socket=host_socket

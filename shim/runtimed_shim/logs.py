@@ -370,13 +370,16 @@ class LogFile:
             self._write_all(b"".join(batch))
 
     def append_text(self, parts: tuple[bytes, ...]) -> None:
-        """Newline-ended records given in pieces: one writev, no join, unless this write
-        rotates the file (then the records are split out as append does)."""
-        total = sum(map(len, parts))
-        if self.max_size and self.size + total > self.max_size:
+        """Newline-ended records given in pieces: written as they are, no join, unless this
+        write rotates the file (then the records are split out as append does)."""
+        if self.max_size and self.size + sum(map(len, parts)) > self.max_size:
             blob = b"".join(parts)
             self.append(blob, _lines(blob))
             return
+        self._write_all(*parts)
+
+    def _write_all(self, *parts: bytes) -> None:
+        """Write every part, in order, with writev (one part is a plain write)."""
         views = [memoryview(part) for part in parts if part]
         try:
             while views:
@@ -387,18 +390,8 @@ class LogFile:
                 if n:
                     views[0] = views[0][n:]
         except OSError:
-            self.dropped += sum(len(view) for view in views)
-
-    def _write_all(self, blob: bytes) -> None:
-        view = memoryview(blob)
-        try:
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
-                self.size += n
-        except OSError:
             # A full disk must not stop the container: count what was lost.
-            self.dropped += len(view)
+            self.dropped += sum(len(view) for view in views)
 
     def _rotate(self) -> None:
         if self.max_file < 2:

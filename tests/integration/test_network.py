@@ -633,7 +633,7 @@ def test_host_loopback_can_be_closed_to_containers(tmp_path: Path) -> None:
             assert received == []
             with pytest.raises(TimeoutError):
                 udp.recvfrom(100)
-            # Egress elsewhere still works: the daemon's own published port, say.
+            # The setting closes only the host's loopback: a published port still answers.
             port = free_port()
             d.ok("run", "-d", "--name", "web", "-p", f"{port}:80", img, "httpd", "-f",
                  "-p", "80", "-h", "/etc")  # fmt: skip

@@ -5,8 +5,8 @@ the daemon needs to run a container; this client imports in a few milliseconds.
 It speaks plain gRPC, so the daemon serves it like any other client.
 """
 
-from runtimed.cli.rpc.calls import StreamingCall, Stub
+from runtimed.cli.rpc.calls import Stub
 from runtimed.cli.rpc.http2 import Connection
 from runtimed.cli.rpc.status import RpcError, StatusCode
 
-__all__ = ["Connection", "RpcError", "StatusCode", "StreamingCall", "Stub"]
+__all__ = ["Connection", "RpcError", "StatusCode", "Stub"]

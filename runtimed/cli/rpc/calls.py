@@ -40,14 +40,6 @@ class StreamingCall:
     def cancel(self) -> None:
         self._stream.cancel()
 
-    def code(self) -> StatusCode | None:
-        status = self._stream.status
-        return None if status is None else status.code()
-
-    def details(self) -> str | None:
-        status = self._stream.status
-        return None if status is None else status.details()
-
 
 class Method:
     """One RPC of a stub."""
