@@ -65,6 +65,8 @@ class SandboxService:
         self.containers = containers
         self.run_dir = run_dir
         self.data_dir = data_dir
+        # Our user namespace does not change while we run: an infra process must share it.
+        self._userns = os.stat("/proc/self/ns/user").st_ino
         containers.sandbox_namespaces = self.namespaces
 
     def ns_dir(self, sandbox_id: str) -> Path:
@@ -85,6 +87,10 @@ class SandboxService:
     def pods(self) -> list[Sandbox]:
         return [self._check_infra(s) for s in self.records.sandboxes() if s.config.kind == "pod"]
 
+    def any_pods(self) -> bool:
+        """Whether any pod exists, without checking their infra processes (as pods() does)."""
+        return any(s.config.kind == "pod" for s in self.records.sandboxes())
+
     # -- the infra process (shared pid namespace) ---------------------------------------
 
     @staticmethod
@@ -98,9 +104,7 @@ class SandboxService:
             return None
         try:
             # One from a user namespace of an earlier daemon cannot be joined from ours.
-            same_userns = (
-                os.stat(f"/proc/{pid}/ns/user").st_ino == os.stat("/proc/self/ns/user").st_ino
-            )
+            same_userns = os.stat(f"/proc/{pid}/ns/user").st_ino == self._userns
         except OSError:
             return None
         return pid if same_userns else None

@@ -167,7 +167,7 @@ class Runtime:
     async def aclose(self) -> None:
         await self.containers.aclose()
         # Pods need our namespaces too (pinned ones, the infra process's pid namespace).
-        idle = await self.containers.release_idle_shims() and not self.sandboxes.pods()
+        idle = await self.containers.release_idle_shims() and not self.sandboxes.any_pods()
         await self.network.aclose(idle=idle)
         if idle:
             # Nothing runs: the namespaces need no keeper until the next start.

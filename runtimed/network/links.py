@@ -89,18 +89,15 @@ def delete_link(name: str) -> None:
 
 
 def delete_links(names: list[str]) -> None:
-    """Delete the links that exist (a veth takes its peer along); one netlink socket."""
+    """Delete the links that exist (a veth takes its peer along); one netlink socket, and
+    none when nothing is left to delete."""
+    indexes = [index for index in map(_index, names) if index is not None]
+    if not indexes:
+        return
     with IPRoute() as ipr:
-        for name in names:
-            index = _index(name)
-            if index is not None:
-                with contextlib.suppress(NetlinkError):
-                    ipr.link("del", index=index)
-
-
-def link_exists(name: str) -> bool:
-    """Whether this thread's namespace has `name`."""
-    return _index(name) is not None
+        for index in indexes:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=index)
 
 
 def link_names() -> set[str]:

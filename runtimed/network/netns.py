@@ -103,7 +103,8 @@ class NetnsWorker:
             self.go_home()
 
     def pin_new(self, path: Path) -> None:
-        """Worker thread only: make a new namespace, pin it at `path`, bring lo up.
+        """Worker thread only: make a new namespace and pin it at `path` (links.attach brings
+        lo up).
 
         The thread is left inside the new namespace; callers go home after
         configuring it.

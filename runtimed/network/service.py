@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -561,30 +562,16 @@ class NetworkService:
         crun needs only the namespace to create the container, so the veths (a few
         milliseconds of netlink) are made meanwhile; before_run awaits them.
         """
-        loop = asyncio.get_running_loop()
-        pinned: asyncio.Future[None] = loop.create_future()
+        await self.worker.run(self._pin_fresh, pin)
+        # The worker runs one job at a time, in order: the veths follow the pin.
+        attach = functools.partial(links.attach, self.worker, pin, plans, loopback=True)
+        self._wiring[owner_id] = asyncio.ensure_future(self.worker.run(attach))
 
-        def settle(error: BaseException | None) -> None:
-            if not pinned.done():
-                if error is None:
-                    pinned.set_result(None)
-                else:
-                    pinned.set_exception(error)
-
-        def make() -> None:  # on the worker thread
-            try:
-                try:
-                    self.worker.pin_new(pin)
-                finally:
-                    self.worker.go_home()
-            except BaseException as exc:
-                loop.call_soon_threadsafe(settle, exc)
-                raise
-            loop.call_soon_threadsafe(settle, None)
-            links.attach(self.worker, pin, plans, loopback=True)
-
-        self._wiring[owner_id] = asyncio.ensure_future(self.worker.run(make))
-        await pinned
+    def _pin_fresh(self, pin: Path) -> None:  # on the worker thread
+        try:
+            self.worker.pin_new(pin)
+        finally:
+            self.worker.go_home()
 
     def _attach_live(self, owner_id: str, plan: links.VethPlan) -> None:
         pin = self._pin(owner_id)
@@ -650,9 +637,7 @@ class NetworkService:
         """Worker thread: delete the veths of a stopped owner that are still there."""
         if owner_id in self._active:  # running again: these names are its new veths
             return
-        left = [name for name in names if links.link_exists(name)]
-        if left:
-            links.delete_links(left)
+        links.delete_links(names)
 
     def _peer_netns(self, peer_id: str) -> tuple[str | None, bool]:
         peer = self.containers.get(peer_id)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from runtimed_shim import podinfra
 from runtimed_shim.host import libc, libc_error
+from runtimed_shim.launcher import PR_SET_CHILD_SUBREAPER
 
 from runtimed.api.cri_runtime import pid_mode
 from runtimed.core.containers import PID_CONTAINER, PID_OWN, PID_POD, ContainerService
@@ -32,6 +33,7 @@ from runtimed.core.sandboxes import INFRA_FILE, SandboxService
 from runtimed.errors import FailedPrecondition, InvalidArgument, NotFound
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from runtimed.oci.spec import NamespacePaths, SpecRequest, build_spec
+from tests.support.waiting import wait_for
 from tests.unit._userns import run_scenario
 
 POD_ID = "p" * 64
@@ -231,24 +233,13 @@ def test_infra_process_is_a_reaping_init(tmp_path: Path) -> None:
     run_scenario(__file__, "scenario_infra", str(tmp_path), userns=True)
 
 
-PR_SET_CHILD_SUBREAPER = 36
-CLONE_NEWPID = 0x20000000
-
-
-def _wait(predicate: Any, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def _in_namespace_of(pid: int, body: Any) -> None:
     """Run `body` in a process inside `pid`'s pid namespace; wait for it."""
     helper = os.fork()
     if helper == 0:
         try:
             fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY)
-            if libc.setns(fd, CLONE_NEWPID) != 0:
+            if libc.setns(fd, podinfra.CLONE_NEWPID) != 0:
                 raise libc_error("setns")
             inner = os.fork()  # the first process of ours inside it
             if inner == 0:
@@ -303,7 +294,7 @@ def scenario_infra(scratch: str) -> None:
     orphans = _children(pid)
     assert len(orphans) == 1, orphans
     os.close(release_w)
-    _wait(lambda: not os.path.exists(f"/proc/{orphans[0]}"), "the orphan to be reaped")
+    wait_for(lambda: not os.path.exists(f"/proc/{orphans[0]}"), what="the orphan to be reaped")
 
     # SIGTERM from inside the pod is ignored; from outside it stops the infra process.
     _in_namespace_of(pid, lambda: os.kill(1, signal.SIGTERM))
