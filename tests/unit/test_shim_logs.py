@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import mmap
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 _SHIM = str(Path(__file__).resolve().parents[2] / "shim")
@@ -12,6 +16,7 @@ if _SHIM not in sys.path:
 
 from runtimed_shim.logs import (  # noqa: E402
     MAX_LINE,
+    TRIM_STEP,
     CriLog,
     JsonFileLog,
     LineSplitter,
@@ -198,3 +203,53 @@ def test_blocks_written_in_pieces_equal_records_and_rotate_between_them(tmp_path
     assert _records(tmp_path / "r.log.1") == ["line6\n", "line7\n", "line8\n"]
     assert _records(tmp_path / "r.log") == ["line9\n", "line10\n", "line11\n"]
     assert all(p.stat().st_size <= 210 for p in tmp_path.glob("r.log*"))
+
+
+
+def _cached_bytes(path: Path) -> int:
+    """How much of a file is in the page cache: mincore(2) over a mapping of it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]  # fmt: skip
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    vector = ctypes.create_string_buffer(pages)
+    with path.open("rb") as f:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), 0)
+    if address in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap")
+    try:
+        if libc.mincore(address, size, vector) != 0:
+            raise OSError(ctypes.get_errno(), "mincore")
+    finally:
+        libc.munmap(address, size)
+    return sum(byte & 1 for byte in vector.raw) * mmap.PAGESIZE
+
+
+def test_written_log_pages_leave_the_page_cache_once_on_disk() -> None:
+    """A container that logs gigabytes must not leave them all in the node's memory: what
+    is on disk leaves the cache, only the newest steps stay (for followers)."""
+    block = b"\n".join([b"0123456789012345678901234567890123456789"] * 1600)
+    # On the disk, not a tmpfs /tmp: tmpfs pages cannot leave memory.
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        path = Path(tmp) / "c-json.log"
+        log = JsonFileLog(str(path))
+        while log.file.size < 6 * TRIM_STEP:
+            log.emit_block("stdout", block, SECOND * 10**9)
+        os.fdatasync(log.fd)  # all of it on disk; the next trim may drop all but the newest
+        while log.file.size < 7 * TRIM_STEP:
+            log.emit_block("stdout", block, SECOND * 10**9)
+        log.close()
+        assert path.stat().st_size >= 7 * TRIM_STEP
+        assert _cached_bytes(path) <= TRIM_STEP + (1 << 20)
+        with path.open("rb") as f:  # and every record reads back whole
+            first, count = f.readline(), 1 + sum(1 for _ in f)
+        assert json.loads(first) == {
+            "log": "0123456789012345678901234567890123456789\n",
+            "stream": "stdout",
+            "time": "2024-03-01T12:34:56Z",
+        }
+        assert count * len(first) == path.stat().st_size
