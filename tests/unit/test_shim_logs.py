@@ -205,7 +205,6 @@ def test_blocks_written_in_pieces_equal_records_and_rotate_between_them(tmp_path
     assert all(p.stat().st_size <= 210 for p in tmp_path.glob("r.log*"))
 
 
-
 def _cached_bytes(path: Path) -> int:
     """How much of a file is in the page cache: mincore(2) over a mapping of it."""
     libc = ctypes.CDLL(None, use_errno=True)
