@@ -392,20 +392,31 @@ class LogFile:
 
     def _write_all(self, *parts: bytes) -> None:
         """Write every part, in order, with writev (one part is a plain write)."""
+        try:
+            n = os.writev(self.fd, parts)
+            self.size += n
+            if n < sum(map(len, parts)):  # a short write: go on from where it stopped
+                self._write_rest(parts, n)
+        except OSError:
+            # A full disk must not stop the container: count what was lost.
+            self.dropped += sum(map(len, parts))
+        if self.size - self.trimmed >= TRIM_STEP and self._trim_ok:
+            self.trim()
+
+    def _write_rest(self, parts: tuple[bytes, ...], done: int) -> None:
         views = [memoryview(part) for part in parts if part]
+        n = done
         try:
             while views:
-                n = os.writev(self.fd, views)
-                self.size += n
                 while views and n >= len(views[0]):
                     n -= len(views.pop(0))
                 if n:
                     views[0] = views[0][n:]
+                if views:
+                    n = os.writev(self.fd, views)
+                    self.size += n
         except OSError:
-            # A full disk must not stop the container: count what was lost.
             self.dropped += sum(len(view) for view in views)
-        if self.size - self.trimmed >= TRIM_STEP and self._trim_ok:
-            self.trim()
 
     def trim(self) -> None:
         """Start writeback of what was written since the last trim, and drop from the page

@@ -10,6 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 _SHIM = str(Path(__file__).resolve().parents[2] / "shim")
 if _SHIM not in sys.path:
     sys.path.insert(0, _SHIM)
@@ -252,3 +254,26 @@ def test_written_log_pages_leave_the_page_cache_once_on_disk() -> None:
             "time": "2024-03-01T12:34:56Z",
         }
         assert count * len(first) == path.stat().st_size
+
+
+def test_short_writes_are_finished_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """writev may write less than asked (a full disk, a signal): the rest follows, in order."""
+    real_writev = os.writev
+
+    def at_most_seven_bytes(fd: int, buffers: list[bytes]) -> int:
+        return real_writev(fd, [bytes(b"".join(bytes(b) for b in buffers)[:7])])
+
+    path = tmp_path / "c-json.log"
+    lines = [f"line{i}".encode() for i in range(5)]
+    expected = b"".join(
+        json_run("stdout", [line], True, rfc3339nano(SECOND * 10**9)) for line in lines
+    )
+    log = JsonFileLog(str(path))
+    monkeypatch.setattr("runtimed_shim.logs.os.writev", at_most_seven_bytes)
+    log.emit_block("stdout", b"\n".join(lines), SECOND * 10**9)
+    monkeypatch.undo()
+    log.close()
+    assert path.read_bytes() == expected
+    assert log.file.size == len(expected)
