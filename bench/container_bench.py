@@ -49,6 +49,7 @@ from bench.common import (
     mb,
     median_memory,
     memory,
+    page_cache_bytes,
     percentile,
     print_table,
     process_cpu,
@@ -501,6 +502,7 @@ class LogResult:
     streaming: float  # from the first byte in the log file to the last
     file_bytes: int
     logger_cpu: float  # CPU seconds of the shim or conmon
+    cached_bytes: int  # of the log file, in the page cache once written (node memory)
 
     @property
     def mib_s(self) -> float:
@@ -582,6 +584,7 @@ def log_throughput(tool: Tool, mib: int, load: LoadWatch) -> LogResult:
                 break
         logger_cpu = process_cpu(follower.logger) or follower.logger_cpu
         driver = "json-file" if tool.name == "runtimed" else "k8s-file"
+        cached = page_cache_bytes(path)  # before count_lines reads it all back in
         found = count_lines(path, LINE_END[driver])
         if found != lines:
             raise BenchError(f"{tool.name}: the log holds {found} of {lines} lines")
@@ -593,6 +596,7 @@ def log_throughput(tool: Tool, mib: int, load: LoadWatch) -> LogResult:
             follower.last - follower.first,
             follower.size,
             logger_cpu,
+            cached,
         )
     finally:
         tool.remove([cid])
@@ -624,6 +628,7 @@ def print_logs(per_tool: list[list[LogResult]], load: LoadWatch) -> None:
             f"{r.streaming_mib_s:.1f} MiB/s",
             f"{r.file_bytes / 2**20:.0f} MiB",
             f"{r.logger_cpu:.1f} s",
+            f"{r.cached_bytes / 2**20:.0f} MiB",
         ]
         for results in per_tool
         for n, r in enumerate(results)
@@ -636,6 +641,7 @@ def print_logs(per_tool: list[list[LogResult]], load: LoadWatch) -> None:
         "first to last byte",
         "file",
         "logger CPU",
+        "in page cache",
     ]
     print_table(header, rows, indent="  ")
     for results in per_tool:
@@ -652,6 +658,7 @@ def print_logs(per_tool: list[list[LogResult]], load: LoadWatch) -> None:
             f"{median_rate(ours, True) / median_rate(peer, True):.2f} first to last byte"
         )
     print("  logger CPU: the shim (runtimed) or conmon (podman) that wrote the file")
+    print("  in page cache: of the log file once written, memory the node holds for it (fincore)")
     print("  " + load.note("logs"))
 
 
@@ -728,6 +735,7 @@ def run_bench(args: argparse.Namespace, doc: dict[str, Any]) -> None:
                     "median": round(median_rate(results), 1),
                     "streaming_median": round(median_rate(results, True), 1),
                     "rounds": [round(r.mib_s, 1) for r in results],
+                    "page_cache_mib": [round(r.cached_bytes / 2**20) for r in results],
                 }
                 for results in logs
             }
