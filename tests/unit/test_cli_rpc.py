@@ -8,6 +8,8 @@ metadata, deadlines, cancellation, a daemon that disappears.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -203,3 +205,21 @@ def test_closing_the_channel_ends_waiting_calls(served) -> None:
     assert err.value.code() is StatusCode.CANCELLED
     with pytest.raises(RpcError):
         stub.Version(pb.VersionRequest())
+
+
+def test_runtimectl_start_up_leaves_heavy_modules_unloaded() -> None:
+    """What every command pays for at start-up: no grpcio, and none of protobuf's
+    pure-Python message machinery (text_format and friends), while messages still
+    serialize and parse."""
+    probe = """
+import sys
+import runtimed.cli.main, runtimed.cli.client
+from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+request = pb.ListImagesRequest.FromString(pb.ListImagesRequest(all=True).SerializeToString())
+assert request.all
+print(sorted(m for m in ("grpc", "google.protobuf.text_format") if m in sys.modules))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
