@@ -606,7 +606,7 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_create(p: argparse.ArgumentParser) -> None:
     _add_create_flags(p)
-    p.set_defaults(func=cmd_create)
+    p.set_defaults(func=cmd_create, daemon_error_code=125)
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
@@ -614,7 +614,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detach-keys", help="key sequence for detaching (default ctrl-p,ctrl-q)")
     _add_bool_variants(p, "--sig-proxy", "sig_proxy", True)
     _add_create_flags(p)
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, daemon_error_code=125)
 
 
 def _add_start(p: argparse.ArgumentParser) -> None:

@@ -4,16 +4,51 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, NoReturn
 
 from runtimed import __version__
 from runtimed.cli import containers, images, networks, system, volumes
 from runtimed.cli.client import Client, CliError, describe_rpc_error
-from runtimed.cli.lazyparse import LazyArgumentParser
+from runtimed.cli.lazyparse import LazyArgumentParser, LazySubParsersAction
 from runtimed.cli.rpc import RpcError
+
+# docker's status for its own failures (bad flags, a daemon that is not there), kept
+# apart from the exit codes of containers so scripts around `run` can tell them apart.
+USAGE_ERROR = 125
+
+
+class CliSubParsersAction(LazySubParsersAction):
+    """A flag the chosen command does not know is reported by that command's parser, with
+    its usage (`runtimectl run: error: unrecognized arguments: --x`), as docker names the
+    command; argparse would pass it up for the top-level parser to report."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        extras = getattr(namespace, argparse._UNRECOGNIZED_ARGS_ATTR, None)
+        if extras:
+            self._name_parser_map[values[0]].error(f"unrecognized arguments: {' '.join(extras)}")
+
+
+class CliParser(LazyArgumentParser):
+    """Sub-commands' parsers are of this class too (argparse passes its own type down)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", CliSubParsersAction)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = LazyArgumentParser(prog="runtimectl", description="docker-style client for runtimed")
+    parser = CliParser(prog="runtimectl", description="docker-style client for runtimed")
     parser.add_argument("-H", "--host", help="daemon socket (unix:///path), or $RUNTIMED_HOST")
     parser.add_argument("-v", "--version", action="version", version=f"runtimectl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -38,9 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     client = None
+    # run and create answer a failure of the daemon itself with 125, as docker's do.
+    daemon_error = getattr(args, "daemon_error_code", 1)
     try:
         if not getattr(args, "offline", False):
-            client = Client.connect(args.host)
+            try:
+                client = Client.connect(args.host)
+            except CliError as exc:
+                raise CliError(exc.message, daemon_error) from None
         return args.func(client, args)
     except CliError as exc:
         print(exc.message, file=sys.stderr)
@@ -48,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except RpcError as exc:
         socket = client.socket if client else None
         print(describe_rpc_error(exc, socket).message, file=sys.stderr)  # type: ignore[arg-type]
-        return 1
+        return daemon_error
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

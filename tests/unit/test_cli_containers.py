@@ -723,6 +723,38 @@ def test_bad_flag_never_reaches_the_daemon(
     assert "invalid restart policy" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["run", "--no-such-flag", "busybox", "true"], "runtimectl run: error: unrecognized"),
+        (["ps", "--no-such-flag"], "runtimectl ps: error: unrecognized"),
+        (["image", "ls", "--no-such-flag"], "runtimectl image ls: error: unrecognized"),
+        (["network", "create"], "runtimectl network create: error: the following arguments"),
+        (["no-such-command"], "runtimectl: error: argument COMMAND: invalid choice"),
+    ],
+)
+def test_usage_errors_exit_125_in_the_commands_own_words(
+    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], argv: list[str], usage: str
+) -> None:
+    """docker's status for its own failures, not argparse's 2: a script around `run`
+    must not mistake a typo for a container that exited 2."""
+    with pytest.raises(SystemExit) as info:
+        daemon.cli(*argv)
+    assert info.value.code == 125
+    assert usage in capsys.readouterr().err
+    assert daemon.engine.events == []
+
+
+def test_run_and_create_without_a_daemon_exit_125(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host = f"unix://{tmp_path}/none.sock"
+    assert main(["-H", host, "run", "busybox", "true"]) == 125
+    assert main(["-H", host, "create", "busybox"]) == 125
+    assert main(["-H", host, "ps"]) == 1  # as docker's: only run and create say 125
+    assert capsys.readouterr().err.count("is runtimed running?") == 3
+
+
 def test_rm_reports_a_running_container_and_continues(
     daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]
 ) -> None:
