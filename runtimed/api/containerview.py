@@ -96,7 +96,7 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
                 "MaximumRetryCount": cfg.restart_policy.max_retries,
             },
             "AutoRemove": cfg.auto_remove,
-            "PidMode": cfg.pid_mode if cfg.pid_mode.startswith("container:") else "",
+            "PidMode": cfg.pid_mode if cfg.pid_mode != "pod" else "",
             "ReadonlyRootfs": spec.get("readonly_rootfs", False),
             "Privileged": spec.get("privileged", False),
             "CapAdd": spec.get("cap_add", []),

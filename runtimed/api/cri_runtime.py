@@ -23,7 +23,7 @@ from runtimed.api.cri_network import (
     pod_network_status,
 )
 from runtimed.api.unimplemented import fill_unimplemented
-from runtimed.core.containers import PID_CONTAINER, PID_OWN, PID_POD, CreateRequest
+from runtimed.core.containers import PID_CONTAINER, PID_HOST, PID_OWN, PID_POD, CreateRequest
 from runtimed.core.model import Container, RestartPolicy, Sandbox, Status
 from runtimed.core.sandboxes import PodRequest
 from runtimed.core.shim_client import EXIT, STDERR, STDOUT
@@ -68,9 +68,8 @@ def pid_mode(options: cri.NamespaceOption) -> str:
 
     POD (also an empty NamespaceOption) joins the pod's shared namespace, in a
     pod that has one (pod pid mode POD); TARGET joins container target_id's.
-    NODE gets a namespace of its own, as before: the host's pid namespace
-    belongs to the initial user namespace, where a rootless runtime cannot
-    mount its /proc.
+    NODE (hostPID) shares the host's pid namespace, with the host's /proc
+    bind-mounted: a new procfs cannot be mounted there by a rootless runtime.
     """
     if options.pid == cri.POD:
         return PID_POD
@@ -78,7 +77,9 @@ def pid_mode(options: cri.NamespaceOption) -> str:
         if not options.target_id:
             raise InvalidArgument("pid namespace mode TARGET needs namespace_options.target_id")
         return PID_CONTAINER + options.target_id
-    if options.pid not in (cri.CONTAINER, cri.NODE):
+    if options.pid == cri.NODE:
+        return PID_HOST
+    if options.pid != cri.CONTAINER:
         raise InvalidArgument(f"unknown pid namespace mode {options.pid}")
     return PID_OWN
 

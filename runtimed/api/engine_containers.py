@@ -16,7 +16,7 @@ from runtimed.api.containerfilter import select
 from runtimed.api.engine_networks import network_extras
 from runtimed.api.engine_volumes import volume_extras
 from runtimed.core import restart
-from runtimed.core.containers import PID_CONTAINER, CreateRequest
+from runtimed.core.containers import PID_CONTAINER, PID_HOST, CreateRequest
 from runtimed.core.copy import copy_from_container, copy_to_container
 from runtimed.core.logs import DETAILS_METADATA, details_prefix, parse_since, read_logs
 from runtimed.core.model import Container, Status
@@ -43,13 +43,8 @@ def create_request(req: pb.CreateContainerRequest) -> CreateRequest:
         if req.HasField("restart_policy") and req.restart_policy.name
         else restart.parse_policy("no")
     )
-    if req.pid_mode == "host":
-        raise InvalidArgument(
-            "--pid host is not supported: a rootless container cannot mount the /proc of the "
-            "host's PID namespace, which belongs to the initial user namespace"
-        )
-    if req.pid_mode and not req.pid_mode.startswith(PID_CONTAINER):
-        raise InvalidArgument(f"invalid --pid {req.pid_mode!r}: use container:NAME")
+    if req.pid_mode and req.pid_mode != PID_HOST and not req.pid_mode.startswith(PID_CONTAINER):
+        raise InvalidArgument(f"invalid --pid {req.pid_mode!r}: use host or container:NAME")
     if req.auto_remove and policy.name != "no":
         raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
     extras: dict = {}

@@ -584,7 +584,9 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-h", "--hostname", help="container host name")
     p.add_argument("-l", "--label", action="append", help="set metadata on the container")
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
-    p.add_argument("--pid", metavar="MODE", help="PID namespace to use: container:NAME shares it")
+    p.add_argument(
+        "--pid", metavar="MODE", help="PID namespace: host, or container:NAME to share its"
+    )
     p.add_argument("--restart", help="no | on-failure[:max-retries] | always | unless-stopped")
     p.add_argument("--stop-signal", help="signal to stop the container")
     p.add_argument("--stop-timeout", type=int, help="seconds to wait before killing on stop")

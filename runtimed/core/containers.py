@@ -97,12 +97,12 @@ class CreateRequest:
     no_new_privileges: bool = True
     # Per-part settings (volumes, network, ...), each under its own key; see core/hooks.py.
     extras: dict[str, Any] = field(default_factory=dict)
-    # PID_OWN, PID_POD (the pod's shared namespace) or PID_CONTAINER + a container id or name.
+    # PID_OWN, PID_POD (the pod's shared namespace), PID_HOST or PID_CONTAINER + an id or name.
     pid_mode: str = ""
 
 
-# Pid modes: a namespace of its own, the pod's shared one, or another container's.
-PID_OWN, PID_POD, PID_CONTAINER = "", "pod", "container:"
+# Pid modes: a namespace of its own, the pod's shared one, the host's, or another container's.
+PID_OWN, PID_POD, PID_HOST, PID_CONTAINER = "", "pod", "host", "container:"
 
 
 @dataclass
@@ -304,7 +304,7 @@ class ContainerService:
 
     def _check_pid_mode(self, mode: str, sandbox: Sandbox | None) -> str:
         """The pid mode to record; another container's must be running (and in our pod)."""
-        if mode == PID_OWN:
+        if mode in (PID_OWN, PID_HOST):
             return mode
         if mode == PID_POD:
             if sandbox is None:
@@ -312,7 +312,7 @@ class ContainerService:
             return mode
         if not mode.startswith(PID_CONTAINER):
             raise InvalidArgument(
-                f"invalid pid mode {mode!r}: use '' (own), 'pod' or 'container:<id>'"
+                f"invalid pid mode {mode!r}: use '' (own), 'pod', 'host' or 'container:<id>'"
             )
         ref = mode.removeprefix(PID_CONTAINER)
         try:
@@ -335,6 +335,8 @@ class ContainerService:
     def _pid_namespace(self, container: Container, pod_pid: str | None) -> str | None:
         """The pid namespace path to join at start (None: a new one)."""
         mode = container.config.pid_mode
+        if mode == PID_HOST:
+            return None
         if mode == PID_POD:
             return pod_pid  # None in a pod without a shared namespace: one of its own
         if mode.startswith(PID_CONTAINER):
@@ -440,6 +442,9 @@ class ContainerService:
             "stdin_once": container.config.stdin_once,
             "log": _log_config(self.log_drivers, container, request, self.files_dir(container.id)),
             "exit_file": str(state_dir / "exit.json"),
+            # Its processes outlive their init in the host's pid namespace, and come to the
+            # shim (their subreaper): it ends them when the container stops.
+            "host_pid": request.namespaces.host_pid,
         }
         try:
             _shim_pid, pid = await self.launcher.spawn(shim_config)
@@ -469,6 +474,7 @@ class ContainerService:
         if sandbox is not None and sandbox.config.kind == "pod":
             request.namespaces = self.sandbox_namespaces(sandbox)
         request.namespaces.pid = self._pid_namespace(container, request.namespaces.pid)
+        request.namespaces.host_pid = container.config.pid_mode == PID_HOST
         return request
 
     def _write_bundle(self, container: Container, request: SpecRequest, rootfs: Path) -> dict:

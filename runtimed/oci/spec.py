@@ -90,6 +90,7 @@ class NamespacePaths:
     uts: str | None = None
     pid: str | None = None
     host_network: bool = False  # no network namespace at all
+    host_pid: bool = False  # no pid namespace: the host's, its /proc bind-mounted
 
 
 @dataclass
@@ -135,6 +136,8 @@ def build_spec(req: SpecRequest, rootfs: Path) -> dict[str, Any]:
     ns = req.namespaces
     if ns.host_network and ns.network:
         raise InvalidArgument("host network and a network namespace path are exclusive")
+    if ns.host_pid and ns.pid:
+        raise InvalidArgument("host pid and a pid namespace path are exclusive")
 
     env = merge_env(_image_env(image), req.env)
     env = _with_defaults(env, hostname=req.hostname, tty=req.tty, home=user.home)
@@ -388,6 +391,8 @@ def _clamp(short: str, soft: int, hard: int) -> tuple[int, int]:
 def _namespaces(ns: NamespacePaths) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     for kind, path in (("pid", ns.pid), ("ipc", ns.ipc), ("uts", ns.uts)):
+        if kind == "pid" and ns.host_pid:
+            continue
         out.append({"type": kind, "path": path} if path else {"type": kind})
     out.append({"type": "mount"})
     if not ns.host_network:
@@ -446,9 +451,17 @@ def _default_mounts(ns: NamespacePaths, privileged: bool) -> list[dict[str, Any]
             "source": "sysfs",
             "options": ["nosuid", "noexec", "nodev", *sys_ro],
         }
+    # A new procfs needs a pid namespace of our own user namespace: the host's pid
+    # namespace belongs to the initial one, so its /proc is bound instead (as podman does).
+    proc = (
+        {"destination": "/proc", "type": "bind", "source": "/proc",
+         "options": ["rbind", "nosuid", "noexec", "nodev"]}
+        if ns.host_pid
+        else {"destination": "/proc", "type": "proc", "source": "proc",
+              "options": ["nosuid", "noexec", "nodev"]}
+    )  # fmt: skip
     return [
-        {"destination": "/proc", "type": "proc", "source": "proc",
-         "options": ["nosuid", "noexec", "nodev"]},
+        proc,
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",

@@ -22,9 +22,11 @@ def set_name(name: str) -> None:
         f.write(name[:15])
 
 
-def descendants(root: int) -> list[int]:
-    """Processes below `root`, from /proc: without cgroups, the container's process tree."""
+def descendants(root: int, *, living: bool = False) -> list[int]:
+    """Processes below `root`, from /proc: without cgroups, the container's process tree.
+    `living`: leave out zombies (dead, waiting to be reaped)."""
     children: dict[int, list[int]] = {}
+    zombies: set[int] = set()
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -34,15 +36,17 @@ def descendants(root: int) -> list[int]:
         except OSError:
             continue
         # The command name may hold spaces and parentheses: parse after the last ')'.
-        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(name))
+        state, ppid = stat[stat.rindex(b")") + 2 :].split()[:2]
+        children.setdefault(int(ppid), []).append(int(name))
+        if state == b"Z":
+            zombies.add(int(name))
     found: list[int] = []
     todo = [root]
     while todo:
         for child in children.get(todo.pop(), ()):
             found.append(child)
             todo.append(child)
-    return found
+    return [pid for pid in found if pid not in zombies] if living else found
 
 
 def remove_tree(path: str) -> None:

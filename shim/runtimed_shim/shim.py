@@ -77,6 +77,10 @@ class Shim:
         self.log_config = config.get("log") or {"driver": "none"}
         self.exit_file = str(config.get("exit_file") or os.path.join(self.state_dir, "exit.json"))
         self.cgroup_path: str | None = config.get("cgroup_path")
+        # In the host's pid namespace nothing ends the container's other processes when
+        # its init exits (in a namespace of its own, the kernel does): they are orphans
+        # that come to us, their subreaper, and we end them.
+        self.host_pid = bool(config.get("host_pid"))
         self.create_timeout = float(config.get("create_timeout") or CREATE_TIMEOUT)
 
         self.loop = Loop()
@@ -302,7 +306,25 @@ class Shim:
             **self.log.stats(),
         }
 
+    def _container_processes(self, living: bool = False) -> list[int]:
+        """Its init's tree; with the host's pid namespace, every process below the shim
+        (the init's orphans and exec'd processes end up here)."""
+        return descendants(os.getpid() if self.host_pid else self.pid, living=living)
+
+    def _end_leftovers(self) -> None:
+        """The init is gone: SIGKILL what it left, until nothing is left (a leftover may
+        fork while we look)."""
+        for _ in range(10):
+            leftovers = self._container_processes(living=True)
+            if not leftovers:
+                return
+            for pid in leftovers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
     def _container_exited(self, status: int) -> None:
+        if self.host_pid:
+            self._end_leftovers()
         self.io.drain()
         for name in STREAM_NAMES.values():
             self.log.end(name)
@@ -371,7 +393,7 @@ class Shim:
             raise ShimError(f"invalid signal {sig}")
         if self.status == "exited":
             raise ShimError(f"container {self.id} is not running")
-        targets = descendants(self.pid) if request.get("all") else []
+        targets = self._container_processes() if request.get("all") else []
         for pid in [self.pid, *targets]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)

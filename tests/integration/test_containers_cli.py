@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import Daemon
-from tests.support.waiting import wait_for
+from tests.support.waiting import ended, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -263,11 +263,36 @@ def test_pid_namespace_of_another_container(daemon: Daemon, image: str, cleanup:
     target_id = json.loads(daemon.ok("inspect", "pidtarget").stdout)[0]["Id"]
     assert doc["HostConfig"]["PidMode"] == f"container:{target_id}"
     before = daemon.ok("ps", "-aq").stdout
-    for bad, why in (("host", "not supported"), ("bogus", "invalid --pid"),
-                     ("container:nosuch", "not found")):  # fmt: skip
+    for bad, why in (("hots", "invalid --pid"), ("container:nosuch", "not found")):
         result = daemon.ctl("run", "--rm", "--pid", bad, image, "true")
         assert result.returncode == 125 and why in result.stderr, result.stderr
     assert daemon.ok("ps", "-aq").stdout == before
+
+
+def test_host_pid_namespace(daemon: Daemon, image: str, cleanup: list[str]) -> None:
+    """docker run --pid host: the host's processes (rootless: its /proc bound, as no procfs can
+    be mounted there); what the init leaves behind ends with it, as in a namespace of its own."""
+    cleanup += ["hostpid", "hostpid2"]
+    seen = daemon.ok("run", "--rm", "--pid", "host", image, "readlink", "/proc/self/ns/pid")
+    assert seen.stdout.strip() == os.readlink("/proc/self/ns/pid")
+    listing = daemon.ok("run", "--rm", "--pid", "host", image, "ls", "/proc").out_lines
+    assert str(os.getpid()) in listing  # this test's own process
+    script = "sleep 4243 >/dev/null 2>&1 & echo $!"
+    leftover = int(
+        daemon.ok("run", "--name", "hostpid", "--pid", "host", image, "sh", "-c", script).stdout
+    )
+    wait_for(lambda: ended(leftover), what="the init's leftover to end with the container")
+    assert inspect(daemon, "hostpid")["HostConfig"]["PidMode"] == "host"
+    # top shows the tree; stop ends the init and then what it left.
+    script = "sleep 4244 >/dev/null 2>&1 & echo $! > /tmp/bg; exec sleep 4245"
+    daemon.ok("run", "-d", "--name", "hostpid2", "--pid", "host", image, "sh", "-c", script)
+    wait_for(lambda: daemon.ctl("exec", "hostpid2", "test", "-s", "/tmp/bg").returncode == 0,
+             what="the background pid written")  # fmt: skip
+    background = int(daemon.ok("exec", "hostpid2", "cat", "/tmp/bg").stdout)
+    top = daemon.ok("top", "hostpid2").stdout
+    assert "sleep 4244" in top and "sleep 4245" in top
+    daemon.ok("stop", "-t", "1", "hostpid2")
+    wait_for(lambda: ended(background), what="the background sleep to end at stop")
 
 
 def test_cp_both_directions(daemon: Daemon, image: str, tmp_path: Path, cleanup: list[str]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from tests.support.daemon import Daemon
 from tests.support.images import PushedImages
-from tests.support.waiting import wait_for
+from tests.support.waiting import ended, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -251,15 +251,6 @@ def infra_pid(rt, pod_id: str) -> int:
     return int(json.loads(status.info["info"])["pid"])
 
 
-def ended(pid: int) -> bool:
-    """The process is gone (a zombie counts: this machine's init does not reap orphans)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rindex(b")") + 2 :].startswith(b"Z")
-
-
 def live_infra_processes(d: Daemon) -> set[int]:
     """Live pod infra processes of ours in the daemon's mount namespace (not other daemons')."""
     holder = d.holder_pid()
@@ -345,6 +336,24 @@ def test_pod_pid_namespace_container_mode(daemon: Daemon, image: str, tmp_path: 
         assert "sleep 31338" in ps and "sleep 31337" not in ps
         assert exec_out(rt, b, "cat", "/proc/1/cmdline") == "sleep\x0031338\x00"
         assert len({pid_ns_of(rt, a), pid_ns_of(rt, b), pid_ns_of(rt, c)}) == 3
+    finally:
+        remove_pod(rt, pod_id)
+
+
+def test_host_pid_namespace(daemon: Daemon, image: str, tmp_path: Path) -> None:
+    """hostPID: kubelet sends NODE for the pod and its containers."""
+    rt = daemon.cri_runtime()
+    config = pod_config("hostpid", tmp_path, uid="uid-hostpid")
+    config.linux.security_context.namespace_options.pid = cri.NODE
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    try:
+        assert infra_pid(rt, pod_id) == 0
+        node = run_sleeper(rt, pod_id, config, image, "node", 31341, cri.NODE)
+        assert pid_ns_of(rt, node) == os.readlink("/proc/self/ns/pid")
+        assert str(os.getpid()) in exec_out(rt, node, "ls", "/proc").split()
+        # Its pid is the host's: the pid kubelet would see is the one inside.
+        init = container_pid(rt, node)
+        assert exec_out(rt, node, "cat", f"/proc/{init}/cmdline") == "sleep\x0031341\x00"
     finally:
         remove_pod(rt, pod_id)
 

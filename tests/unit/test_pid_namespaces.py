@@ -19,7 +19,7 @@ from runtimed_shim.host import libc, libc_error
 from runtimed_shim.launcher import PR_SET_CHILD_SUBREAPER
 
 from runtimed.api.cri_runtime import pid_mode
-from runtimed.core.containers import PID_CONTAINER, PID_OWN, PID_POD, ContainerService
+from runtimed.core.containers import PID_CONTAINER, PID_HOST, PID_OWN, PID_POD, ContainerService
 from runtimed.core.model import (
     Container,
     ContainerConfig,
@@ -122,7 +122,7 @@ def test_cri_pid_modes() -> None:
     assert pid_mode(cri.NamespaceOption()) == PID_POD  # empty options: POD
     assert pid_mode(cri.NamespaceOption(pid=cri.POD)) == PID_POD
     assert pid_mode(cri.NamespaceOption(pid=cri.CONTAINER)) == PID_OWN
-    assert pid_mode(cri.NamespaceOption(pid=cri.NODE)) == PID_OWN  # as before: no host pid ns
+    assert pid_mode(cri.NamespaceOption(pid=cri.NODE)) == PID_HOST  # hostPID
     target = cri.NamespaceOption(pid=cri.TARGET, target_id="abc")
     assert pid_mode(target) == PID_CONTAINER + "abc"
     with pytest.raises(InvalidArgument, match="target_id"):
@@ -160,6 +160,27 @@ def test_spec_pid_entry_for_each_mode(
         service._pid_namespace(debug, shared)
 
 
+def test_host_pid_has_no_pid_namespace_and_binds_the_hosts_proc(tmp_path: Path) -> None:
+    """A rootless runtime cannot mount a procfs for the host's pid namespace (it belongs
+    to the initial user namespace): the host's /proc is bound instead."""
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    request = SpecRequest(image_config={"Cmd": ["sleep"]}, namespaces=NamespacePaths(host_pid=True))
+    spec = build_spec(request, rootfs)
+    assert "pid" not in [n["type"] for n in spec["linux"]["namespaces"]]
+    proc = next(m for m in spec["mounts"] if m["destination"] == "/proc")
+    assert proc == {
+        "destination": "/proc",
+        "type": "bind",
+        "source": "/proc",
+        "options": ["rbind", "nosuid", "noexec", "nodev"],
+    }
+    assert "/proc/kcore" in spec["linux"]["maskedPaths"]  # still masked over the bind
+    joined = NamespacePaths(host_pid=True, pid="/proc/1/ns/pid")
+    with pytest.raises(InvalidArgument, match="exclusive"):
+        build_spec(SpecRequest(image_config={"Cmd": ["sleep"]}, namespaces=joined), rootfs)
+
+
 def test_pid_mode_checks_at_create(service: ContainerService, records: FakeRecords) -> None:
     sandbox = pod(Path("/nonexistent"))
     running = container("c" * 64, pid=777)
@@ -179,8 +200,10 @@ def test_pid_mode_checks_at_create(service: ContainerService, records: FakeRecor
         service._check_pid_mode(PID_CONTAINER + elsewhere.id, sandbox)
     with pytest.raises(InvalidArgument, match="needs a pod"):
         service._check_pid_mode(PID_POD, None)
+    assert service._check_pid_mode(PID_HOST, sandbox) == PID_HOST
+    assert service._check_pid_mode(PID_HOST, None) == PID_HOST
     with pytest.raises(InvalidArgument, match="invalid pid mode"):
-        service._check_pid_mode("host", sandbox)
+        service._check_pid_mode("hots", sandbox)
 
 
 # --- the pod's infra process, found through its pid file ----------------------------
