@@ -276,6 +276,13 @@ def remove_pod(rt, pod_id: str) -> None:
     rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
 
 
+def pod_with_pid_mode(rt, name: str, log_dir: Path, mode: int) -> tuple[cri.PodSandboxConfig, str]:
+    """A running pod whose own pid mode is `mode` (kubelet: CONTAINER unless it shares)."""
+    config = pod_config(name, log_dir, uid=f"uid-{name}")
+    config.linux.security_context.namespace_options.pid = mode
+    return config, rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+
+
 def test_pod_pid_namespace_is_shared(daemon: Daemon, image: str, tmp_path: Path) -> None:
     rt = daemon.cri_runtime()
     # No namespace options at all: pid mode POD, as crictl sends and containerd shares.
@@ -321,9 +328,7 @@ def test_pod_pid_namespace_is_shared(daemon: Daemon, image: str, tmp_path: Path)
 def test_pod_pid_namespace_container_mode(daemon: Daemon, image: str, tmp_path: Path) -> None:
     rt = daemon.cri_runtime()
     # What kubelet sends for a pod without shareProcessNamespace.
-    config = pod_config("private", tmp_path, uid="uid-private")
-    config.linux.security_context.namespace_options.pid = cri.CONTAINER
-    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    config, pod_id = pod_with_pid_mode(rt, "private", tmp_path, cri.CONTAINER)
     try:
         assert infra_pid(rt, pod_id) == 0
         status = rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id)).status
@@ -343,9 +348,7 @@ def test_pod_pid_namespace_container_mode(daemon: Daemon, image: str, tmp_path: 
 def test_host_pid_namespace(daemon: Daemon, image: str, tmp_path: Path) -> None:
     """hostPID: kubelet sends NODE for the pod and its containers."""
     rt = daemon.cri_runtime()
-    config = pod_config("hostpid", tmp_path, uid="uid-hostpid")
-    config.linux.security_context.namespace_options.pid = cri.NODE
-    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    config, pod_id = pod_with_pid_mode(rt, "hostpid", tmp_path, cri.NODE)
     try:
         assert infra_pid(rt, pod_id) == 0
         node = run_sleeper(rt, pod_id, config, image, "node", 31341, cri.NODE)
@@ -360,9 +363,7 @@ def test_host_pid_namespace(daemon: Daemon, image: str, tmp_path: Path) -> None:
 
 def test_target_pid_namespace(daemon: Daemon, image: str, tmp_path: Path) -> None:
     rt = daemon.cri_runtime()
-    config = pod_config("debug", tmp_path, uid="uid-debug")
-    config.linux.security_context.namespace_options.pid = cri.CONTAINER
-    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    config, pod_id = pod_with_pid_mode(rt, "debug", tmp_path, cri.CONTAINER)
     try:
         app = run_sleeper(rt, pod_id, config, image, "app", 31337, cri.CONTAINER)
         debug_cfg = container_config("debugger", image, ["exec sleep 31340"])
