@@ -1,4 +1,5 @@
-"""docker top: the host's `ps`, narrowed to the processes of the container's PID namespace."""
+"""docker top: the host's `ps`, narrowed to the processes of the container's PID namespace
+(with `--pid host`, to the processes below its shim)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import asyncio
 import os
 import shlex
 
+from runtimed_shim.host import descendants
+
+from runtimed.core.containers import PID_HOST
 from runtimed.core.model import Container
 from runtimed.errors import FailedPrecondition, InvalidArgument
 
@@ -14,8 +18,21 @@ def _pid_namespace(pid: int) -> str:
     return os.readlink(f"/proc/{pid}/ns/pid")
 
 
-def container_pids(init_pid: int) -> set[int]:
-    """Every process sharing the init's PID namespace (readable: they are in our userns)."""
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rindex(b")") + 2 :].split()[1])
+
+
+def container_pids(init_pid: int, host_pid: bool = False) -> set[int]:
+    """Every process sharing the init's PID namespace (readable: they are in our userns).
+
+    In the host's namespace that would be all of the user's processes: there the
+    container's are those below its shim, the init's parent once crun is done, which
+    also adopts what the init leaves behind and runs the exec'd processes.
+    """
+    if host_pid:
+        return set(descendants(_parent(init_pid), living=True))
     target = _pid_namespace(init_pid)
     pids = set()
     for entry in os.listdir("/proc"):
@@ -46,7 +63,8 @@ async def top(container: Container, ps_args: str) -> tuple[list[str], list[list[
     if "PID" not in titles:
         raise InvalidArgument(f"ps {ps_args}: no PID column in its output")
     pid_col = titles.index("PID")
-    pids = await asyncio.to_thread(container_pids, container.state.pid)
+    host_pid = container.config.pid_mode == PID_HOST
+    pids = await asyncio.to_thread(container_pids, container.state.pid, host_pid)
     rows = []
     for line in lines[1:]:
         # The last column (the command) may contain spaces.
