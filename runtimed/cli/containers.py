@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from runtimed.cli import cp, images
+from runtimed.cli import cp, images, networks, volumes
 from runtimed.cli.client import Client, CliError, describe_rpc_error
 from runtimed.cli.format import human_size, print_docs, table
 from runtimed.cli.netflags import add_network_flags
@@ -401,27 +401,41 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _container_doc(client: Client, ref: str) -> dict[str, Any]:
+    return json.loads(client.engine.InspectContainer(pb.ContainerRef(id=ref)).json)
+
+
+def _image_doc(client: Client, ref: str) -> dict[str, Any]:
+    return json.loads(client.engine.InspectImage(pb.InspectImageRequest(reference=ref)).json)
+
+
+def _network_doc(client: Client, ref: str) -> dict[str, Any]:
+    return networks.inspect_doc(client.engine.InspectNetwork(pb.NetworkRef(name=ref)))
+
+
+def _volume_doc(client: Client, ref: str) -> dict[str, Any]:
+    return volumes.volume_doc(client.engine.InspectVolume(pb.VolumeRef(name=ref)))
+
+
+# What `inspect` looks for, in docker's order when --type names none.
+INSPECTORS: dict[str, Callable[[Client, str], dict[str, Any]]] = {
+    "container": _container_doc,
+    "image": _image_doc,
+    "network": _network_doc,
+    "volume": _volume_doc,
+}
+
+
 def _inspect_one(client: Client, ref: str, kind: str | None) -> dict[str, Any]:
-    """docker inspect: a container first, then an image, unless --type says which."""
-    if kind in (None, "container"):
+    """docker inspect: the first container, image, network or volume of that name, unless
+    --type says which."""
+    for each in [kind] if kind else INSPECTORS:
         try:
-            reply = client.engine.InspectContainer(pb.ContainerRef(id=ref))
-            doc: dict[str, Any] = json.loads(reply.json)
-            return doc
+            return INSPECTORS[each](client, ref)
         except RpcError as exc:
             if exc.code() != StatusCode.NOT_FOUND:
                 raise
-            if kind == "container":
-                raise CliError(f"Error: No such container: {ref}") from None
-    try:
-        image = client.engine.InspectImage(pb.InspectImageRequest(reference=ref))
-    except RpcError as exc:
-        if exc.code() != StatusCode.NOT_FOUND:
-            raise
-        what = "image" if kind == "image" else "object"
-        raise CliError(f"Error: No such {what}: {ref}") from None
-    doc = json.loads(image.json)
-    return doc
+    raise CliError(f"Error: No such {kind or 'object'}: {ref}")
 
 
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
@@ -681,7 +695,7 @@ def _add_inspect(p: argparse.ArgumentParser, kind: str | None) -> None:
     p.add_argument("-f", "--format", help="Go template")
     p.add_argument("-s", "--size", action="store_true", help="accepted for compatibility")
     if kind is None:
-        p.add_argument("--type", choices=["container", "image"])
+        p.add_argument("--type", choices=list(INSPECTORS))
     else:
         p.set_defaults(type=kind)
     p.set_defaults(func=cmd_inspect)

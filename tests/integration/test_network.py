@@ -276,6 +276,7 @@ def test_user_networks_names_aliases_links_isolation_and_connect(
     assert "eth1" in out.stdout and srv_id[:12] in out.stdout
     doc = json.loads(daemon.ok("network", "inspect", "front").stdout)[0]
     assert {c["Name"] for c in doc["Containers"].values()} == {"srv", "other"}
+    assert json.loads(daemon.ok("inspect", "--type", "network", "front").stdout) == [doc]
     refused = daemon.ctl("network", "rm", "front")
     assert refused.returncode != 0 and "active endpoints" in refused.stderr
     daemon.ok("network", "disconnect", "front", "other")

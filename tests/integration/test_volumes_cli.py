@@ -118,6 +118,8 @@ def test_volume_commands(daemon: Daemon, image: str, names: list[str], tmp_path:
         "volume", "ls", "--filter", "name=vc-a", "--format", "{{.Name}}:{{.Driver}}"
     ).out_lines == ["vc-a:local"]
     assert daemon.ok("volume", "inspect", "-f", "{{.Labels.team}}", "vc-a").stdout == "core\n"
+    typed = daemon.ok("inspect", "--type", "volume", "-f", "{{.Name}} {{.Labels.team}}", "vc-a")
+    assert typed.stdout == "vc-a core\n"
 
     in_use = daemon.ctl("volume", "rm", "vc-a")
     assert in_use.returncode == 1 and "volume is in use" in in_use.stderr

@@ -494,6 +494,16 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"No such image: {request.reference}")
         return pb.InspectImageResponse(json=json.dumps({"Id": "sha256:" + "1" * 64}))
 
+    async def InspectNetwork(self, request: pb.NetworkRef, context: Any) -> Any:
+        if request.name != "appnet":
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"network {request.name} not found")
+        return pb.Network(id="n" * 64, name="appnet", driver="bridge")
+
+    async def InspectVolume(self, request: pb.VolumeRef, context: Any) -> Any:
+        if request.name != "data":
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"get {request.name}: no such volume")
+        return pb.Volume(name="data", driver="local", mountpoint="/v/data")
+
     async def RemoveContainer(self, request: pb.RemoveContainerRequest, context: Any) -> Any:
         self.events.append(f"rm {request.id} force={request.force}")
         if self.remove_error and not request.force:
@@ -785,6 +795,18 @@ def test_inspect_falls_back_from_container_to_image(
     assert "Error: No such object: nothing" in capsys.readouterr().err
     assert daemon.cli("container", "inspect", "busybox") == 1
     assert "Error: No such container: busybox" in capsys.readouterr().err
+
+
+def test_inspect_finds_networks_and_volumes_too(
+    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docker inspect [--type network|volume], as users type it for those objects too."""
+    assert daemon.cli("inspect", "appnet", "data", "--format", "{{.Name}} {{.Driver}}") == 0
+    assert capsys.readouterr().out == "appnet bridge\ndata local\n"
+    assert daemon.cli("inspect", "--type", "volume", "data", "--format", "{{.Mountpoint}}") == 0
+    assert capsys.readouterr().out == "/v/data\n"
+    assert daemon.cli("inspect", "--type", "network", "data") == 1
+    assert "Error: No such network: data" in capsys.readouterr().err
 
 
 def test_exec_passes_options_and_returns_the_process_code(
