@@ -7,7 +7,7 @@ import asyncio
 import os
 import shlex
 
-from runtimed_shim.host import descendants
+from runtimed_shim.host import descendants, parent
 
 from runtimed.core.containers import PID_HOST
 from runtimed.core.model import Container
@@ -18,12 +18,6 @@ def _pid_namespace(pid: int) -> str:
     return os.readlink(f"/proc/{pid}/ns/pid")
 
 
-def _parent(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read()
-    return int(stat[stat.rindex(b")") + 2 :].split()[1])
-
-
 def container_pids(init_pid: int, host_pid: bool = False) -> set[int]:
     """Every process sharing the init's PID namespace (readable: they are in our userns).
 
@@ -32,7 +26,7 @@ def container_pids(init_pid: int, host_pid: bool = False) -> set[int]:
     also adopts what the init leaves behind and runs the exec'd processes.
     """
     if host_pid:
-        return set(descendants(_parent(init_pid), living=True))
+        return set(descendants(parent(init_pid), living=True))
     target = _pid_namespace(init_pid)
     pids = set()
     for entry in os.listdir("/proc"):

@@ -22,6 +22,17 @@ def set_name(name: str) -> None:
         f.write(name[:15])
 
 
+def _state_and_parent(stat: bytes) -> tuple[bytes, int]:
+    # The command name may hold spaces and parentheses: parse after the last ')'.
+    state, ppid = stat[stat.rindex(b")") + 2 :].split()[:2]
+    return state, int(ppid)
+
+
+def parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return _state_and_parent(f.read())[1]
+
+
 def descendants(root: int, *, living: bool = False) -> list[int]:
     """Processes below `root`, from /proc: without cgroups, the container's process tree.
     `living`: leave out zombies (dead, waiting to be reaped)."""
@@ -35,9 +46,8 @@ def descendants(root: int, *, living: bool = False) -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        # The command name may hold spaces and parentheses: parse after the last ')'.
-        state, ppid = stat[stat.rindex(b")") + 2 :].split()[:2]
-        children.setdefault(int(ppid), []).append(int(name))
+        state, ppid = _state_and_parent(stat)
+        children.setdefault(ppid, []).append(int(name))
         if state == b"Z":
             zombies.add(int(name))
     found: list[int] = []
