@@ -43,8 +43,8 @@ class CliParser(LazyArgumentParser):
         self.register("action", "parsers", CliSubParsersAction)
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+        # The error and where help is, as docker and podman put it; not run's 18-line usage.
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\nSee '{self.prog} --help'.\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -751,7 +751,10 @@ def test_usage_errors_exit_125_in_the_commands_own_words(
     with pytest.raises(SystemExit) as info:
         daemon.cli(*argv)
     assert info.value.code == 125
-    assert usage in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(usage)
+    command = usage.split(":")[0]
+    assert err.endswith(f"\nSee '{command} --help'.\n") and err.count("\n") == 2
     assert daemon.engine.events == []
 
 
