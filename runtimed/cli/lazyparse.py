@@ -5,7 +5,8 @@ costs more start-up time than the RPC a command then makes. Here `add_parser`
 hands back a recording: every call made on it (add_argument, set_defaults,
 add_subparsers, ...) is kept and replayed onto a real parser only when the
 command line picks that subcommand. Help and "invalid choice" errors need only
-the names and help texts, which argparse keeps apart from the parsers.
+the names and help texts, which argparse keeps apart from the parsers. An
+unknown flag is reported by the chosen command's parser, not the top-level one.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class LazySubParsersAction(argparse._SubParsersAction):
                 if value is chosen:  # the name and its aliases
                     self._name_parser_map[name] = built
         super().__call__(parser, namespace, values, option_string)
+        # A flag the chosen command does not know is reported by that command's parser
+        # (`runtimectl run: error: unrecognized arguments: --x`, docker names the command
+        # too); argparse would pass it up for the top-level parser to report.
+        extras = getattr(namespace, argparse._UNRECOGNIZED_ARGS_ATTR, None)
+        if extras:
+            self._name_parser_map[values[0]].error(f"unrecognized arguments: {' '.join(extras)}")
 
 
 class LazyArgumentParser(argparse.ArgumentParser):

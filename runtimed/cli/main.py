@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from runtimed import __version__
 from runtimed.cli import containers, images, networks, system, volumes
 from runtimed.cli.client import Client, CliError, describe_rpc_error
-from runtimed.cli.lazyparse import LazyArgumentParser, LazySubParsersAction
+from runtimed.cli.lazyparse import LazyArgumentParser
 from runtimed.cli.rpc import RpcError
 
 # docker's status for its own failures (bad flags, a daemon that is not there), kept
@@ -17,30 +17,8 @@ from runtimed.cli.rpc import RpcError
 USAGE_ERROR = 125
 
 
-class CliSubParsersAction(LazySubParsersAction):
-    """A flag the chosen command does not know is reported by that command's parser, with
-    its usage (`runtimectl run: error: unrecognized arguments: --x`), as docker names the
-    command; argparse would pass it up for the top-level parser to report."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        super().__call__(parser, namespace, values, option_string)
-        extras = getattr(namespace, argparse._UNRECOGNIZED_ARGS_ATTR, None)
-        if extras:
-            self._name_parser_map[values[0]].error(f"unrecognized arguments: {' '.join(extras)}")
-
-
 class CliParser(LazyArgumentParser):
     """Sub-commands' parsers are of this class too (argparse passes its own type down)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.register("action", "parsers", CliSubParsersAction)
 
     def error(self, message: str) -> NoReturn:
         # The error and where help is, as docker and podman put it; not run's 18-line usage.
