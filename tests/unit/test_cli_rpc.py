@@ -49,6 +49,11 @@ class Peculiar(engine_pb2_grpc.EngineServicer):
         if request.id == "huge":
             yield pb.LogEntry(data=b"x" * (MAX_MESSAGE + 1))
             return
+        if request.id == "at-limit":  # data: 1 tag byte and a 4-byte length short of it
+            entry = pb.LogEntry(data=b"x" * (MAX_MESSAGE - 5))
+            assert entry.ByteSize() == MAX_MESSAGE
+            yield entry
+            return
         for i in range(request.tail):
             yield pb.LogEntry(stream="stdout", data=_payload(i), time_nano=i)
         if request.id == "error-after":
@@ -165,6 +170,14 @@ def test_message_over_the_limit_is_refused(served) -> None:
     with pytest.raises(RpcError) as err:
         list(stub.ContainerLogs(pb.ContainerLogsRequest(id="huge")))
     assert err.value.code() is StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_message_at_the_limit_arrives(served) -> None:
+    """Its framing makes it 5 bytes more than the limit: the stream's window must hold it,
+    or the sender waits for window forever."""
+    _, stub, _, _ = served
+    (entry,) = stub.ContainerLogs(pb.ContainerLogsRequest(id="at-limit"), timeout=20)
+    assert len(entry.data) == MAX_MESSAGE - 5
 
 
 def test_daemon_going_away_ends_a_waiting_call(served) -> None:

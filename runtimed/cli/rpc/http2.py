@@ -34,11 +34,6 @@ _DEFAULT_WINDOW = 65535
 # Large windows and frames: one unix socket, one client, few streams.
 _RECV_WINDOW = 16 * 1024 * 1024
 _RECV_FRAME = 1024 * 1024
-_SETTINGS = {
-    fr.SettingsFrame.ENABLE_PUSH: 0,
-    fr.SettingsFrame.INITIAL_WINDOW_SIZE: _RECV_WINDOW,
-    fr.SettingsFrame.MAX_FRAME_SIZE: _RECV_FRAME,
-}
 _CANCEL = 0x8
 _MESSAGE_HEADER = struct.Struct(">BI")  # gRPC framing: compressed flag, length
 
@@ -99,7 +94,7 @@ class Stream:
             message = self.inbox.popleft() if self.inbox else None
             if message is not None:
                 self.unacked += len(message) + _MESSAGE_HEADER.size
-                if self.unacked >= _RECV_WINDOW // 2 and not self.done:
+                if self.unacked >= self.conn.stream_window // 2 and not self.done:
                     increment, self.unacked = self.unacked, 0
         if expired:
             self.conn.reset(self, _CANCEL)
@@ -142,6 +137,9 @@ class Connection:
     def __init__(self, path: str, max_message: int) -> None:
         self.path = path
         self.max_message = max_message
+        # A stream's window comes back only as whole messages are read: the largest
+        # message we accept, with its framing, must fit in it, or its sender waits forever.
+        self.stream_window = max(_RECV_WINDOW, max_message + _MESSAGE_HEADER.size)
         self.cond = threading.Condition(threading.RLock())
         self.wlock = threading.Lock()
         self.sock: socket.socket | None = None
@@ -201,7 +199,14 @@ class Connection:
                 f"failed to connect to all addresses; last error: unix:{self.path}: {exc}",
             ) from None
         self.sock = sock
-        settings = fr.SettingsFrame(0, settings=_SETTINGS)
+        settings = fr.SettingsFrame(
+            0,
+            settings={
+                fr.SettingsFrame.ENABLE_PUSH: 0,
+                fr.SettingsFrame.INITIAL_WINDOW_SIZE: self.stream_window,
+                fr.SettingsFrame.MAX_FRAME_SIZE: _RECV_FRAME,
+            },
+        )
         grow = fr.WindowUpdateFrame(0, window_increment=_RECV_WINDOW - _DEFAULT_WINDOW)
         self._write(_PREFACE + settings.serialize() + grow.serialize())
         self.reader = threading.Thread(target=self._read_loop, name="rpc-reader", daemon=True)
