@@ -6,7 +6,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
-from runtimed.core.model import Container, Status
+from runtimed.core.model import PID_POD, Container, Status
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.humanize import human_duration
 from runtimed.network import view as netview
@@ -96,7 +96,7 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
                 "MaximumRetryCount": cfg.restart_policy.max_retries,
             },
             "AutoRemove": cfg.auto_remove,
-            "PidMode": cfg.pid_mode if cfg.pid_mode != "pod" else "",
+            "PidMode": cfg.pid_mode if cfg.pid_mode != PID_POD else "",
             "ReadonlyRootfs": spec.get("readonly_rootfs", False),
             "Privileged": spec.get("privileged", False),
             "CapAdd": spec.get("cap_add", []),

@@ -26,6 +26,10 @@ from runtimed.core.hooks import ContainerHook
 from runtimed.core.hostfiles import write_host_files
 from runtimed.core.logdrivers import LogDrivers
 from runtimed.core.model import (
+    PID_CONTAINER,
+    PID_HOST,
+    PID_OWN,
+    PID_POD,
     Container,
     ContainerConfig,
     ContainerState,
@@ -97,12 +101,8 @@ class CreateRequest:
     no_new_privileges: bool = True
     # Per-part settings (volumes, network, ...), each under its own key; see core/hooks.py.
     extras: dict[str, Any] = field(default_factory=dict)
-    # PID_OWN, PID_POD (the pod's shared namespace), PID_HOST or PID_CONTAINER + an id or name.
+    # A PID_* mode of core.model; PID_CONTAINER + an id or a name.
     pid_mode: str = ""
-
-
-# Pid modes: a namespace of its own, the pod's shared one, the host's, or another container's.
-PID_OWN, PID_POD, PID_HOST, PID_CONTAINER = "", "pod", "host", "container:"
 
 
 @dataclass
@@ -330,13 +330,15 @@ class ContainerService:
             raise FailedPrecondition(
                 f"container {target.id} is not running: its pid namespace cannot be joined"
             )
+        if target.config.pid_mode == PID_HOST:
+            # Its namespace is the host's: join it as the host's (no procfs can be mounted
+            # there), as docker follows the chain.
+            return PID_HOST
         return PID_CONTAINER + target.id
 
     def _pid_namespace(self, container: Container, pod_pid: str | None) -> str | None:
         """The pid namespace path to join at start (None: a new one)."""
         mode = container.config.pid_mode
-        if mode == PID_HOST:
-            return None
         if mode == PID_POD:
             return pod_pid  # None in a pod without a shared namespace: one of its own
         if mode.startswith(PID_CONTAINER):

@@ -29,6 +29,11 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+# Pid modes: a namespace of its own, the pod's shared one, the host's, or (PID_CONTAINER
+# + an id) another container's.
+PID_OWN, PID_POD, PID_HOST, PID_CONTAINER = "", "pod", "host", "container:"
+
+
 @dataclass
 class RestartPolicy:
     name: str = "no"  # no | on-failure | always | unless-stopped
@@ -58,7 +63,7 @@ class ContainerConfig:
     cri: dict[str, Any] | None = None  # CRI metadata {name, attempt} when kubelet made it
     # Per-part settings (volumes, network, ...), each under its own key; see core/hooks.py.
     extras: dict[str, Any] = field(default_factory=dict)
-    # Whose pid namespace: "" its own, "pod" the pod's shared one, "container:<id>" that one's.
+    # Whose pid namespace: one of the PID_* modes below.
     pid_mode: str = ""
 
     @classmethod

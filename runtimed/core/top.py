@@ -9,8 +9,7 @@ import shlex
 
 from runtimed_shim.host import descendants, parent
 
-from runtimed.core.containers import PID_HOST
-from runtimed.core.model import Container
+from runtimed.core.model import PID_HOST, Container
 from runtimed.errors import FailedPrecondition, InvalidArgument
 
 

@@ -6,6 +6,10 @@ import contextlib
 import ctypes
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 # The interpreter links libc: its symbols resolve without ctypes.util (which costs ~3 MB).
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -28,9 +32,18 @@ def _state_and_parent(stat: bytes) -> tuple[bytes, int]:
     return state, int(ppid)
 
 
-def parent(pid: int) -> int:
+def _stat(pid: int) -> tuple[bytes, int]:
     with open(f"/proc/{pid}/stat", "rb") as f:
-        return _state_and_parent(f.read())[1]
+        return _state_and_parent(f.read())
+
+
+def state(pid: int) -> bytes:
+    """The one-letter state of /proc/PID/stat (b"Z": a zombie); OSError when gone."""
+    return _stat(pid)[0]
+
+
+def parent(pid: int) -> int:
+    return _stat(pid)[1]
 
 
 def descendants(root: int, *, living: bool = False) -> list[int]:
@@ -57,6 +70,18 @@ def descendants(root: int, *, living: bool = False) -> list[int]:
             found.append(child)
             todo.append(child)
     return [pid for pid in found if pid not in zombies] if living else found
+
+
+def reaped() -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of every child that has ended, without blocking."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
 
 
 def remove_tree(path: str) -> None:

@@ -9,7 +9,8 @@ line: a container's output must not wait for the disk.
 Written log pages leave the page cache soon after they reach the disk (see
 LogFile.trim): a chatty container neither fills the node's memory with its log
 nor keeps asking the kernel for fresh pages, which on VMs that hand freed
-memory back to the host cost several times what reused ones do.
+memory back to the host cost several times what reused ones do. (A file
+rotated below that step is never trimmed: max-size x max-file bounds it.)
 
 Rotation (json-file, local) follows Docker: before a write that would pass
 max-size the file is renamed to `<path>.1` (older ones shift to `.2` ...
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import time
 
 from runtimed_shim.logdriver import PartialTracker
@@ -345,8 +347,8 @@ class LogFile:
         self.fd = -1
         self.size = 0
         self.dropped = 0
-        self.trimmed = 0  # end of what trim() has sent to the disk
-        self._trim_ok = True
+        self.trimmed = 0  # the size at the last trim()
+        self._trim_ok = False  # a regular file (a FIFO or a tty has no pages to drop)
         self._compressor: Any = None
         self.reopen()
 
@@ -356,7 +358,9 @@ class LogFile:
         if self.fd >= 0:
             os.close(self.fd)
         self.fd = fd
-        self.size = self.trimmed = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        self.size = self.trimmed = st.st_size
+        self._trim_ok = stat.S_ISREG(st.st_mode)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -404,36 +408,26 @@ class LogFile:
             self.trim()
 
     def _write_rest(self, parts: tuple[bytes, ...], done: int) -> None:
-        views = [memoryview(part) for part in parts if part]
-        n = done
+        # Rare (a full disk, a signal): one joined copy is simpler than slicing the parts.
+        rest = memoryview(b"".join(parts))[done:]
         try:
-            while views:
-                while views and n >= len(views[0]):
-                    n -= len(views.pop(0))
-                if n:
-                    views[0] = views[0][n:]
-                if views:
-                    n = os.writev(self.fd, views)
-                    self.size += n
+            while rest:
+                n = os.write(self.fd, rest)
+                self.size += n
+                rest = rest[n:]
         except OSError:
-            self.dropped += sum(len(view) for view in views)
+            self.dropped += len(rest)
 
     def trim(self) -> None:
         """Start writeback of what was written since the last trim, and drop from the page
         cache what earlier trims sent to the disk and is clean by now.
 
-        POSIX_FADV_DONTNEED does both without waiting: it starts writeback of dirty pages
-        in its range and drops only clean ones. Pages still being written when their range
-        was dropped are caught by the next trim, which starts again from offset 0.
+        One POSIX_FADV_DONTNEED over the whole file does both without waiting: it starts
+        writeback of the dirty pages (the newest step) and drops only clean ones (the steps
+        before it, once written; any still being written go at the next trim).
         """
-        try:
-            if self.trimmed:
-                os.posix_fadvise(self.fd, 0, self.trimmed, os.POSIX_FADV_DONTNEED)
-            os.posix_fadvise(
-                self.fd, self.trimmed, self.size - self.trimmed, os.POSIX_FADV_DONTNEED
-            )
-        except OSError:
-            self._trim_ok = False  # not a regular file (a FIFO, a tty): nothing to trim
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
         self.trimmed = self.size
 
     def _rotate(self) -> None:

@@ -25,7 +25,7 @@ import select
 import signal
 
 from runtimed_shim.exitfile import write_atomic
-from runtimed_shim.host import libc, libc_error, set_name
+from runtimed_shim.host import libc, libc_error, reaped, set_name, state
 
 TYPE_CHECKING = False  # typing costs every shim ~2 MB; annotations are strings
 if TYPE_CHECKING:
@@ -107,13 +107,8 @@ def _retitle(title: str) -> None:
 
 
 def _reap() -> None:
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for _ in reaped():
+        pass
 
 
 # --- the daemon's side ------------------------------------------------------------
@@ -131,15 +126,12 @@ def find(pid_file: str) -> int | None:
         pid, pid_ns = int(record["pid"]), int(record["pid_ns"])
         if pid <= 0:
             return None
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        process_state = state(pid)
         owner = os.stat(f"/proc/{pid}").st_uid
         current_ns = os.stat(f"/proc/{pid}/ns/pid").st_ino
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    # The command name may hold spaces and parentheses: the state follows the last ')'.
-    state = stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3]
-    if state in (b"Z", b"X") or owner != os.getuid() or current_ns != pid_ns:
+    if process_state in (b"Z", b"X") or owner != os.getuid() or current_ns != pid_ns:
         return None
     return pid
 

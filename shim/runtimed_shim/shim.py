@@ -21,7 +21,7 @@ from runtimed_shim.client import Client
 from runtimed_shim.console import ConsoleSocket, set_size
 from runtimed_shim.execs import ExecError, ExecSession
 from runtimed_shim.exitfile import exit_code, oom_kills, reason_for, write_atomic, write_json_atomic
-from runtimed_shim.host import descendants, remove_tree
+from runtimed_shim.host import descendants, reaped, remove_tree
 from runtimed_shim.logpipe import LogPipeline, LogSetupError, open_pipeline
 from runtimed_shim.logs import NoLog
 from runtimed_shim.loop import Loop
@@ -256,13 +256,7 @@ class Shim:
         self._reap()
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reaped():
             if pid == self.pid and self.status != "exited":
                 self._container_exited(status)
             elif (session := self.execs.pop(pid, None)) is not None:
@@ -307,20 +301,21 @@ class Shim:
         }
 
     def _container_processes(self, living: bool = False) -> list[int]:
-        """Its init's tree; with the host's pid namespace, every process below the shim
-        (the init's orphans and exec'd processes end up here)."""
-        return descendants(os.getpid() if self.host_pid else self.pid, living=living)
+        """Its init's tree, the init left out; with the host's pid namespace, every process
+        below the shim (the init's orphans and exec'd processes end up here)."""
+        if not self.host_pid:
+            return descendants(self.pid, living=living)
+        return [pid for pid in descendants(os.getpid(), living=living) if pid != self.pid]
 
     def _end_leftovers(self) -> None:
-        """The init is gone: SIGKILL what it left, until nothing is left (a leftover may
-        fork while we look)."""
-        for _ in range(10):
-            leftovers = self._container_processes(living=True)
-            if not leftovers:
-                return
-            for pid in leftovers:
+        """The init is gone: SIGKILL what it left, until a look finds nothing new (one may
+        have forked while we looked; a killed one forks no more)."""
+        killed: set[int] = set()
+        while fresh := set(self._container_processes(living=True)) - killed:
+            for pid in fresh:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            killed |= fresh
 
     def _container_exited(self, status: int) -> None:
         if self.host_pid:

@@ -321,7 +321,6 @@ def test_pod_pid_namespace_is_shared(daemon: Daemon, image: str, tmp_path: Path)
     finally:
         remove_pod(rt, pod_id)
     wait_for(lambda: ended(infra), what="the infra process to end")
-    assert infra not in live_infra_processes(daemon)
     assert not (daemon.socket.parent / "sandboxes" / pod_id).exists()
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
+
+from runtimed.network import helperproc
 
 
 def wait_for(
@@ -18,8 +19,4 @@ def wait_for(
 
 def ended(pid: int) -> bool:
     """The process is gone (a zombie counts: this machine's init does not reap orphans)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rindex(b")") + 2 :].startswith(b"Z")
+    return not helperproc.alive(pid, "")

@@ -201,6 +201,9 @@ def test_pid_mode_checks_at_create(service: ContainerService, records: FakeRecor
     with pytest.raises(InvalidArgument, match="needs a pod"):
         service._check_pid_mode(PID_POD, None)
     assert service._check_pid_mode(PID_HOST, sandbox) == PID_HOST
+    on_host = container("a" * 64, pid=779, pid_mode=PID_HOST)
+    records.containers[on_host.id] = on_host
+    assert service._check_pid_mode(PID_CONTAINER + on_host.id, sandbox) == PID_HOST
     assert service._check_pid_mode(PID_HOST, None) == PID_HOST
     with pytest.raises(InvalidArgument, match="invalid pid mode"):
         service._check_pid_mode("hots", sandbox)
