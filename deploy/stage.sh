@@ -21,10 +21,9 @@ if [[ ! -x "$dir/venv/bin/python" ]]; then
 fi
 # A regular install, not an editable one: the editable finder adds ~6 ms to the
 # start of every runtimectl command (the tests run against src/ from their cwd).
-# --force-reinstall of runtimed alone: a re-stage must replace the same version.
+# pip reinstalls a local directory even at the same version, so a re-stage replaces it.
 pip=(runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)"
      "$dir/venv/bin/pip" --quiet --disable-pip-version-check)
 "${pip[@]}" install "$dir/src[test]"
-"${pip[@]}" install --no-deps --force-reinstall "$dir/src"
 # setuptools builds inside the tree; the tests and ruff see the tree, not a second copy.
 rm -rf "$dir/src/build" "$dir/src/runtimed.egg-info"

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from runtimed.cli.rpc import Connection, RpcError, StatusCode, Stub
+from runtimed.cli.rpc import ConnectError, Connection, RpcError, Stub
 from runtimed.gen.runtimed.v1 import engine_pb2
 from runtimed.paths import default_socket, parse_host
 
@@ -39,10 +39,7 @@ class Client:
     def connect(cls, host: str | None) -> Client:
         path = socket_path(host)
         if not path.exists():
-            raise CliError(
-                f"Cannot connect to runtimed at unix://{path}: is runtimed running? "
-                "start it with: runtimed"
-            )
+            raise not_running(path)
         channel = Connection(str(path), max_message=MAX_MESSAGE)
         service = engine_pb2.DESCRIPTOR.services_by_name["Engine"]
         return cls(socket=path, channel=channel, engine=Stub(channel, service))
@@ -51,15 +48,22 @@ class Client:
         self.channel.close()
 
 
+def not_running(socket: Path) -> CliError:
+    return CliError(
+        f"Cannot connect to runtimed at unix://{socket}: is runtimed running? "
+        "start it with: runtimed"
+    )
+
+
+def daemon_error(client: Client, err: RpcError) -> str:
+    """The line a command prints for a failed call."""
+    return describe_rpc_error(err, client.socket).message
+
+
 def describe_rpc_error(err: RpcError, socket: Path) -> CliError:
-    details = err.details()
-    # The client's own wording when the socket does not answer; a daemon error has ours.
-    if err.code() == StatusCode.UNAVAILABLE and details.startswith("failed to connect"):
-        return CliError(
-            f"Cannot connect to runtimed at unix://{socket}: is runtimed running? "
-            "start it with: runtimed"
-        )
-    return CliError(f"Error response from daemon: {details}")
+    if isinstance(err, ConnectError):  # the socket did not answer; the daemon's errors are ours
+        return not_running(socket)
+    return CliError(f"Error response from daemon: {err.details()}")
 
 
 def fail(message: str) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from runtimed.cli import cp, images, networks, volumes
-from runtimed.cli.client import Client, CliError, describe_rpc_error
+from runtimed.cli.client import Client, CliError, daemon_error
 from runtimed.cli.format import human_size, print_docs, table
 from runtimed.cli.netflags import add_network_flags
 from runtimed.cli.psformat import LogPrinter, format_ps, ps_row
@@ -39,10 +39,6 @@ from runtimed.cli.stdio import (
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 # --- talking to the daemon --------------------------------------------------------------------
-
-
-def _rpc_message(client: Client, exc: RpcError) -> str:
-    return describe_rpc_error(exc, client.socket).message
 
 
 def start_error_code(message: str) -> int:
@@ -84,7 +80,7 @@ def create_container(client: Client, req: pb.CreateContainerRequest, pull: str, 
             _pull_to_stderr(client, req.image, req.platform, quiet)
             reply = client.engine.CreateContainer(req)
     except RpcError as exc:
-        raise CliError(_rpc_message(client, exc), start_error_code(exc.details())) from None
+        raise CliError(daemon_error(client, exc), start_error_code(exc.details())) from None
     for warning in reply.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     return reply.id
@@ -94,18 +90,22 @@ def start_container(client: Client, ident: str) -> None:
     try:
         client.engine.StartContainer(pb.ContainerRef(id=ident))
     except RpcError as exc:
-        raise CliError(_rpc_message(client, exc), start_error_code(exc.details())) from None
+        raise CliError(daemon_error(client, exc), start_error_code(exc.details())) from None
+
+
+def container_doc(client: Client, ref: str) -> dict[str, Any]:
+    """What `docker container inspect` prints for one container (RpcError as the daemon says)."""
+    doc: dict[str, Any] = json.loads(client.engine.InspectContainer(pb.ContainerRef(id=ref)).json)
+    return doc
 
 
 def inspect_container(client: Client, ref: str) -> dict[str, Any]:
     try:
-        reply = client.engine.InspectContainer(pb.ContainerRef(id=ref))
+        return container_doc(client, ref)
     except RpcError as exc:
         if exc.code() == StatusCode.NOT_FOUND:
             raise CliError(f"Error: No such container: {ref}") from None
         raise
-    doc: dict[str, Any] = json.loads(reply.json)
-    return doc
 
 
 def _signal_forwarder(client: Client, ident: str) -> Callable[[int], None]:
@@ -136,7 +136,7 @@ def run_session(
     except RpcError as exc:
         details = exc.details()
         code = start_error_code(details) if error_code == 125 else error_code
-        raise CliError(_rpc_message(client, exc), code) from None
+        raise CliError(daemon_error(client, exc), code) from None
     if result.detached:
         if detach_message:
             print(detach_message, file=sys.stderr)
@@ -254,7 +254,7 @@ def cmd_start(client: Client, args: argparse.Namespace) -> int:
         try:
             client.engine.StartContainer(pb.ContainerRef(id=ref))
         except RpcError as exc:
-            print(_rpc_message(client, exc), file=sys.stderr)
+            print(daemon_error(client, exc), file=sys.stderr)
             failed.append(ref)
             continue
         print(ref)
@@ -291,7 +291,7 @@ def _each(client: Client, refs: Sequence[str], action: Callable[[str], str | Non
         try:
             line = action(ref)
         except RpcError as exc:
-            print(_rpc_message(client, exc), file=sys.stderr)
+            print(daemon_error(client, exc), file=sys.stderr)
             failed = True
             continue
         if line is not None:
@@ -401,28 +401,12 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _container_doc(client: Client, ref: str) -> dict[str, Any]:
-    return json.loads(client.engine.InspectContainer(pb.ContainerRef(id=ref)).json)
-
-
-def _image_doc(client: Client, ref: str) -> dict[str, Any]:
-    return json.loads(client.engine.InspectImage(pb.InspectImageRequest(reference=ref)).json)
-
-
-def _network_doc(client: Client, ref: str) -> dict[str, Any]:
-    return networks.inspect_doc(client.engine.InspectNetwork(pb.NetworkRef(name=ref)))
-
-
-def _volume_doc(client: Client, ref: str) -> dict[str, Any]:
-    return volumes.volume_doc(client.engine.InspectVolume(pb.VolumeRef(name=ref)))
-
-
 # What `inspect` looks for, in docker's order when --type names none.
 INSPECTORS: dict[str, Callable[[Client, str], dict[str, Any]]] = {
-    "container": _container_doc,
-    "image": _image_doc,
-    "network": _network_doc,
-    "volume": _volume_doc,
+    "container": container_doc,
+    "image": images.image_doc,
+    "network": networks.network_doc,
+    "volume": volumes.inspect_volume,
 }
 
 
@@ -448,7 +432,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
             print(exc.message, file=sys.stderr)
             failed = True
         except RpcError as exc:
-            print(_rpc_message(client, exc), file=sys.stderr)
+            print(daemon_error(client, exc), file=sys.stderr)
             failed = True
     print_docs(docs, args.format)
     return 1 if failed else 0
@@ -541,7 +525,7 @@ def cmd_exec(client: Client, args: argparse.Namespace) -> int:
     except Terminated as exc:
         return 128 + exc.signum
     except RpcError as exc:
-        raise CliError(_rpc_message(client, exc), _exec_error_code(exc.details())) from None
+        raise CliError(daemon_error(client, exc), _exec_error_code(exc.details())) from None
     if result.exit_code is None and not result.detached:
         print("exec session ended without an exit status", file=sys.stderr)
         return 1
@@ -562,7 +546,7 @@ def _exec_detached(client: Client, options: pb.ExecOptions) -> int:
             if message.WhichOneof("msg") in ("ready", "exit"):
                 break
     except RpcError as exc:
-        raise CliError(_rpc_message(client, exc), _exec_error_code(exc.details())) from None
+        raise CliError(daemon_error(client, exc), _exec_error_code(exc.details())) from None
     finally:
         done.set()
         call.cancel()

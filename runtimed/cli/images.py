@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runtimed.cli.client import Client, CliError
+from runtimed.cli.client import Client, CliError, daemon_error
 from runtimed.cli.format import (
     ago,
     human_size,
@@ -156,17 +156,26 @@ def _created_text(stamp: int) -> str:
     return dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
 
 
+def image_doc(client: Client, ref: str) -> dict[str, Any]:
+    """What `docker image inspect` prints for one image (RpcError as the daemon says)."""
+    doc: dict[str, Any] = json.loads(
+        client.engine.InspectImage(pb.InspectImageRequest(reference=ref)).json
+    )
+    return doc
+
+
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
     docs, failed = [], False
     for ref in args.images:
         try:
-            reply = client.engine.InspectImage(pb.InspectImageRequest(reference=ref))
+            docs.append(image_doc(client, ref))
         except RpcError as exc:  # keep going like docker, report at the end
             missing = exc.code() == StatusCode.NOT_FOUND
-            print(f"Error: No such image: {ref}" if missing else _rpc_line(exc), file=sys.stderr)
+            print(
+                f"Error: No such image: {ref}" if missing else daemon_error(client, exc),
+                file=sys.stderr,
+            )
             failed = True
-            continue
-        docs.append(json.loads(reply.json))
     print_docs(docs, args.format)
     return 1 if failed else 0
 
@@ -184,7 +193,7 @@ def cmd_rmi(client: Client, args: argparse.Namespace) -> int:
                 pb.RemoveImageRequest(reference=ref, force=args.force, no_prune=args.no_prune)
             )
         except RpcError as exc:  # one failure does not stop the others
-            print(_rpc_line(exc), file=sys.stderr)
+            print(daemon_error(client, exc), file=sys.stderr)
             failed = True
             continue
         for name in reply.untagged:
@@ -247,10 +256,6 @@ def cmd_import(client: Client, args: argparse.Namespace) -> int:
     reply = client.engine.ImportImage(_import_chunks(args.source, options))
     print(reply.image_id)
     return 0
-
-
-def _rpc_line(exc: RpcError) -> str:
-    return f"Error response from daemon: {exc.details()}"
 
 
 def register(sub: argparse._SubParsersAction, image_group: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from runtimed.cli.client import Client, CliError, describe_rpc_error
+from runtimed.cli.client import Client, CliError, daemon_error
 from runtimed.cli.format import print_docs, render, table
 from runtimed.cli.rpc import RpcError
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
@@ -79,11 +79,7 @@ def _call(client: Client, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except RpcError as exc:
-        raise CliError(_details(client, exc)) from None
-
-
-def _details(client: Client, exc: RpcError) -> str:
-    return describe_rpc_error(exc, client.socket).message
+        raise CliError(daemon_error(client, exc)) from None
 
 
 def cmd_create(client: Client, args: argparse.Namespace) -> int:
@@ -139,16 +135,19 @@ def cmd_ls(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def network_doc(client: Client, name: str) -> dict[str, Any]:
+    """What `docker network inspect` prints for one network (RpcError as the daemon says)."""
+    return inspect_doc(client.engine.InspectNetwork(pb.NetworkRef(name=name)))
+
+
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
     docs, failed = [], False
     for name in args.names:
         try:
-            net = client.engine.InspectNetwork(pb.NetworkRef(name=name))
+            docs.append(network_doc(client, name))
         except RpcError as exc:
-            print(_details(client, exc), file=sys.stderr)
+            print(daemon_error(client, exc), file=sys.stderr)
             failed = True
-            continue
-        docs.append(inspect_doc(net))
     print_docs(docs, args.format)
     return 1 if failed else 0
 
@@ -160,7 +159,7 @@ def cmd_rm(client: Client, args: argparse.Namespace) -> int:
             client.engine.RemoveNetwork(pb.NetworkRef(name=name))
             print(name)
         except RpcError as exc:
-            print(_details(client, exc), file=sys.stderr)
+            print(daemon_error(client, exc), file=sys.stderr)
             failed = True
     return 1 if failed else 0
 
@@ -206,7 +205,7 @@ def cmd_port(client: Client, args: argparse.Namespace) -> int:
     try:
         ports = client.engine.ContainerPorts(pb.ContainerRef(id=args.container)).ports
     except RpcError as exc:
-        raise CliError(_details(client, exc)) from None
+        raise CliError(daemon_error(client, exc)) from None
     if args.spec:
         port, _, proto = args.spec.partition("/")
         proto = proto or "tcp"

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from runtimed.cli.client import Client, CliError
+from runtimed.cli.client import Client, CliError, daemon_error
 from runtimed.cli.format import human_size, print_docs, render, table
 from runtimed.cli.rpc import RpcError
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
@@ -34,10 +34,6 @@ def _filters(values: list[str] | None) -> list[pb.Filter]:
         else:
             out.append(pb.Filter(key=key.strip().lower(), value=value))
     return out
-
-
-def _error_line(exc: RpcError) -> str:
-    return f"Error response from daemon: {exc.details()}"
 
 
 def volume_doc(volume: pb.Volume) -> dict[str, Any]:
@@ -110,13 +106,18 @@ def _row(volume: pb.Volume) -> dict[str, Any]:
     }
 
 
+def inspect_volume(client: Client, name: str) -> dict[str, Any]:
+    """What `docker volume inspect` prints for one volume (RpcError as the daemon says)."""
+    return volume_doc(client.engine.InspectVolume(pb.VolumeRef(name=name)))
+
+
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
     docs, failed = [], False
     for name in args.names:
         try:
-            docs.append(volume_doc(client.engine.InspectVolume(pb.VolumeRef(name=name))))
+            docs.append(inspect_volume(client, name))
         except RpcError as exc:
-            print(_error_line(exc), file=sys.stderr)
+            print(daemon_error(client, exc), file=sys.stderr)
             failed = True
     print_docs(docs, args.format)
     return 1 if failed else 0
@@ -128,7 +129,7 @@ def cmd_rm(client: Client, args: argparse.Namespace) -> int:
         try:
             client.engine.RemoveVolume(pb.RemoveVolumeRequest(name=name, force=args.force))
         except RpcError as exc:
-            print(_error_line(exc), file=sys.stderr)
+            print(daemon_error(client, exc), file=sys.stderr)
             failed = True
             continue
         print(name)

@@ -7,6 +7,6 @@ It speaks plain gRPC, so the daemon serves it like any other client.
 
 from runtimed.cli.rpc.calls import Stub
 from runtimed.cli.rpc.http2 import Connection
-from runtimed.cli.rpc.status import RpcError, StatusCode
+from runtimed.cli.rpc.status import ConnectError, RpcError, StatusCode
 
-__all__ = ["Connection", "RpcError", "StatusCode", "Stub"]
+__all__ = ["ConnectError", "Connection", "RpcError", "StatusCode", "Stub"]

@@ -22,6 +22,7 @@ import hpack
 from hyperframe import frame as fr
 
 from runtimed.cli.rpc.status import (
+    ConnectError,
     RpcError,
     StatusCode,
     status_from_http,
@@ -194,10 +195,7 @@ class Connection:
             sock.connect(self.path)
         except OSError as exc:
             sock.close()
-            raise RpcError(
-                StatusCode.UNAVAILABLE,
-                f"failed to connect to all addresses; last error: unix:{self.path}: {exc}",
-            ) from None
+            raise ConnectError(self.path, exc) from None
         self.sock = sock
         settings = fr.SettingsFrame(
             0,

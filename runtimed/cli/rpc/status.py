@@ -69,6 +69,16 @@ class RpcError(Exception):
         return self._details
 
 
+class ConnectError(RpcError):
+    """The socket did not answer: no daemon behind it (UNAVAILABLE, as grpcio says it)."""
+
+    def __init__(self, path: str, reason: OSError) -> None:
+        super().__init__(
+            StatusCode.UNAVAILABLE,
+            f"failed to connect to all addresses; last error: unix:{path}: {reason}",
+        )
+
+
 def status_from_trailers(headers: dict[str, str]) -> RpcError | None:
     """None for OK; the error the trailers (or a trailers-only response) describe."""
     code = StatusCode.from_wire(headers.get("grpc-status"))
