@@ -7,6 +7,7 @@ $XDG_DATA_HOME/runtimed, configuration in $XDG_CONFIG_HOME/runtimed.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +51,6 @@ class Config:
             if explicit:
                 raise InvalidArgument(f"config file {path} does not exist")
             return cfg
-        import tomllib  # only the daemon reads it; runtimectl imports this module too
-
         try:
             raw = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:

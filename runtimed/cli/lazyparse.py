@@ -35,6 +35,7 @@ class Recording:
         return record
 
     def __setattr__(self, name: str, value: Any) -> None:
+        # No register() sets a parser attribute today; one that does must not be lost.
         self._calls.append(("__setattr__", (name, value), {}, None))
 
     def replay(self, target: Any) -> Any:

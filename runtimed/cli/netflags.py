@@ -71,29 +71,23 @@ def parse_publish(spec: str) -> list[pb.PortBinding]:
         raise _usage(f"no container port in publish spec {spec!r}")
     c_start, c_end = _range(ctr_text, "container port", spec)
     count = c_end - c_start + 1
+    # One container port and a host range: the daemon binds the first free port of it.
+    first_free = False
     if host_text:
         h_start, h_end = _range(host_text, "host port", spec)
-        if count == 1 and h_end > h_start:  # one container port, the first free host port
-            return [
-                pb.PortBinding(
-                    host_ip=host_ip,
-                    host_port=h_start,
-                    host_port_end=h_end,
-                    container_port=c_start,
-                    protocol=proto,
-                )
-            ]
-        if h_end - h_start + 1 != count:
+        first_free = count == 1 and h_end > h_start
+        if not first_free and h_end - h_start + 1 != count:
             raise _usage(
                 f"invalid publish spec {spec!r}: host and container port ranges must have "
                 "the same length"
             )
     else:
-        h_start = 0
+        h_start = h_end = 0
     return [
         pb.PortBinding(
             host_ip=host_ip,
             host_port=h_start + i if h_start else 0,
+            host_port_end=h_end if first_free else 0,
             container_port=c_start + i,
             protocol=proto,
         )

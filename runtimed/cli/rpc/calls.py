@@ -92,8 +92,7 @@ def _send_all(stream: Stream, requests: Iterable[Message]) -> None:
     try:
         _send_requests(stream, requests)
     except Exception:  # noqa: BLE001 - grpcio ends the call the same way
-        stream.finish(RpcError(StatusCode.UNKNOWN, "Exception iterating requests!"))
-        stream.conn.reset(stream, 0x8)
+        stream.abort(RpcError(StatusCode.UNKNOWN, "Exception iterating requests!"))
 
 
 class Stub:

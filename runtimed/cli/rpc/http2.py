@@ -73,8 +73,12 @@ class Stream:
         self.conn.send_data(self, b"", end=True)
 
     def cancel(self) -> None:
+        self.abort(RpcError(StatusCode.CANCELLED, "Locally cancelled by application!"))
+
+    def abort(self, error: RpcError) -> None:
+        """End the call on our side with `error`, and tell the server (RST_STREAM CANCEL)."""
         if not self.done:
-            self.finish(RpcError(StatusCode.CANCELLED, "Locally cancelled by application!"))
+            self.finish(error)
             self.conn.reset(self, _CANCEL)
 
     # --- receiving ----------------------------------------------------------------
