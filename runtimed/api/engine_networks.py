@@ -52,7 +52,7 @@ def network_message(service: NetworkService, net: NetworkRecord) -> pb.Network:
                 container_id=e.owner_id,
                 name=service.owner_name(e.owner_id),
                 ipv4_address=f"{e.ip}/{net.prefixlen}",
-                mac_address=e.mac,
+                mac_address=e.mac_address,
                 aliases=e.aliases,
             )
         )

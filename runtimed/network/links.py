@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import logging
 import os
 import socket
@@ -19,6 +18,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from runtimed.network.netns import NetnsWorker
+from runtimed.network.store import mac_for
 
 ENOENT, EEXIST, ENODEV = 2, 17, 19
 # The kernel gives every namespace's loopback this index.
@@ -44,12 +44,6 @@ def veth_name(owner_id: str, network_id: str) -> str:
     return "veth" + hashlib.sha256(f"{owner_id}/{network_id}".encode()).hexdigest()[:11]
 
 
-def mac_for(ip: str) -> str:
-    """A locally administered MAC derived from the address, as docker does (02:42:...)."""
-    packed = ipaddress.IPv4Address(ip).packed
-    return "02:42:" + ":".join(f"{b:02x}" for b in packed)
-
-
 def _index(name: str) -> int | None:
     """`name`'s index in this thread's namespace: one ioctl, where pyroute2's lookup costs
     a netlink round trip and about a millisecond of Python."""
@@ -61,7 +55,7 @@ def _index(name: str) -> int | None:
 
 def loopback_up() -> None:
     with IPRoute() as ipr:
-        ipr.link("set", index=_index("lo"), state="up")
+        ipr.link("set", index=LOOPBACK_INDEX, state="up")
 
 
 def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
@@ -73,7 +67,7 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
         index = _index(name)
         if index is None:
             with contextlib.suppress(NetlinkError):
-                ipr.link("add", ifname=name, kind="bridge", address=mac)
+                ipr.link("add", ifname=name, kind="bridge")
             index = _index(name)
         assert index is not None
         have = {

@@ -82,13 +82,13 @@ class RootlessNetns:
             self.worker.home = self.pin
             await self.worker.run(self.worker.go_home)
             uplink = self._load()
-            alive = uplink is not None and helperproc.alive(uplink.pid, str(self.pin))
-            if alive and uplink is not None and uplink.host_loopback == self.host_loopback:
-                self.uplink = uplink
-                log.info("rootless_netns_reused", backend=uplink.backend, pid=uplink.pid)
-                return uplink
-            if alive and uplink is not None:  # started with the other host_loopback setting
-                helperproc.stop(uplink.pid, str(self.pin))
+            if uplink is not None and helperproc.alive(uplink.pid, str(self.pin)):
+                if uplink.host_loopback == self.host_loopback:
+                    self.uplink = uplink
+                    log.info("rootless_netns_reused", backend=uplink.backend, pid=uplink.pid)
+                    return uplink
+                # Started with the other host_loopback setting: replaced.
+                await asyncio.to_thread(helperproc.stop, uplink.pid, str(self.pin))
             await self.worker.run(links.delete_link, UPLINK_IF)
         else:
             self._stop_stale_uplink()

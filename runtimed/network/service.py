@@ -328,8 +328,8 @@ class NetworkService:
                 static_ip=bool(net.ip),
                 mac=net.mac_address.lower(),
             )
-            self.store.allocate(endpoint, target, net.ip, mac_of=links.mac_for)
-        await self._write_etc(container)
+            self.store.allocate(endpoint, target, net.ip)
+        self._write_etc(container)
 
     async def before_start(self, container: Container, spec: SpecRequest) -> None:
         doc = self.store.owner(container.id)
@@ -339,7 +339,7 @@ class NetworkService:
         if mode == "host":
             spec.namespaces.network = None
             spec.namespaces.host_network = True
-            await self._write_etc(container)
+            self._write_etc(container)
             return
         if mode == "none":
             return
@@ -362,7 +362,7 @@ class NetworkService:
             spec.namespaces.host_network = False
             if self._in_dns(container.id):
                 await self._update_dns()
-            await self._write_etc(container)
+            self._write_etc(container)
             specs = [ports.PortSpec.from_dict(p) for p in doc.get("ports") or []]
             if specs and plans:
                 await self._publish(container.id, plans[0].ip, specs)
@@ -434,7 +434,7 @@ class NetworkService:
                 ifname=ifname,
                 static_ip=bool(ip),
             )
-            self.store.allocate(endpoint, net, ip, mac_of=links.mac_for)
+            self.store.allocate(endpoint, net, ip)
             if container.id in self._active:
                 try:
                     plan = self._plan(container.id, net, endpoint, default_route=False)
@@ -474,7 +474,7 @@ class NetworkService:
         )
         try:
             endpoint = Endpoint(network_id=net.id, owner_id=sandbox.id, ip="", kind="pod")
-            self.store.allocate(endpoint, net, mac_of=links.mac_for)
+            self.store.allocate(endpoint, net)
             plan = self._plan(sandbox.id, net, endpoint, default_route=True)
             await self.worker.run(links.attach, self.worker, pin, [plan])
             self._active.add(sandbox.id)
@@ -538,7 +538,7 @@ class NetworkService:
             ifname=endpoint.ifname,
             ip=endpoint.ip,
             prefixlen=net.prefixlen,
-            mac=endpoint.mac or links.mac_for(endpoint.ip),
+            mac=endpoint.mac_address,
             gateway="" if net.internal else net.gateway,
             mtu=net.mtu,
             default_route=default_route,
@@ -700,14 +700,7 @@ class NetworkService:
         pid_file = self.rootless.dir / "egress.pid"
         # TCP to the host's address goes to its loopback only when that is allowed.
         host_address = self.uplink.host_address if self.uplink.host_loopback else ""
-        # The spec is on its command line: one made for another uplink is replaced.
-        spec_marker = json.dumps({"host_address": host_address})[1:-1]
-        pid = helperproc.read_pid(pid_file)
-        if helperproc.alive(pid, portproxy.MARKER) and helperproc.alive(pid, spec_marker):
-            return
-        await asyncio.to_thread(helperproc.stop, pid, portproxy.MARKER)
         lifeline = self.rootless.dir / "egress.lifeline"
-        lifeline.touch()
         spec = {
             "netns": str(self.rootless.pin),
             "lifeline": str(lifeline),
@@ -715,6 +708,12 @@ class NetworkService:
             "egress_port": EGRESS_PORT,
             "host_address": host_address,
         }
+        # The spec is its command line's last word: one made for another uplink is replaced.
+        pid = helperproc.read_pid(pid_file)
+        if helperproc.alive(pid, json.dumps(spec)):
+            return
+        await asyncio.to_thread(helperproc.stop, pid, portproxy.MARKER)
+        lifeline.touch()
         argv = helperproc.python_module(portproxy.MARKER) + [json.dumps(spec)]
         try:
             pid = await asyncio.to_thread(helperproc.spawn, argv)
@@ -801,12 +800,9 @@ class NetworkService:
 
     # -- /etc/hosts and /etc/resolv.conf -------------------------------------------------
 
-    async def _write_etc(self, container: Container) -> None:
-        # In place: a few queries and two small files, usually unchanged (then only read);
-        # a thread hop would cost more than that.
-        self._write_etc_sync(container)
-
-    def _write_etc_sync(self, container: Container) -> None:
+    def _write_etc(self, container: Container) -> None:
+        # On the loop: a few queries and two small files, usually unchanged (then only
+        # read); a thread hop would cost more than that.
         files = self.containers.files_dir(container.id)
         net = NetRequest.from_extras(container.config.extras)
         doc = self.store.owner(container.id) or {}

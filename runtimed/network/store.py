@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,16 +83,26 @@ class NetworkRecord:
         return cls(id=ident, name=name, **json.loads(doc))
 
 
+def mac_for(ip: str) -> str:
+    """A locally administered MAC derived from the address, as docker does (02:42:...)."""
+    packed = ipaddress.IPv4Address(ip).packed
+    return "02:42:" + ":".join(f"{b:02x}" for b in packed)
+
+
 @dataclass
 class Endpoint:
     network_id: str
     owner_id: str  # container id, or a pod's sandbox id
     ip: str
-    mac: str = ""
+    mac: str = ""  # one the user asked for (--mac-address); else derived, see mac_address
     aliases: list[str] = field(default_factory=list)
     ifname: str = "eth0"  # inside the container
     static_ip: bool = False
     kind: str = "container"  # container | pod
+
+    @property
+    def mac_address(self) -> str:
+        return self.mac or mac_for(self.ip)
 
     def to_doc(self) -> str:
         return json.dumps(
@@ -164,11 +173,9 @@ class NetworkStore:
         endpoint: Endpoint,
         net: NetworkRecord,
         requested: str = "",
-        *,
-        mac_of: Callable[[str], str] | None = None,
     ) -> Endpoint:
-        """Record `endpoint` with `requested` or the next free address of the network, and
-        without a MAC yet, `mac_of(address)`: one transaction (one fsync)."""
+        """Record `endpoint` with `requested` or the next free address of the network: one
+        transaction (one fsync)."""
         with self._tx() as db:
             taken = {
                 r[0] for r in db.execute("SELECT ip FROM endpoints WHERE network_id = ?", (net.id,))
@@ -186,8 +193,6 @@ class NetworkStore:
                 ip = _next_free(net, taken, row[0])
                 db.execute("UPDATE networks SET cursor = ? WHERE id = ?", (ip, net.id))
             endpoint.ip = ip
-            if not endpoint.mac and mac_of is not None:
-                endpoint.mac = mac_of(ip)
             try:
                 db.execute(
                     "INSERT INTO endpoints (network_id, owner_id, ip, doc) VALUES (?, ?, ?, ?)",

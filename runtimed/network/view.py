@@ -70,7 +70,7 @@ def network_settings(containers: ContainerService, container: Container) -> dict
             "IPAddress": a.endpoint.ip,
             "IPPrefixLen": a.network.prefixlen,
             "Gateway": "" if a.network.internal else a.network.gateway,
-            "MacAddress": a.endpoint.mac,
+            "MacAddress": a.endpoint.mac_address,
             "Aliases": list(a.endpoint.aliases),
             "DNSNames": (
                 [container.name, container.id[:12], *a.endpoint.aliases]
