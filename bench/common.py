@@ -68,15 +68,6 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def page_cache_bytes(path: Path) -> int:
-    """How much of a file the page cache holds (util-linux fincore, mincore(2) underneath)."""
-    out = subprocess.run(
-        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return int(out.split()[0])
-
-
 def child_pids(pid: int) -> list[int]:
     with contextlib.suppress(OSError):
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]

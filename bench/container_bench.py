@@ -49,7 +49,6 @@ from bench.common import (
     mb,
     median_memory,
     memory,
-    page_cache_bytes,
     percentile,
     print_table,
     process_cpu,
@@ -59,6 +58,7 @@ from bench.common import (
 )
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from tests.support.daemon import Daemon
+from tests.support.pagecache import cached_bytes
 
 IMAGE = "bench/busybox:1"
 LINE = b"0123456789012345678901234567890123456789"  # 41 bytes a line with its newline
@@ -584,7 +584,7 @@ def log_throughput(tool: Tool, mib: int, load: LoadWatch) -> LogResult:
                 break
         logger_cpu = process_cpu(follower.logger) or follower.logger_cpu
         driver = "json-file" if tool.name == "runtimed" else "k8s-file"
-        cached = page_cache_bytes(path)  # before count_lines reads it all back in
+        cached = cached_bytes(path)  # before count_lines reads it all back in
         found = count_lines(path, LINE_END[driver])
         if found != lines:
             raise BenchError(f"{tool.name}: the log holds {found} of {lines} lines")
@@ -658,7 +658,7 @@ def print_logs(per_tool: list[list[LogResult]], load: LoadWatch) -> None:
             f"{median_rate(ours, True) / median_rate(peer, True):.2f} first to last byte"
         )
     print("  logger CPU: the shim (runtimed) or conmon (podman) that wrote the file")
-    print("  in page cache: of the log file once written, memory the node holds for it (fincore)")
+    print("  in page cache: of the log file once written, memory the node holds for it (mincore)")
     print("  " + load.note("logs"))
 
 

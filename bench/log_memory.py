@@ -42,7 +42,7 @@ def driver_opts() -> dict[str, list[str]]:
             f"fluentd-address=127.0.0.1:{port}",
             "--log-opt",
             "fluentd-async=true",
-        ],  # fmt: skip
+        ],
         "awslogs": [
             "--log-driver",
             "awslogs",
@@ -52,7 +52,7 @@ def driver_opts() -> dict[str, list[str]]:
             f"awslogs-endpoint=http://127.0.0.1:{port}",
             "--log-opt",
             "mode=non-blocking",
-        ],  # fmt: skip
+        ],
     }
 
 

@@ -334,14 +334,11 @@ class Podman(Tool):
 
 
 def container_to_host(tool: Tool, size: int) -> float:
-    sink = host_sink()
-    try:
+    with host_sink() as sink:
         out = tool.cli(
             "run", "--rm", *tool.net_args, *PY, IMAGE, PYTHON, "-c", SEND,
             tool.host_name, str(sink.port), str(size),
         )  # fmt: skip
-    finally:
-        sink.close()
     return gbit(size, float(out.split()[-1]))
 
 

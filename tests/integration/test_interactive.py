@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import BIN, Daemon
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -99,15 +100,13 @@ def test_interactive_shell(daemon: Daemon, image: str) -> None:
         # The window size follows the terminal.
         term.set_size(40, 100)
         term.proc.send_signal(signal.SIGWINCH)
+
         # The resize travels runtimectl -> daemon -> shim: ask until it has arrived.
-        deadline = time.monotonic() + 10
-        while True:
+        def resized() -> bool:
             term.type("echo size-$(stty size)-end\r")
-            answer = term.expect("# ")
-            if "size-40 100-end" in answer or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert "size-40 100-end" in answer
+            return "size-40 100-end" in term.expect("# ")
+
+        wait_for(resized, timeout=10, what="the new window size in the container")
         term.type("exit 5\r")
         assert term.close() == 5
     finally:

@@ -149,14 +149,11 @@ def host_sink() -> LoopbackServer:
 
 def bulk_to_host(daemon: Daemon, image: str, size: int) -> None:
     """Bytes, order and both half-closes survive container -> host.containers.internal."""
-    sink = host_sink()
-    try:
+    with host_sink() as sink:
         out = daemon.ok(
             "run", "--rm", *PY, image, "/usr/bin/python3", "-c", BULK_TO_HOST,
             str(sink.port), str(size),
         ).stdout  # fmt: skip
-    finally:
-        sink.close()
     chunk = bytes(range(256)) * 4096
     expected = (chunk * (size // len(chunk) + 1))[:size]
     assert f"sink: {size} {hashlib.sha256(expected).hexdigest()}" in out, out

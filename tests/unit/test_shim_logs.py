@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
-import mmap
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.support.pagecache import cached_bytes
 
 _SHIM = str(Path(__file__).resolve().parents[2] / "shim")
 if _SHIM not in sys.path:
@@ -207,29 +207,6 @@ def test_blocks_written_in_pieces_equal_records_and_rotate_between_them(tmp_path
     assert all(p.stat().st_size <= 210 for p in tmp_path.glob("r.log*"))
 
 
-def _cached_bytes(path: Path) -> int:
-    """How much of a file is in the page cache: mincore(2) over a mapping of it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]  # fmt: skip
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    size = path.stat().st_size
-    pages = -(-size // mmap.PAGESIZE)
-    vector = ctypes.create_string_buffer(pages)
-    with path.open("rb") as f:
-        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), 0)
-    if address in (None, ctypes.c_void_p(-1).value):
-        raise OSError(ctypes.get_errno(), "mmap")
-    try:
-        if libc.mincore(address, size, vector) != 0:
-            raise OSError(ctypes.get_errno(), "mincore")
-    finally:
-        libc.munmap(address, size)
-    return sum(byte & 1 for byte in vector.raw) * mmap.PAGESIZE
-
-
 def test_written_log_pages_leave_the_page_cache_once_on_disk() -> None:
     """A container that logs gigabytes must not leave them all in the node's memory: what
     is on disk leaves the cache, only the newest steps stay (for followers)."""
@@ -245,7 +222,7 @@ def test_written_log_pages_leave_the_page_cache_once_on_disk() -> None:
             log.emit_block("stdout", block, SECOND * 10**9)
         log.close()
         assert path.stat().st_size >= 7 * TRIM_STEP
-        assert _cached_bytes(path) <= TRIM_STEP + (1 << 20)
+        assert cached_bytes(path) <= TRIM_STEP + (1 << 20)
         with path.open("rb") as f:  # and every record reads back whole
             first, count = f.readline(), 1 + sum(1 for _ in f)
         assert json.loads(first) == {
