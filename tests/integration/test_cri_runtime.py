@@ -31,6 +31,11 @@ def pod_config(name: str, log_dir: Path, uid: str = "uid-1") -> cri.PodSandboxCo
     )
 
 
+def remove_pod(rt, pod_id: str) -> None:
+    rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
 def container_config(name: str, image: str, args: list[str], **extra) -> cri.ContainerConfig:
     return cri.ContainerConfig(
         metadata=cri.ContainerMetadata(name=name, attempt=0),
@@ -159,8 +164,7 @@ def test_exit_codes_and_reasons(daemon: Daemon, image: str, tmp_path: Path) -> N
             status = wait_state(rt, cid, cri.CONTAINER_EXITED)
             assert (status.exit_code, status.reason) == (code, reason)
     finally:
-        rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
-        rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+        remove_pod(rt, pod_id)
 
 
 def test_name_conflicts_and_bad_requests(daemon: Daemon, image: str, tmp_path: Path) -> None:
@@ -196,8 +200,7 @@ def test_name_conflicts_and_bad_requests(daemon: Daemon, image: str, tmp_path: P
             rt.PortForward(cri.PortForwardRequest(pod_sandbox_id=pod_id))
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
-        rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
-        rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+        remove_pod(rt, pod_id)
 
 
 # --- pid namespaces: POD (shared through the pod's infra process), CONTAINER, TARGET ---
@@ -269,11 +272,6 @@ def live_infra_processes(d: Daemon) -> set[int]:
             ):
                 found.add(int(name))
     return found
-
-
-def remove_pod(rt, pod_id: str) -> None:
-    rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
-    rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
 
 
 def pod_with_pid_mode(rt, name: str, log_dir: Path, mode: int) -> tuple[cri.PodSandboxConfig, str]:
