@@ -133,6 +133,14 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.rt.pod_cidr = request.runtime_config.network_config.pod_cidr
         return cri.UpdateRuntimeConfigResponse()
 
+    async def RuntimeConfig(
+        self, request: cri.RuntimeConfigRequest, context: Any
+    ) -> cri.RuntimeConfigResponse:
+        # kubelet matches its cgroupDriver to this; crun runs with its cgroupfs manager.
+        return cri.RuntimeConfigResponse(
+            linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cri.CGROUPFS)
+        )
+
     # -- sandboxes -------------------------------------------------------------
 
     async def RunPodSandbox(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import secrets
 import shutil
 from collections.abc import Awaitable, Callable
@@ -54,6 +55,7 @@ from runtimed.oci.spec import (
     build_spec,
     resolve_args,
 )
+from runtimed.rootless.userns import unreachable_path
 from runtimed.snapshots import Snapshotter
 from runtimed.store.atomicfile import write_atomic
 from runtimed.store.containers import ContainerRecords
@@ -201,11 +203,9 @@ class ContainerService:
         for hook in self.hooks:
             await hook.validate(req, image_config)
         for bind in req.binds:
-            if not Path(bind.source).exists():
-                raise InvalidArgument(
-                    f'invalid mount config for type "bind": bind source path does not exist: '
-                    f"{bind.source}"
-                )
+            _check_bind_source(bind.source)
+        if req.log_path:
+            await asyncio.to_thread(_make_log_directory, Path(req.log_path).parent)
         container_id = secrets.token_hex(32)
         name = validate_name(req.name) if req.name else self._free_name()
         hostname = req.hostname or (sandbox.config.hostname if sandbox else container_id[:12])
@@ -838,6 +838,27 @@ class ContainerService:
         for task in self._monitors.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _check_bind_source(source: str) -> None:
+    try:
+        os.stat(source)
+    except FileNotFoundError:
+        raise InvalidArgument(
+            f'invalid mount config for type "bind": bind source path does not exist: {source}'
+        ) from None
+    except PermissionError:
+        raise unreachable_path(source, "bind source") from None
+
+
+def _make_log_directory(directory: Path) -> None:
+    """kubelet makes the pod's log directory, crictl does not: make it (0755) as containerd does."""
+    try:
+        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except PermissionError:
+        raise unreachable_path(str(directory), "log directory") from None
+    except FileExistsError:
+        raise InvalidArgument(f"log directory {directory} is not a directory") from None
 
 
 def _log_config(

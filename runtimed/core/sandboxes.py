@@ -17,6 +17,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,8 @@ class SandboxService:
     async def run(self, req: PodRequest) -> Sandbox:
         sandbox_id = secrets.token_hex(32)
         ns_dir = self.ns_dir(sandbox_id)
-        hostname = req.hostname or req.cri.get("name", "") or sandbox_id[:12]
+        # As containerd: no hostname in the config means the node's (pod names run long).
+        hostname = req.hostname or socket.gethostname()
         config = SandboxConfig(
             kind="pod",
             hostname=hostname,
