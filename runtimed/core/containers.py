@@ -89,6 +89,8 @@ class CreateRequest:
     stop_signal: str = ""
     stop_timeout: int = -1
     binds: list[BindMount] = field(default_factory=list)
+    # docker's -v makes a missing bind source directory; --mount and CRI refuse it.
+    make_bind_sources: bool = False
     auto_remove: bool = False
     log_driver: str = ""
     log_opts: dict[str, str] = field(default_factory=dict)
@@ -203,7 +205,7 @@ class ContainerService:
         for hook in self.hooks:
             await hook.validate(req, image_config)
         for bind in req.binds:
-            _check_bind_source(bind.source)
+            await asyncio.to_thread(_check_bind_source, bind.source, make=req.make_bind_sources)
         if req.log_path:
             await asyncio.to_thread(_make_log_directory, Path(req.log_path).parent)
         container_id = secrets.token_hex(32)
@@ -840,10 +842,19 @@ class ContainerService:
                 await task
 
 
-def _check_bind_source(source: str) -> None:
+def _check_bind_source(source: str, *, make: bool) -> None:
     try:
         os.stat(source)
     except FileNotFoundError:
+        if make:
+            try:
+                os.makedirs(source, mode=0o755, exist_ok=True)
+            except OSError as exc:  # as rootless docker words it
+                raise InvalidArgument(
+                    f"error while creating mount source path '{source}': "
+                    f"mkdir {exc.filename}: {exc.strerror.lower()}"
+                ) from None
+            return
         raise InvalidArgument(
             f'invalid mount config for type "bind": bind source path does not exist: {source}'
         ) from None

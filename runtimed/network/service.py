@@ -176,13 +176,17 @@ class NetworkService:
     def list(self) -> list[NetworkRecord]:
         return self.store.networks()
 
+    def listed(self) -> list[NetworkRecord]:
+        """What `network ls` shows: our networks and docker's host and none rows."""
+        return [*self.store.networks(), *map(networks.mode_network, networks.MODE_NETWORKS)]
+
     def get(self, ref: str) -> NetworkRecord:
         if not ref:
             raise InvalidArgument("network name or id is required")
         found = self.store.network(ref)
         if found is not None:
             return found
-        matches = [n for n in self.store.networks() if n.id.startswith(ref)]
+        matches = [n for n in self.listed() if n.id.startswith(ref) or n.name == ref]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -191,6 +195,17 @@ class NetworkService:
 
     def endpoints(self, network: NetworkRecord) -> list[Endpoint]:
         return self.store.endpoints(network_id=network.id)
+
+    def live_endpoints(self, network: NetworkRecord) -> list[Endpoint]:
+        """The endpoints of running containers and ready pods (what `network inspect` lists)."""
+        return [e for e in self.endpoints(network) if self._owner_live(e.owner_id)]
+
+    def _owner_live(self, owner_id: str) -> bool:
+        try:
+            return self.containers.get(owner_id).running
+        except (NotFound, InvalidArgument):
+            sandbox = self.containers.records.get_sandbox(owner_id)
+            return bool(sandbox and sandbox.state.ready)
 
     async def create(self, req: CreateNetwork) -> NetworkRecord:
         async with self._lock:
@@ -402,6 +417,11 @@ class NetworkService:
     ) -> None:
         async with self._lock:
             net = self.get(network_ref)
+            if net.name in networks.MODE_NETWORKS:
+                raise FailedPrecondition(
+                    f"container cannot be disconnected from {net.name} network or connected "
+                    f"to {net.name} network"
+                )
             container = self.containers.get(container_ref)
             doc = self.store.owner(container.id)
             if doc is None or doc["mode"] not in MODES_WITH_OWN_NETNS:
