@@ -14,6 +14,7 @@ capabilities when its config.json is written.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -84,17 +85,18 @@ def load_profile(path: str) -> dict[str, Any]:
     try:
         # O_NONBLOCK: a FIFO put there must not hang the request.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise InvalidArgument(f"seccomp profile {path} is not a regular file")
-            data = f.read(MAX_PROFILE + 1)
     except FileNotFoundError:
         raise NotFound(f"seccomp profile {path} not found") from None
     except OSError as exc:
-        raise InvalidArgument(
-            f"cannot read seccomp profile {path}: {exc.strerror} (runtimed reads it as its "
-            "own unprivileged user)"
-        ) from None
+        hint = " (runtimed reads it as its own user)" if exc.errno == errno.EACCES else ""
+        raise InvalidArgument(f"cannot read seccomp profile {path}: {exc.strerror}{hint}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidArgument(f"seccomp profile {path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_PROFILE + 1)
+    finally:
+        os.close(fd)
     if len(data) > MAX_PROFILE:
         raise InvalidArgument(f"seccomp profile {path} is larger than {MAX_PROFILE} bytes")
     try:
