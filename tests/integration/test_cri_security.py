@@ -136,6 +136,12 @@ def test_seccomp_unconfined_unless_asked(daemon: Daemon, image: str, tmp_path: P
         remove_pod(rt, pod_id)
 
 
+def test_engine_containers_keep_the_default_profile(daemon: Daemon, image: str) -> None:
+    """Only the CRI's meaning changed: a docker-style container is confined by default."""
+    out = daemon.ok("run", "--rm", image, "grep", "^Seccomp:", "/proc/self/status").stdout
+    assert out.split() == ["Seccomp:", "2"]
+
+
 def test_localhost_seccomp_profiles_are_enforced(
     daemon: Daemon, image: str, tmp_path: Path
 ) -> None:
