@@ -22,6 +22,7 @@ from runtimed.api.cri_network import (
     network_condition,
     pod_network_status,
 )
+from runtimed.api.cri_security import container_security
 from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.core.containers import PID_CONTAINER, PID_HOST, PID_OWN, PID_POD, CreateRequest
 from runtimed.core.model import Container, RestartPolicy, Sandbox, Status
@@ -172,6 +173,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 },
                 namespace_options={"network": ns.network, "pid": ns.pid, "ipc": ns.ipc},
                 runtime_handler=request.runtime_handler,
+                sysctls=dict(config.linux.sysctls),
             )
         )
         await attach_pod(self.rt, sandbox, config)
@@ -286,11 +288,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         if config.log_path:
             log_path = os.path.join(sandbox.config.log_directory, config.log_path)
         binds, volume_extras = cri_mounts(config.mounts)
-        user = sec.run_as_username
-        if sec.HasField("run_as_user"):
-            user = str(sec.run_as_user.value)
-            if sec.HasField("run_as_group"):
-                user += f":{sec.run_as_group.value}"
+        security = await container_security(sec)
         container = await self.containers.create(
             CreateRequest(
                 image=config.image.image,
@@ -299,13 +297,11 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 cmd=list(config.args) or None,
                 env=[f"{kv.key}={kv.value}" for kv in config.envs],
                 working_dir=config.working_dir,
-                user=user,
                 labels=dict(config.labels),
                 annotations=dict(config.annotations),
                 tty=config.tty,
                 stdin=config.stdin,
                 stdin_once=config.stdin_once,
-                read_only=sec.readonly_rootfs,
                 restart_policy=RestartPolicy(),
                 stop_signal=cri.Signal.Name(config.stop_signal) if config.stop_signal else "",
                 binds=binds,
@@ -313,12 +309,9 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 log_path=log_path,
                 sandbox_id=sandbox.id,
                 cri={"name": meta.name, "attempt": meta.attempt},
-                cap_add=list(sec.capabilities.add_capabilities),
-                cap_drop=list(sec.capabilities.drop_capabilities),
-                privileged=sec.privileged,
-                no_new_privileges=sec.no_new_privs,
                 extras={"volumes": volume_extras},
                 pid_mode=pid_mode(sec.namespace_options),
+                **security,
             )
         )
         return cri.CreateContainerResponse(container_id=container.id)

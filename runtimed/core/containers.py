@@ -48,6 +48,7 @@ from runtimed.images.service import ImageService
 from runtimed.oci.runtime import OciRuntime
 from runtimed.oci.signals import parse_signal
 from runtimed.oci.spec import (
+    SECCOMP_DEFAULT,
     BindMount,
     NamespacePaths,
     SpecRequest,
@@ -103,6 +104,13 @@ class CreateRequest:
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
     no_new_privileges: bool = True
+    # What oci.spec.SpecRequest takes as they are: groups, masked paths, seccomp.
+    supplemental_groups: list[int] = field(default_factory=list)
+    groups_strict: bool = False
+    masked_paths: list[str] | None = None
+    readonly_paths: list[str] | None = None
+    seccomp: str = SECCOMP_DEFAULT
+    seccomp_profile: dict[str, Any] | None = None
     # Per-part settings (volumes, network, ...), each under its own key; see core/hooks.py.
     extras: dict[str, Any] = field(default_factory=dict)
     # A PID_* mode of core.model; PID_CONTAINER + an id or a name.
@@ -249,6 +257,12 @@ class ContainerService:
             no_new_privileges=req.no_new_privileges,
             stop_signal=stop_signal,
             annotations=dict(req.annotations),
+            supplemental_groups=list(req.supplemental_groups),
+            groups_strict=req.groups_strict,
+            masked_paths=req.masked_paths,
+            readonly_paths=req.readonly_paths,
+            seccomp=req.seccomp,
+            seccomp_profile=req.seccomp_profile,
         )
         config = ContainerConfig(
             image=req.image,

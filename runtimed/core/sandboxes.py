@@ -51,6 +51,7 @@ class PodRequest:
     dns: dict[str, list[str]] = field(default_factory=dict)
     namespace_options: dict[str, Any] = field(default_factory=dict)  # network, pid, ipc modes
     runtime_handler: str = ""
+    sysctls: dict[str, str] = field(default_factory=dict)  # set in the pod's namespaces
 
 
 class SandboxService:
@@ -143,12 +144,14 @@ class SandboxService:
         ns_dir = Path(sandbox.config.ns_dir)
         opts = sandbox.config.namespace_options
         host_network = opts.get("network") == NODE
+        host_ipc = opts.get("ipc") == NODE
         return NamespacePaths(
             network=None if host_network else str(ns_dir / "net"),
-            ipc=None if opts.get("ipc") == CONTAINER else str(ns_dir / "ipc"),
+            ipc=None if opts.get("ipc") in (CONTAINER, NODE) else str(ns_dir / "ipc"),
             uts=str(ns_dir / "uts"),
             pid=self.pid_namespace(sandbox),  # for the containers whose pid mode is POD
             host_network=host_network,
+            host_ipc=host_ipc,
         )
 
     async def run(self, req: PodRequest) -> Sandbox:
@@ -170,8 +173,16 @@ class SandboxService:
         )
         sandbox = Sandbox(sandbox_id, req.name, config, SandboxState(), now_ns())
         host_network = req.namespace_options.get("network") == NODE
+        host_ipc = req.namespace_options.get("ipc") == NODE
         try:
-            await asyncio.to_thread(pin_namespaces, ns_dir, hostname, network=not host_network)
+            await asyncio.to_thread(
+                pin_namespaces,
+                ns_dir,
+                hostname,
+                network=not host_network,
+                ipc=not host_ipc,
+                sysctls=req.sysctls,
+            )
             if req.namespace_options.get("pid", POD) == POD:
                 await self.containers.launcher.start_pod_infra(ns_dir / INFRA_FILE)
             await asyncio.to_thread(
