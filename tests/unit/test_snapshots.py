@@ -13,6 +13,7 @@ import pytest
 from runtimed.errors import FailedPrecondition, InvalidArgument
 from runtimed.images.unpack import unpack_layer
 from runtimed.snapshots import (
+    DiskUsage,
     FuseOverlaySnapshotter,
     OverlaySnapshotter,
     Snapshotter,
@@ -121,10 +122,13 @@ def scenario_driver(tmp: str, driver: str) -> None:
         assert (diff / "keep").read_text() == "changed"
         st = (diff / "data/x").lstat()
         assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-        assert snap.usage("c1") == len("w") + len("changed")
+        # written, keep, data/ (copied up) and the whiteout data/x
+        assert snap.usage("c1") == DiskUsage(len("w") + len("changed"), 4)
     else:
-        # added, bin/busybox (+ its hardlink), dir/new, keep, link -> "keep", owned, written
-        assert snap.usage("c1") == 1 + 2 + 1 + len("changed") + len("keep") + 1 + 1
+        # added, bin/busybox (+ its hardlink), dir/new, keep, link -> "keep", owned, written;
+        # inodes: those 7, bin/, data/ (its x deleted) and dir/
+        size = 1 + 2 + 1 + len("changed") + len("keep") + 1 + 1
+        assert snap.usage("c1") == DiskUsage(size, 10)
 
     snap.unmount("c1")
     snap.unmount("c1")
