@@ -26,11 +26,19 @@ SLEEP = "sleep 100000"
 
 
 class Pod:
-    def __init__(self, daemon: Daemon, log_dir: Path, name: str, labels: dict[str, str]) -> None:
+    def __init__(
+        self,
+        daemon: Daemon,
+        log_dir: Path,
+        name: str,
+        labels: dict[str, str],
+        pid_mode: int = cri.POD,
+    ) -> None:
         self.rt = daemon.cri_runtime()
         self.config = pod_config(name, log_dir, uid=f"uid-{name}")
         self.config.labels.clear()
         self.config.labels.update(labels)
+        self.config.linux.security_context.namespace_options.pid = pid_mode
         self.id = self.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=self.config)).pod_sandbox_id
 
     def run(self, image: str, name: str, script: str, **labels: str) -> str:
@@ -166,7 +174,8 @@ def test_filters_by_id_pod_and_labels(
     daemon: Daemon, image: str, tmp_path: Path, pods: list[Pod]
 ) -> None:
     a = Pod(daemon, tmp_path, "filter-a", {"app": "a", "team": "x"})
-    b = Pod(daemon, tmp_path, "filter-b", {"app": "b", "team": "x"})
+    # kubelet's default: a pid namespace per container, and no infra process.
+    b = Pod(daemon, tmp_path, "filter-b", {"app": "b", "team": "x"}, pid_mode=cri.CONTAINER)
     pods += [a, b]
     rt = a.rt
     front_a = a.run(image, "front-a", SLEEP, tier="front")
@@ -192,6 +201,10 @@ def test_filters_by_id_pod_and_labels(
     ).stats
     assert {c.attributes.id for c in stats.linux.containers} == {front_a, back_a}
     assert stats.attributes.metadata.name == "filter-a"
+    # Two sleeps (the shell execs its last command) and the infra process; in b, one sleep.
+    assert stats.linux.process.process_count.value == 3
+    assert b.stats().linux.process.process_count.value == 1
+    assert b.stats().linux.containers[0].memory.working_set_bytes.value > 0
 
     def crictl_ids(*args: str) -> set[str]:
         return {s["attributes"]["id"] for s in crictl_json(daemon, *args)["stats"]}
