@@ -153,7 +153,7 @@ class MemoryStats:
 @dataclass(frozen=True)
 class FilesystemStats:
     mountpoint: str  # of the filesystem holding the layer
-    used_bytes: int
+    used_bytes: int  # allocated on disk, as ImageFsInfo counts (and du)
     inodes_used: int
 
 
@@ -322,7 +322,7 @@ class StatsService:
         if self._mountpoint is None:
             self._mountpoint = mountpoint(self.layer_root)
         usage = self.snapshotter.usage(container.id)
-        return FilesystemStats(self._mountpoint, usage.bytes, usage.inodes)
+        return FilesystemStats(self._mountpoint, usage.allocated, usage.inodes)
 
     async def _network(
         self, sandbox: Sandbox, containers: Sequence[Container]

@@ -28,11 +28,11 @@ _OPTION_METACHARS = frozenset(",:\\\n")
 
 
 class DiskUsage(NamedTuple):
-    """What a directory tree holds: apparent bytes of its files and symlinks, and its
-    inodes (directories, whiteouts and hard links once each; the top directory not)."""
+    """What a directory tree holds (below its top directory; hard links once each)."""
 
-    bytes: int
-    inodes: int
+    bytes: int  # apparent bytes of files and symlinks (what docker's SizeRw counts)
+    inodes: int  # directories, files, symlinks, whiteouts
+    allocated: int  # bytes of the blocks they take on disk, as du counts them
 
 
 class Snapshotter(Protocol):
@@ -79,21 +79,21 @@ def check_lowers(lowers: list[Path], *, for_options: bool) -> list[Path]:
 
 
 def tree_usage(path: Path) -> DiskUsage:
-    """Apparent bytes of files and symlinks under `path`, and its inodes, each counted once."""
-    total = inodes = 0
+    """What is below `path` (see DiskUsage); unreadable directories count nothing."""
+    total = inodes = allocated = 0
     seen: set[tuple[int, int]] = set()  # hard-linked inodes met so far
     stack = [str(path)]
     while stack:
         try:
             it = os.scandir(stack.pop())
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue  # removed or replaced by a running container meanwhile, or sealed off
         with it:
             for entry in it:
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
-                    continue  # removed by the running container meanwhile
+                    continue
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(entry.path)
                 elif st.st_nlink > 1:
@@ -102,9 +102,10 @@ def tree_usage(path: Path) -> DiskUsage:
                         continue
                     seen.add(ident)
                 inodes += 1
+                allocated += st.st_blocks * 512
                 if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
                     total += st.st_size
-    return DiskUsage(total, inodes)
+    return DiskUsage(total, inodes, allocated)
 
 
 def remove_tree(path: Path) -> None:

@@ -170,7 +170,7 @@ class FakeSnapshotter:
     name = "fake"
 
     def usage(self, key: str) -> DiskUsage:
-        return DiskUsage(10 * 1024 * 1024 + len(key), 3)
+        return DiskUsage(bytes=1, inodes=3, allocated=10 * 1024 * 1024 + len(key))
 
 
 async def test_a_stopped_container_keeps_its_writable_layer_but_has_no_cpu(
