@@ -15,6 +15,8 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
+from runtimed.api import cri_stats
+from runtimed.api.cri_attrs import container_metadata, labels_match, pod_metadata
 from runtimed.api.cri_mounts import cri_mounts, runtime_handlers
 from runtimed.api.cri_network import (
     attach_pod,
@@ -58,10 +60,6 @@ _PROPAGATION = {
     cri.PROPAGATION_BIDIRECTIONAL: "rshared",
 }
 _PROPAGATION_BACK = {v: k for k, v in _PROPAGATION.items()}
-
-
-def _labels_match(labels: dict[str, str], selector: Any) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
 
 
 def pid_mode(options: cri.NamespaceOption) -> str:
@@ -193,15 +191,6 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         await self.sandboxes.remove(request.pod_sandbox_id)
         return cri.RemovePodSandboxResponse()
 
-    def _pod_metadata(self, sandbox: Sandbox) -> cri.PodSandboxMetadata:
-        meta = sandbox.config.cri or {}
-        return cri.PodSandboxMetadata(
-            name=meta.get("name", ""),
-            uid=meta.get("uid", ""),
-            namespace=meta.get("namespace", ""),
-            attempt=meta.get("attempt", 0),
-        )
-
     def _pod_state(self, sandbox: Sandbox) -> int:
         return cri.SANDBOX_READY if sandbox.state.ready else cri.SANDBOX_NOTREADY
 
@@ -212,7 +201,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         opts = sandbox.config.namespace_options
         status = cri.PodSandboxStatus(
             id=sandbox.id,
-            metadata=self._pod_metadata(sandbox),
+            metadata=pod_metadata(sandbox),
             state=self._pod_state(sandbox),
             created_at=sandbox.created_at,
             network=pod_network_status(self.rt, sandbox),
@@ -251,12 +240,12 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 continue
             if flt.HasField("state") and self._pod_state(sandbox) != flt.state.state:
                 continue
-            if not _labels_match(sandbox.config.labels, flt.label_selector):
+            if not labels_match(sandbox.config.labels, flt.label_selector):
                 continue
             items.append(
                 cri.PodSandbox(
                     id=sandbox.id,
-                    metadata=self._pod_metadata(sandbox),
+                    metadata=pod_metadata(sandbox),
                     state=self._pod_state(sandbox),
                     created_at=sandbox.created_at,
                     labels=sandbox.config.labels,
@@ -265,6 +254,29 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 )
             )
         return cri.ListPodSandboxResponse(items=items)
+
+    # -- stats (api/cri_stats.py) ----------------------------------------------
+
+    async def ContainerStats(
+        self, request: cri.ContainerStatsRequest, context: Any
+    ) -> cri.ContainerStatsResponse:
+        return await cri_stats.container_stats(self.rt, self._container(request.container_id))
+
+    async def ListContainerStats(
+        self, request: cri.ListContainerStatsRequest, context: Any
+    ) -> cri.ListContainerStatsResponse:
+        return await cri_stats.list_container_stats(self.rt, request.filter)
+
+    async def PodSandboxStats(
+        self, request: cri.PodSandboxStatsRequest, context: Any
+    ) -> cri.PodSandboxStatsResponse:
+        sandbox = self.sandboxes.get(request.pod_sandbox_id)
+        return await cri_stats.pod_sandbox_stats(self.rt, sandbox)
+
+    async def ListPodSandboxStats(
+        self, request: cri.ListPodSandboxStatsRequest, context: Any
+    ) -> cri.ListPodSandboxStatsResponse:
+        return await cri_stats.list_pod_sandbox_stats(self.rt, request.filter)
 
     # -- containers ------------------------------------------------------------
 
@@ -364,12 +376,6 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             "image_ref": image_ref,
         }
 
-    def _meta(self, container: Container) -> cri.ContainerMetadata:
-        meta = container.config.cri or {}
-        return cri.ContainerMetadata(
-            name=meta.get("name", container.name), attempt=meta.get("attempt", 0)
-        )
-
     async def ListContainers(
         self, request: cri.ListContainersRequest, context: Any
     ) -> cri.ListContainersResponse:
@@ -384,13 +390,13 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 continue
             if flt.HasField("state") and _STATE[container.state.status] != flt.state.state:
                 continue
-            if not _labels_match(container.config.labels, flt.label_selector):
+            if not labels_match(container.config.labels, flt.label_selector):
                 continue
             items.append(
                 cri.Container(
                     id=container.id,
                     pod_sandbox_id=container.sandbox_id,
-                    metadata=self._meta(container),
+                    metadata=container_metadata(container),
                     state=_STATE[container.state.status],
                     created_at=container.created_at,
                     labels=container.config.labels,
@@ -417,7 +423,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         ]
         status = cri.ContainerStatus(
             id=container.id,
-            metadata=self._meta(container),
+            metadata=container_metadata(container),
             state=_STATE[state.status],
             created_at=container.created_at,
             started_at=state.started_at,
