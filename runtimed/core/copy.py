@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 import structlog
 
 from runtimed.core import copyin, copyout
-from runtimed.core.inroot import closing, open_in_root, open_root
+from runtimed.core.inroot import MAX_LINKS, closing, open_in_root, open_root
 from runtimed.core.model import Container
 from runtimed.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 CHUNK = 256 * 1024
-MAX_LINKS = 40
 # One copy at a time works in a paused container: the first one's resume must not
 # thaw it under a second.
 _copy_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -99,19 +98,21 @@ async def _paused(service: ContainerService, container: Container) -> AsyncItera
     lock = _copy_locks.setdefault(container.id, asyncio.Lock())
     async with lock:
         shim = service.shim(container)
+        paused = True
         try:
             await shim.pause()
         except (FailedPrecondition, Unavailable) as exc:
+            # Without a cgroup crun cannot freeze; the fds keep the copy inside the root.
             log.debug("copy_unpaused", container_id=container.id, reason=exc.message)
-            yield
-            return
+            paused = False
         try:
             yield
         finally:
-            try:
-                await shim.resume()
-            except (FailedPrecondition, Unavailable) as exc:
-                log.error("copy_resume_failed", container_id=container.id, error=exc.message)
+            if paused:
+                try:
+                    await shim.resume()
+                except (FailedPrecondition, Unavailable) as exc:
+                    log.error("copy_resume_failed", container_id=container.id, error=exc.message)
 
 
 def _open_root(root: Path, container: Container) -> int:
