@@ -394,6 +394,22 @@ class Shim:
                 os.kill(pid, sig)
         self._done(client)
 
+    def _op_pause(self, client: Client, _request: dict[str, Any]) -> None:
+        # Needs the runtime's cgroup freezer: without cgroups the runtime refuses.
+        self._runtime_on_running("pause")
+        self._done(client)
+
+    def _op_resume(self, client: Client, _request: dict[str, Any]) -> None:
+        self._runtime_on_running("resume")
+        self._done(client)
+
+    def _runtime_on_running(self, command: str) -> None:
+        if self.status != "running":
+            raise ShimError(f"container {self.id} is not running")
+        code, err = self.runtime.run(command, self.id)
+        if code != 0:
+            raise ShimError(f"runtime {command} failed: {err}")
+
     def _op_wait(self, client: Client, _request: dict[str, Any]) -> None:
         if self.status == "exited":
             self._done(client, **self.state())
