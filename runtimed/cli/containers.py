@@ -80,7 +80,8 @@ def create_container(client: Client, req: pb.CreateContainerRequest, pull: str, 
             _pull_to_stderr(client, req.image, req.platform, quiet)
             reply = client.engine.CreateContainer(req)
     except RpcError as exc:
-        raise CliError(daemon_error(client, exc), start_error_code(exc.details())) from None
+        # Nothing has run yet: whatever the create refused is docker's 125.
+        raise CliError(daemon_error(client, exc), 125) from None
     for warning in reply.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     return reply.id

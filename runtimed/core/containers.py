@@ -463,6 +463,8 @@ class ContainerService:
             # Its processes outlive their init in the host's pid namespace, and come to the
             # shim (their subreaper): it ends them when the container stops.
             "host_pid": request.namespaces.host_pid,
+            # ... and in a pid namespace it joins, they go to that namespace's init.
+            "shared_pid": request.namespaces.pid is not None and not request.namespaces.host_pid,
         }
         try:
             _shim_pid, pid = await self.launcher.spawn(shim_config)
