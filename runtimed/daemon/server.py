@@ -136,6 +136,7 @@ class Runtime:
             host_loopback=config.host_loopback,
         )
         containers.hooks.append(NetworkHook(network))
+        sandboxes.node_network = network.rootless.pin
         return cls(
             config=config,
             rootless=rootless,

@@ -90,6 +90,8 @@ class NamespacePaths:
     uts: str | None = None
     pid: str | None = None
     host_network: bool = False  # no network namespace at all
+    # `network` is runtimed's own namespace, shared by host-network pods: not theirs to tune.
+    shared_network: bool = False
     host_pid: bool = False  # no pid namespace: the host's, its /proc bind-mounted
 
 
@@ -159,7 +161,7 @@ def build_spec(req: SpecRequest, rootfs: Path) -> dict[str, Any]:
         process["rlimits"] = rlimits
 
     linux: dict[str, Any] = {"namespaces": _namespaces(ns)}
-    sysctls = _sysctls(req.sysctls, host_network=ns.host_network)
+    sysctls = _sysctls(req.sysctls, host_network=ns.host_network or ns.shared_network)
     if sysctls:
         linux["sysctl"] = sysctls
     if not req.privileged:
