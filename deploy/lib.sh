@@ -18,10 +18,14 @@ prepare_user_and_tree() {
   home=$(getent passwd "$user" | cut -d: -f6)
 }
 
+# The CRI client tests drive pods with: shared/bin/crictl beside the checkout (CI lays
+# shared/ there), unless RUNTIMED_CRICTL names another.
+crictl="${RUNTIMED_CRICTL:-$(dirname "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)")/shared/bin/crictl}"
+
 # Run a command as $user from the staged tree with a clean, minimal environment.
 as_user() {
   (cd "$stage/src" && runuser -u "$user" -- env -i \
     HOME="$home" USER="$user" LOGNAME="$user" \
     PATH="$stage/venv/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
-    XDG_RUNTIME_DIR="/run/user/$uid" LANG=C.UTF-8 STAGE="$stage" "$@")
+    XDG_RUNTIME_DIR="/run/user/$uid" LANG=C.UTF-8 STAGE="$stage" RUNTIMED_CRICTL="$crictl" "$@")
 }

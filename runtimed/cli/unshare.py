@@ -22,6 +22,8 @@ CANNOT_EXECUTE, NOT_FOUND = 126, 127
 
 
 def cmd_unshare(client: Client, args: argparse.Namespace) -> int:
+    import shutil  # here, not at the top: every runtimectl command loads this module
+
     from runtimed.errors import RuntimedError
     from runtimed.rootless import nsenter
 
@@ -52,10 +54,12 @@ def cmd_unshare(client: Client, args: argparse.Namespace) -> int:
         except OSError:
             continue
     env = dict(os.environ, RUNTIMED_HOST=f"unix://{where.socket}")
+    # Looked up here, as a shell does: a PATH entry we may not search is no reason for 126.
+    program = argv[0] if "/" in argv[0] else shutil.which(argv[0])
+    if program is None or not os.path.exists(program):
+        raise CliError(f"runtimectl unshare: {argv[0]}: command not found", NOT_FOUND)
     try:
-        os.execvpe(argv[0], argv, env)
-    except FileNotFoundError:
-        raise CliError(f"runtimectl unshare: {argv[0]}: command not found", NOT_FOUND) from None
+        os.execve(program, argv, env)
     except OSError as exc:
         raise CliError(
             f"runtimectl unshare: {argv[0]}: {exc.strerror or exc}", CANNOT_EXECUTE
