@@ -262,9 +262,8 @@ def test_host_network_pod_shares_the_rootless_namespace(
         pod_json = write_config(tmp_path / "pod.json", pod_doc)
         pod_id = crictl(daemon, "runp", pod_json)
         pods.append(pod_id)
-        assert json.loads(crictl(daemon, "inspectp", pod_id))["status"]["linux"]["namespaces"][
-            "options"
-        ]["network"] == "NODE"
+        status = json.loads(crictl(daemon, "inspectp", pod_id))["status"]
+        assert status["linux"]["namespaces"]["options"]["network"] == "NODE"
 
         # Dials the test's listener at 127.0.0.1 of the namespace.
         client_json = write_config(
