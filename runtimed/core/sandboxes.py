@@ -67,6 +67,8 @@ class SandboxService:
         self.containers = containers
         self.run_dir = run_dir
         self.data_dir = data_dir
+        # Where host-network pods live: the rootless network namespace (set by the daemon).
+        self.node_network: Path | None = None
         # Our user namespace does not change while we run: an infra process must share it.
         self._userns = os.stat("/proc/self/ns/user").st_ino
         containers.sandbox_namespaces = self.namespaces
@@ -140,18 +142,25 @@ class SandboxService:
         return [c for c in self.containers.list() if c.sandbox_id == sandbox_id]
 
     def namespaces(self, sandbox: Sandbox) -> NamespacePaths:
-        """What a container of this pod joins (host network when the pod asked for it)."""
+        """What a container of this pod joins.
+
+        A host-network pod (network mode NODE) joins runtimed's rootless network
+        namespace, `node_network`: a kubelet beside a rootless runtime runs there
+        (`runtimectl unshare --rootless-netns`), and a rootless runtime could not give
+        pods the host's own network anyway (no bridge, no configuring it).
+        """
         ns_dir = Path(sandbox.config.ns_dir)
         opts = sandbox.config.namespace_options
-        host_network = opts.get("network") == NODE
-        host_ipc = opts.get("ipc") == NODE
+        node_network = opts.get("network") == NODE
+        if node_network and self.node_network is None:
+            raise FailedPrecondition("host-network pods need runtimed's rootless network")
         return NamespacePaths(
-            network=None if host_network else str(ns_dir / "net"),
+            network=str(self.node_network) if node_network else str(ns_dir / "net"),
             ipc=None if opts.get("ipc") in (CONTAINER, NODE) else str(ns_dir / "ipc"),
             uts=str(ns_dir / "uts"),
             pid=self.pid_namespace(sandbox),  # for the containers whose pid mode is POD
-            host_network=host_network,
-            host_ipc=host_ipc,
+            shared_network=node_network,
+            host_ipc=opts.get("ipc") == NODE,
         )
 
     async def run(self, req: PodRequest) -> Sandbox:

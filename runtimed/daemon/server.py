@@ -145,6 +145,7 @@ class Runtime:
             layer_root=data / "snapshots",
             netns=network.worker,
         )
+        sandboxes.node_network = network.rootless.pin
         return cls(
             config=config,
             rootless=rootless,

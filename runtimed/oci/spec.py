@@ -97,6 +97,8 @@ class NamespacePaths:
     uts: str | None = None
     pid: str | None = None
     host_network: bool = False  # no network namespace at all
+    # `network` is runtimed's own namespace, shared by host-network pods: not theirs to tune.
+    shared_network: bool = False
     host_pid: bool = False  # no pid namespace: the host's, its /proc bind-mounted
     # No IPC namespace: the daemon's, which is the IPC namespace of the user who started
     # it (the daemon makes new user and mount namespaces only). /dev/shm is the host's.
@@ -180,7 +182,9 @@ def build_spec(req: SpecRequest, rootfs: Path) -> dict[str, Any]:
         process["rlimits"] = rlimits
 
     linux: dict[str, Any] = {"namespaces": _namespaces(ns)}
-    sysctls = check_sysctls(req.sysctls, host_network=ns.host_network, host_ipc=ns.host_ipc)
+    sysctls = check_sysctls(
+        req.sysctls, host_network=ns.host_network or ns.shared_network, host_ipc=ns.host_ipc
+    )
     if sysctls:
         linux["sysctl"] = sysctls
     if not req.privileged:

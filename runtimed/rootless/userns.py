@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtimed.errors import FailedPrecondition, PermissionDenied
+from runtimed.rootless import nsenter
+from runtimed.rootless.nsenter import CLONE_NEWNS, CLONE_NEWUSER
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
@@ -212,15 +212,7 @@ def namespace_holder(run_dir: Path) -> int | None:
 
 
 def _setns(pid: int, kind: str, flag: int) -> None:
-    fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _libc.setns(fd, flag) != 0:
-            err = ctypes.get_errno()
-            raise FailedPrecondition(
-                f"cannot join the {kind} namespace of pid {pid}: {os.strerror(err)}"
-            )
-    finally:
-        os.close(fd)
+    nsenter.join_path(f"/proc/{pid}/ns/{kind}", flag, f"the {kind} namespace of pid {pid}")
 
 
 def become_child(run_dir: Path) -> bool:

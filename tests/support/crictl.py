@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from tests.support.daemon import CliResult, Daemon
@@ -21,10 +22,15 @@ def crictl_path() -> str:
     return path
 
 
+def crictl_argv(socket: Path) -> list[str]:
+    """crictl with both endpoints on `socket`; append the subcommand and its arguments."""
+    endpoint = f"unix://{socket}"
+    return [crictl_path(), "-r", endpoint, "-i", endpoint, "--timeout", "30s"]
+
+
 def crictl(daemon: Daemon, *args: str, timeout: float = 60) -> CliResult:
-    endpoint = f"unix://{daemon.socket}"
     proc = subprocess.run(
-        [crictl_path(), "-r", endpoint, "-i", endpoint, "--timeout", "30s", *args],
+        [*crictl_argv(daemon.socket), *args],
         capture_output=True,
         timeout=timeout,
         env=daemon.env,
@@ -43,3 +49,9 @@ def crictl_ok(daemon: Daemon, *args: str, timeout: float = 60) -> CliResult:
 def crictl_json(daemon: Daemon, command: str, *args: str) -> Any:
     """`crictl COMMAND -o json ARGS...` parsed (options go before positional arguments)."""
     return json.loads(crictl_ok(daemon, command, "-o", "json", *args).stdout)
+
+
+def write_config(path: Path, doc: dict[str, Any]) -> str:
+    """A pod or container config file as crictl reads it (the CRI's JSON field names)."""
+    path.write_text(json.dumps(doc))
+    return str(path)
