@@ -295,6 +295,9 @@ class State:
                     raise self.errorf(f"{name} has arguments but cannot be invoked as function")
                 return value
         elif isinstance(receiver, Mapping):
+            if callable(receiver.get(name)):  # a map type's method (docker's header Label)
+                method = Func(receiver[name], (), ANY)
+                return self.eval_call(dot, method, node, name, args, final)
             if has_args:
                 raise self.errorf(f"{name} is not a method but has arguments")
             if name in receiver:
