@@ -8,10 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runtimed.cli.format import ago, format_rows, human_size
-from runtimed.cli.gotemplate.gofmt import go_quote
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
-__all__ = ["LogPrinter", "created_at", "ellipsis", "format_ps", "go_quote", "ps_row"]
+__all__ = ["LogPrinter", "created_at", "ellipsis", "format_ps", "ps_row"]
 
 # --- ps formatting --------------------------------------------------------------------------
 
@@ -54,6 +53,8 @@ def created_at(stamp: int) -> str:
 
 def ps_row(c: pb.ContainerSummary, *, trunc: bool) -> dict[str, Any]:
     """What a `ps` template sees: docker's ContainerContext fields, and its Label method."""
+    from runtimed.cli.gotemplate.gofmt import go_quote  # docker quotes COMMAND with Go's %q
+
     image = c.image or "<no image>"
     labels = dict(c.labels)
     if trunc and image.startswith("sha256:"):

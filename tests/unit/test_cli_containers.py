@@ -26,8 +26,9 @@ import pytest
 from runtimed.cli import format as fmt_module
 from runtimed.cli.client import CliError
 from runtimed.cli.cp import extract_archive, split_cp_arg, stat_is_dir
+from runtimed.cli.gotemplate.gofmt import go_quote
 from runtimed.cli.main import build_parser, main
-from runtimed.cli.psformat import LogPrinter, ellipsis, format_ps, go_quote, ps_row, rfc3339_nano
+from runtimed.cli.psformat import LogPrinter, ellipsis, format_ps, ps_row, rfc3339_nano
 from runtimed.cli.runflags import (
     build_create_request,
     parse_env,

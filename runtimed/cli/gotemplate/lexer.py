@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from runtimed.cli.gotemplate.gofmt import go_quote
+
 LEFT, RIGHT = "{{", "}}"
 SPACE_CHARS = " \t\r\n"
 
@@ -52,8 +54,6 @@ class Item:
 
 
 def _go_quote_prefix(text: str, n: int) -> str:
-    from runtimed.cli.gotemplate.gofmt import go_quote
-
     return go_quote(text[:n])
 
 

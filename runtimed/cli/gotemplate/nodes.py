@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtimed.cli.gotemplate.gofmt import go_quote
+
 
 class Node:
     __slots__ = ("pos",)
@@ -184,8 +186,6 @@ class TemplateNode(Node):
         self.pipe = pipe
 
     def __str__(self) -> str:
-        from runtimed.cli.gotemplate.gofmt import go_quote
-
         if self.pipe is None:
             return "{{template " + go_quote(self.name) + "}}"
         return "{{template " + go_quote(self.name) + " " + str(self.pipe) + "}}"

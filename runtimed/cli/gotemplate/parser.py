@@ -8,6 +8,7 @@ from collections.abc import Container
 from runtimed.cli.gotemplate import lexer as lx
 from runtimed.cli.gotemplate import nodes as n
 from runtimed.cli.gotemplate.errors import ParseError
+from runtimed.cli.gotemplate.gofmt import go_quote
 from runtimed.cli.gotemplate.lexer import Item
 
 _OPERAND_START = frozenset(
@@ -406,8 +407,6 @@ def _unescape(body: str, quote: str) -> str | None:
 
 
 def _quote(text: str) -> str:
-    from runtimed.cli.gotemplate.gofmt import go_quote
-
     return go_quote(text)
 
 
