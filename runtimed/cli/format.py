@@ -7,6 +7,7 @@ command is given one.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -103,14 +104,8 @@ def _parse(text: str, prefix: str, exit_code: int) -> Template:
 
 
 def header_name(field: str) -> str:
-    """A column's header from its field name, as docker's are: CreatedAt -> CREATED AT."""
-    words, word = [], ""
-    for i, ch in enumerate(field):
-        if ch.isupper() and word and (not field[i - 1].isupper() or field[i + 1 : i + 2].islower()):
-            words.append(word)
-            word = ""
-        word += ch
-    return " ".join([*words, word]).upper()
+    """A column's header from its field name, as docker's read: CreatedAt -> CREATED AT."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", field).upper()
 
 
 def format_rows(

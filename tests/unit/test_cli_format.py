@@ -243,3 +243,12 @@ def test_progress_without_tty_prints_status_changes_only(capsys: pytest.CaptureF
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[1] == "abc: Pull complete"
     assert bar(50, 100).startswith("[" + "=" * 25 + ">")
+
+
+@pytest.mark.parametrize(
+    ("field", "header"),
+    [("Name", "NAME"), ("CreatedAt", "CREATED AT"), ("ID", "ID"), ("IPv6", "IPV6")],
+)
+def test_headers_derived_from_field_names(field: str, header: str) -> None:
+    rows = [{field: "x"}]
+    assert format_rows(rows, "table {{." + field + "}}", type_name="t").splitlines()[0] == header
