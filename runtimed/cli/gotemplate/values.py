@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -51,9 +51,6 @@ class Struct:
     def data(self) -> dict[str, Any]:
         """The fields that are data (what `json` marshals), methods left out."""
         return {k: v for k, v in self.fields.items() if not callable(v)}
-
-
-Function = Callable[..., Any]
 
 
 def type_name(value: Any) -> str:
