@@ -19,7 +19,7 @@ from typing import Any
 
 from runtimed.cli import cp, images, networks, volumes
 from runtimed.cli.client import Client, CliError, daemon_error
-from runtimed.cli.format import human_size, print_docs, table
+from runtimed.cli.format import human_size, inspect_template, print_docs, table
 from runtimed.cli.netflags import add_network_flags
 from runtimed.cli.psformat import LogPrinter, format_ps, ps_row
 from runtimed.cli.rpc import RpcError, StatusCode
@@ -415,9 +415,7 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
         )
     )
     rows = [ps_row(c, trunc=not args.no_trunc) for c in reply.containers]
-    text = format_ps(rows, args.format, quiet=args.quiet, size=args.size)
-    if text:
-        print(text)
+    sys.stdout.write(format_ps(rows, args.format, quiet=args.quiet, size=args.size))
     return 0
 
 
@@ -443,6 +441,7 @@ def _inspect_one(client: Client, ref: str, kind: str | None) -> dict[str, Any]:
 
 
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
+    template = inspect_template(args.format)
     docs: list[dict[str, Any]] = []
     failed = False
     for ref in args.names:
@@ -454,8 +453,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
         except RpcError as exc:
             print(daemon_error(client, exc), file=sys.stderr)
             failed = True
-    print_docs(docs, args.format)
-    return 1 if failed else 0
+    return 0 if print_docs(docs, template) and not failed else 1
 
 
 def _parse_tail(text: str) -> int:
