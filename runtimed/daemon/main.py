@@ -68,27 +68,40 @@ def os_reason(exc: OSError) -> str:
     return f"{exc.filename}: {reason}" if exc.filename is not None else reason
 
 
-def check_dir_usable(path: Path, flag: str) -> None:
-    """`path` is a directory we may write in, or one we could create; changes nothing.
+def _refused(flag: str, path: Path, reason: str, at: object = None) -> RuntimedError:
+    where = f" ({at})" if at is not None and str(at) != str(path) else ""
+    return RuntimedError(f"cannot use {flag} {path}: {reason}{where}")
+
+
+def check_dir_usable(flag: str, path: Path, directory: Path) -> None:
+    """`directory` (where `path` goes) is one we may write in, or could create; changes nothing.
 
     Checked as the user, before the namespaces: there a denied path would only show up
     as a traceback from deep inside the daemon's start.
     """
-    probe = path
+    probe = directory
     while True:
         try:
             st = os.stat(probe)
             break
         except FileNotFoundError:
-            if probe.parent == probe:
-                raise
             probe = probe.parent
         except OSError as exc:
-            raise RuntimedError(f"cannot use {flag} {path}: {os_reason(exc)}") from None
+            raise _refused(flag, path, (exc.strerror or str(exc)).lower(), probe) from None
     if not stat.S_ISDIR(st.st_mode):
-        raise RuntimedError(f"cannot use {flag} {path}: {probe}: not a directory")
+        raise _refused(flag, path, "not a directory", probe)
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise RuntimedError(f"cannot use {flag} {path}: {probe}: permission denied")
+        raise _refused(flag, path, "permission denied", probe)
+
+
+def check_not_foreign(flag: str, path: Path) -> None:
+    """A file at `path` that another user owns is not ours to replace."""
+    try:
+        owner = os.lstat(path).st_uid
+    except OSError:
+        return  # absent (or unreadable: the bind will say why)
+    if owner != os.geteuid() and os.geteuid() != 0:
+        raise _refused(flag, path, f"it exists and belongs to another user (uid {owner})")
 
 
 def take_lock(data_dir: Path) -> int:
@@ -98,7 +111,8 @@ def take_lock(data_dir: Path) -> int:
         path = data_dir / "runtimed.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
-        raise RuntimedError(f"cannot use --data-dir {data_dir}: {os_reason(exc)}") from None
+        reason = (exc.strerror or str(exc)).lower()
+        raise _refused("--data-dir", data_dir, reason, exc.filename) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -123,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             lock_fd = int(os.environ.pop(LOCK_FD_ENV))
             return _serve(cfg, lock_fd, rootless=True)
         cfg = load_config(args)
-        check_dir_usable(cfg.socket.parent, "--socket")
-        check_dir_usable(cfg.run_dir, "--run-dir")
+        check_dir_usable("--socket", cfg.socket, cfg.socket.parent)
+        check_not_foreign("--socket", cfg.socket)
+        check_dir_usable("--run-dir", cfg.run_dir, cfg.run_dir)
         lock_fd = take_lock(cfg.data_dir)
         if os.geteuid() == 0:
             return _serve(cfg, lock_fd, rootless=userns.is_rootless())
