@@ -7,6 +7,14 @@ name, so this module does not import grpc.
 
 from __future__ import annotations
 
+# How much of one piece of user input (a name, a reference, a path) an error repeats.
+ECHO_LIMIT = 128
+
+
+def shown(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` as an error message repeats it: a 120k-character name is not worth reading."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
 
 class RuntimedError(Exception):
     """Base of every error the daemon reports to a client."""

@@ -22,7 +22,7 @@ from runtimed.cli.client import Client, CliError, daemon_error
 from runtimed.cli.format import human_size, inspect_template, print_docs, table
 from runtimed.cli.netflags import add_network_flags
 from runtimed.cli.psformat import LogPrinter, format_ps, ps_row
-from runtimed.cli.rpc import RpcError, StatusCode
+from runtimed.cli.rpc import ConnectError, RpcError, StatusCode
 from runtimed.cli.runflags import (
     RM_WAIT,
     build_create_request,
@@ -49,6 +49,14 @@ def start_error_code(message: str) -> int:
     if "permission denied" in lowered or "is a directory" in lowered:
         return 126
     return 125
+
+
+def start_failure(client: Client, exc: RpcError) -> CliError:
+    """A failed create or start: 126/127 speak of the container's command, so a daemon
+    that could not be reached at all is 125."""
+    if isinstance(exc, ConnectError):
+        return CliError(daemon_error(client, exc), 125)
+    return CliError(daemon_error(client, exc), start_error_code(exc.details()))
 
 
 def _display_ref(ref: str) -> str:
@@ -91,7 +99,7 @@ def start_container(client: Client, ident: str) -> None:
     try:
         client.engine.StartContainer(pb.ContainerRef(id=ident))
     except RpcError as exc:
-        raise CliError(daemon_error(client, exc), start_error_code(exc.details())) from None
+        raise start_failure(client, exc) from None
 
 
 def container_doc(client: Client, ref: str) -> dict[str, Any]:

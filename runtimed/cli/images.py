@@ -7,9 +7,9 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from runtimed.cli.client import Client, CliError, daemon_error
+from runtimed.cli.client import Client, CliError, daemon_error, os_error_line
 from runtimed.cli.format import ago, format_rows, human_size, inspect_template, print_docs
 from runtimed.cli.progress import PullDisplay
 from runtimed.cli.psformat import created_at
@@ -210,22 +210,26 @@ def cmd_prune(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_chunks(source: str, options: pb.ImportOptions) -> Iterator[pb.ImportImageChunk]:
+def _import_chunks(stream: BinaryIO, options: pb.ImportOptions) -> Iterator[pb.ImportImageChunk]:
     yield pb.ImportImageChunk(options=options)
-    stream = sys.stdin.buffer if source == "-" else Path(source).open("rb")  # noqa: SIM115
+    while chunk := stream.read(IMPORT_CHUNK):
+        yield pb.ImportImageChunk(data=chunk)
+
+
+def _open_source(source: str) -> BinaryIO:
+    """The tarball, opened before the call: an unreadable file is one line, as docker says it."""
+    if source == "-":
+        return sys.stdin.buffer
     try:
-        while chunk := stream.read(IMPORT_CHUNK):
-            yield pb.ImportImageChunk(data=chunk)
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+        return Path(source).open("rb")  # noqa: SIM115 - cmd_import closes it
+    except OSError as exc:
+        raise CliError(os_error_line(exc, "open"), 125) from None
 
 
 def cmd_import(client: Client, args: argparse.Namespace) -> int:
     if "://" in args.source:
         raise CliError("importing from a URL is not supported: download the file first", 125)
-    if args.source != "-" and not Path(args.source).is_file():
-        raise CliError(f"open {args.source}: no such file or directory", 125)
+    stream = _open_source(args.source)
     options = pb.ImportOptions(
         reference=args.reference or "",
         changes=args.change or [],
@@ -233,7 +237,11 @@ def cmd_import(client: Client, args: argparse.Namespace) -> int:
         platform=args.platform or "",
         source=args.source if args.source != "-" else "-",
     )
-    reply = client.engine.ImportImage(_import_chunks(args.source, options))
+    try:
+        reply = client.engine.ImportImage(_import_chunks(stream, options))
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
     print(reply.image_id)
     return 0
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import stat
 import sys
+import traceback
 from pathlib import Path
 
 from runtimed import __version__
@@ -60,11 +62,57 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def os_reason(exc: OSError) -> str:
+    """`/root: permission denied`: the path and the reason, as one short line."""
+    reason = (exc.strerror or str(exc)).lower()
+    return f"{exc.filename}: {reason}" if exc.filename is not None else reason
+
+
+def _refused(flag: str, path: Path, reason: str, at: object = None) -> RuntimedError:
+    where = f" ({at})" if at is not None and str(at) != str(path) else ""
+    return RuntimedError(f"cannot use {flag} {path}: {reason}{where}")
+
+
+def check_dir_usable(flag: str, path: Path, directory: Path) -> None:
+    """`directory` (where `path` goes) is one we may write in, or could create; changes nothing.
+
+    Checked as the user, before the namespaces: there a denied path would only show up
+    as a traceback from deep inside the daemon's start.
+    """
+    probe = directory
+    while True:
+        try:
+            st = os.stat(probe)
+            break
+        except FileNotFoundError:
+            probe = probe.parent
+        except OSError as exc:
+            raise _refused(flag, path, (exc.strerror or str(exc)).lower(), probe) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise _refused(flag, path, "not a directory", probe)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise _refused(flag, path, "permission denied", probe)
+
+
+def check_not_foreign(flag: str, path: Path) -> None:
+    """A file at `path` that another user owns is not ours to replace."""
+    try:
+        owner = os.lstat(path).st_uid
+    except OSError:
+        return  # absent (or unreadable: the bind will say why)
+    if owner != os.geteuid() and os.geteuid() != 0:
+        raise _refused(flag, path, f"it exists and belongs to another user (uid {owner})")
+
+
 def take_lock(data_dir: Path) -> int:
     """Hold an exclusive lock on the data directory for the daemon's lifetime."""
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = data_dir / "runtimed.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = data_dir / "runtimed.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise _refused("--data-dir", data_dir, reason, exc.filename) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -89,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             lock_fd = int(os.environ.pop(LOCK_FD_ENV))
             return _serve(cfg, lock_fd, rootless=True)
         cfg = load_config(args)
+        check_dir_usable("--socket", cfg.socket, cfg.socket.parent)
+        check_not_foreign("--socket", cfg.socket)
+        check_dir_usable("--run-dir", cfg.run_dir, cfg.run_dir)
         lock_fd = take_lock(cfg.data_dir)
         if os.geteuid() == 0:
             return _serve(cfg, lock_fd, rootless=userns.is_rootless())
@@ -113,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        # A path the host refuses us (a --data-dir or --socket we may not write, ...): one
+        # line, as dockerd says it; the traceback only for --debug.
+        if args.debug:
+            traceback.print_exc()
+        print(f"runtimed: {os_reason(exc)}", file=sys.stderr)
+        return 1
 
 
 def _serve(cfg: Config, lock_fd: int, *, rootless: bool) -> int:

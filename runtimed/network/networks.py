@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from runtimed.core.model import now_ns
-from runtimed.errors import FailedPrecondition, InvalidArgument
+from runtimed.errors import FailedPrecondition, InvalidArgument, shown
 from runtimed.network.store import NetworkRecord
 
 DEFAULT_NETWORK = "bridge"
@@ -18,6 +18,7 @@ DEFAULT_SUBNET = "10.88.0.0/16"
 POD_SUBNET = "10.85.0.0/16"
 DEFAULT_MTU = 65520
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+MAX_NAME = 255
 _ROOTLESS_IMPOSSIBLE = ("macvlan", "ipvlan")
 _MTU_OPTIONS = ("mtu", "com.docker.network.driver.mtu")
 _BRIDGE_OPTIONS = ("com.docker.network.bridge.name",)
@@ -89,10 +90,10 @@ def check_driver(driver: str) -> str:
 
 def plan(req: CreateNetwork, existing: list[NetworkRecord], avoid: list[str]) -> NetworkRecord:
     """The record `network create` would make; InvalidArgument/FailedPrecondition if not."""
-    if not _NAME.fullmatch(req.name or ""):
+    if not _NAME.fullmatch(req.name or "") or len(req.name) > MAX_NAME:
         raise InvalidArgument(
-            f"invalid network name {req.name!r}: use letters, digits, '_', '.' and '-', "
-            "starting with a letter or digit"
+            f"invalid network name {shown(req.name)!r}: use up to {MAX_NAME} letters, digits, "
+            "'_', '.' and '-', starting with a letter or digit"
         )
     if req.name in ("host", "none", "default") or req.name.startswith("container:"):
         raise InvalidArgument(f"{req.name!r} is a reserved network name")

@@ -30,6 +30,7 @@ from runtimed.core.model import Container, Sandbox
 from runtimed.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from runtimed.network import etcfiles, firewall, helperproc, links, networks, portproxy, ports
 from runtimed.network.dnsctl import DnsControl
+from runtimed.network.legacylinks import add_to_spec, link_targets
 from runtimed.network.netns import NetnsWorker, is_pinned, unpin
 from runtimed.network.networks import DEFAULT_NETWORK, POD_NETWORK, CreateNetwork
 from runtimed.network.request import NetRequest, parse_extra_host
@@ -373,6 +374,8 @@ class NetworkService:
                 spec.namespaces.network = None
             await asyncio.to_thread(self._copy_peer_files, container, doc["peer"])
             return
+        if mode == "bridge" and doc.get("links"):
+            self._add_link_env(container, doc["links"], spec)
         self._require_ready()
         await self._release_runtime(container.id)
         try:
@@ -393,6 +396,28 @@ class NetworkService:
             with contextlib.suppress(Exception):
                 await self._release_runtime(container.id)
             raise
+
+    def _add_link_env(self, container: Container, links: list[Any], spec: SpecRequest) -> None:
+        """docker's legacy link variables: on the default bridge only, as in docker."""
+        targets = link_targets(
+            container,
+            links,
+            self.containers,
+            ip_of=self._bridge_ip,
+            image_config=self._image_config,
+            published=lambda owner_id: [
+                ports.PortSpec.from_dict(p)
+                for p in (self.store.owner(owner_id) or {}).get("ports") or []
+            ],
+        )
+        add_to_spec(spec, container.name, targets)
+
+    def _bridge_ip(self, owner_id: str) -> str:
+        """`owner_id`'s address on the default bridge, else on its first network."""
+        endpoints = self.store.endpoints(owner_id=owner_id)
+        bridge = self.store.network(DEFAULT_NETWORK)
+        on_bridge = [e for e in endpoints if bridge is not None and e.network_id == bridge.id]
+        return (on_bridge or endpoints)[0].ip if endpoints else ""
 
     async def before_run(self, container: Container) -> None:
         wiring = self._wiring.pop(container.id, None)
