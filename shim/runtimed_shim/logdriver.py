@@ -69,19 +69,25 @@ def parse_bool(text: str) -> bool:
     raise OptionError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
 
 
+_INT64 = 1 << 63
+
+
 def parse_int(text: str) -> int:
-    """strconv.Atoi."""
-    if re.fullmatch(r"[+-]?\d+", text or ""):
-        return int(text)
-    raise OptionError(f'strconv.Atoi: parsing "{text}": invalid syntax')
+    """strconv.Atoi (a 64-bit int): syntax and range errors in Go's words."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text or ""):
+        raise OptionError(f'strconv.Atoi: parsing "{text}": invalid syntax')
+    value = int(text)
+    if not -_INT64 <= value < _INT64:
+        raise OptionError(f'strconv.Atoi: parsing "{text}": value out of range')
+    return value
 
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_SIZE = re.compile(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?")
 _UNITS = "kmgtp"
 
 
 def _size(text: str, base: int) -> int:
-    match = _SIZE.match(text)
+    match = _SIZE.fullmatch(text)
     if not match:
         raise OptionError(f"invalid size: '{text}'")
     unit = match.group(2)

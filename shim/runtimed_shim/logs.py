@@ -437,9 +437,15 @@ class LogFile:
             return
         self._wait_compressor()
         suffix = ".gz" if self.compress else ""
-        for i in range(self.max_file - 1, 1, -1):
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(f"{self.path}.{i - 1}{suffix}", f"{self.path}.{i}{suffix}")
+        # Shift only the rotated files that exist (.1 .. .n, contiguous): the cost follows
+        # what is on disk, not max-file (which may be huge).
+        present = 0
+        while present < self.max_file - 1 and os.path.exists(
+            f"{self.path}.{present + 1}{suffix}"
+        ):
+            present += 1
+        for i in range(min(present + 1, self.max_file - 1), 1, -1):
+            os.rename(f"{self.path}.{i - 1}{suffix}", f"{self.path}.{i}{suffix}")
         os.rename(self.path, f"{self.path}.1")
         self.reopen()
         if self.compress:
