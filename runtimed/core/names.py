@@ -125,7 +125,7 @@ _NAMES = [
     "yao",
 ]
 
-_VALID = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_VALID = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
 def random_name() -> str:
@@ -134,7 +134,7 @@ def random_name() -> str:
 
 def validate_name(name: str) -> str:
     """docker's rule for container names; a leading slash is accepted and dropped."""
-    if not _VALID.match(name):
+    if not _VALID.fullmatch(name):
         raise InvalidArgument(
             f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )
