@@ -41,6 +41,9 @@ class Config:
     host_loopback: bool = False
     default_log_opts: dict[str, str] = field(default_factory=dict)
     debug: bool = False
+    # Not a setting: the socket is in the runtime's own directory, which is kept private
+    # (a directory the user named for it is used as it is).
+    own_socket_dir: bool = False
 
     @classmethod
     def load(cls, path: Path | None) -> Config:

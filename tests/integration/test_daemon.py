@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 import subprocess
+from pathlib import Path
 
 import grpc
 import pytest
@@ -137,3 +140,68 @@ def test_health_reports_not_serving_after_stop() -> None:
     finally:
         channel.close()
         d.cleanup()
+
+
+def test_a_socket_directory_the_user_named_is_used_as_it_is(tmp_path) -> None:  # noqa: ANN001
+    """`--socket DIR/x.sock`: DIR keeps its mode (it may be $HOME), the socket is 0600."""
+    d = Daemon()
+    shared = d.root / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    d.socket = shared / "x.sock"
+    try:
+        d.start()
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+        assert stat.S_IMODE(d.socket.stat().st_mode) == 0o600
+        assert d.ok("version").returncode == 0
+    finally:
+        d.cleanup()
+    # Not a socket: refused, and left alone.
+    precious = tmp_path / "notes.txt"
+    precious.write_text("mine")
+    result = _runtimed(tmp_path, "--socket", str(precious))
+    assert result.returncode == 1 and "exists and is not a socket" in result.stderr
+    assert precious.read_text() == "mine"
+
+
+def test_a_socket_in_a_directory_of_someone_elses(tmp_path) -> None:  # noqa: ANN001
+    """/tmp is root's: it is used (not chmodded, which would fail), the socket is 0600;
+    where the user may not write at all, one line says why, not a traceback."""
+    d = Daemon(extra_args=("--run-dir", str(tmp_path / "run")))
+    d.socket = Path(f"/tmp/runtimed-test-{os.getpid()}-{tmp_path.name}.sock")
+    try:
+        d.start()
+        assert stat.S_IMODE(Path("/tmp").stat().st_mode) == 0o1777
+        assert stat.S_IMODE(d.socket.stat().st_mode) == 0o600
+        assert d.ok("version").returncode == 0
+    finally:
+        d.cleanup()
+        _stop_holder(tmp_path / "run")
+    assert not d.socket.exists()
+    result = _runtimed(tmp_path, "--socket", "/etc/runtimed-test.sock")
+    assert result.returncode == 1, result
+    assert "cannot listen on /etc/runtimed-test.sock: Permission denied" in result.stderr
+    assert "Traceback" not in result.stderr
+    _stop_holder(tmp_path / "etc-run")
+
+
+def _runtimed(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(BIN / "runtimed"),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--run-dir",
+            str(tmp_path / "etc-run"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _stop_holder(run_dir: Path) -> None:
+    """The shim launcher holds the namespaces past the daemon: ours goes with the test."""
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int((run_dir / "ns-holder.pid").read_text()), signal.SIGKILL)

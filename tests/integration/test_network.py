@@ -495,9 +495,10 @@ def test_subnets_overlapping_the_uplink_the_host_or_a_network_are_refused(
         assert res.returncode == 1, (subnet, res)
         assert "Pool overlaps with other one on this address space" in res.stderr, res.stderr
     assert "overlap" not in _networks(daemon)
-    assert "the network of the uplink" in daemon.ctl(
-        "network", "create", "--subnet", uplink_net, "overlap"
-    ).stderr
+    assert (
+        "the network of the uplink"
+        in daemon.ctl("network", "create", "--subnet", uplink_net, "overlap").stderr
+    )
 
 
 def _networks(daemon: Daemon) -> set[str]:
