@@ -14,6 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.daemon import BIN, Daemon
+from tests.support.images import PushedImages
 
 pytestmark = pytest.mark.integration
 
@@ -205,3 +206,22 @@ def _stop_holder(run_dir: Path) -> None:
     """The shim launcher holds the namespaces past the daemon: ours goes with the test."""
     with contextlib.suppress(OSError, ValueError):
         os.kill(int((run_dir / "ns-holder.pid").read_text()), signal.SIGKILL)
+
+
+def test_no_task_is_leaked_by_pulls_and_runs(pushed_images: PushedImages) -> None:
+    """asyncio reports a task that was garbage-collected while pending ("Task was
+    destroyed but it is pending!"): pulls, attached runs whose start fails (the client
+    hangs up while the daemon waits for the container) and runs that work leave none."""
+    d = Daemon().start()
+    try:
+        ref = pushed_images.busybox.ref
+        d.ok("pull", ref)
+        for _ in range(5):
+            assert d.ctl("run", "--rm", ref, "/no/such/program").returncode == 127
+            assert d.ok("run", "--rm", ref, "echo", "ok").stdout == "ok\n"
+            d.ok("pull", ref)
+            d.ok("ps", "-a")
+        assert d.stop() == 0
+        assert "Task was destroyed" not in d.log(), d.log()
+    finally:
+        d.cleanup()
