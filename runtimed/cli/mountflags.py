@@ -86,7 +86,10 @@ def parse_mount(text: str) -> pb.MountSpec:
         elif key == "volume-nocopy":
             spec.no_copy = _bool(key, val)
         elif key == "tmpfs-size":
-            spec.tmpfs_size = parse_ram_size(val or "")
+            try:
+                spec.tmpfs_size = parse_ram_size(val or "")
+            except CliError:
+                raise _usage(f"invalid value for {key}: {val}") from None
         elif key == "tmpfs-mode":
             try:
                 spec.tmpfs_mode = int(val or "", 8)
