@@ -35,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="where images and containers are stored")
     p.add_argument("--run-dir", type=Path, help="run state (default: next to the socket)")
     p.add_argument("--storage-driver", choices=("auto", "overlay", "fuse-overlayfs", "vfs"))
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]|CIDR",
+        help="a registry that may be used over plain HTTP or with unchecked TLS (repeatable; "
+        "added to insecure_registries in runtimed.toml)",
+    )
     p.add_argument("--debug", "-D", action="store_true", help="debug logging")
     # Set by the parent for its child: the socket is in the runtime's own directory.
     p.add_argument("--own-socket-dir", action="store_true", help=argparse.SUPPRESS)
@@ -56,6 +64,9 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.run_dir = args.run_dir
     if args.storage_driver:
         cfg.storage_driver = args.storage_driver
+    for registry in args.insecure_registry:  # merged with the file's, as dockerd's
+        if registry not in cfg.insecure_registries:
+            cfg.insecure_registries.append(registry)
     if args.debug:
         cfg.debug = True
     cfg.data_dir = cfg.data_dir.absolute()
