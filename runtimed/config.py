@@ -36,10 +36,14 @@ class Config:
     # Uplink of the rootless network namespace: auto | pasta | slirp4netns.
     network_backend: str = "auto"
     # May containers reach services on the host's loopback through host.containers.internal?
-    # (slirp4netns's own default; podman's allow_host_loopback=false is `false` here.)
-    host_loopback: bool = True
+    # No by default, as in rootless Docker and Podman: another user's 127.0.0.1-only
+    # service must stay private. `true` is slirp4netns's allow_host_loopback.
+    host_loopback: bool = False
     default_log_opts: dict[str, str] = field(default_factory=dict)
     debug: bool = False
+    # Not a setting: the socket is in the runtime's own directory, which is kept private
+    # (a directory the user named for it is used as it is).
+    own_socket_dir: bool = False
 
     @classmethod
     def load(cls, path: Path | None) -> Config:

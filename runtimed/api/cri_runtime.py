@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
 from runtimed.api import cri_stats
 from runtimed.api.cri_attrs import container_metadata, labels_match, pod_metadata
+from runtimed.api.cri_logpath import confined_log_path
 from runtimed.api.cri_mounts import cri_mounts, runtime_handlers
 from runtimed.api.cri_network import (
     attach_pod,
@@ -296,9 +296,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         if any(c.name == name for c in self.containers.list()):
             raise AlreadyExists(f"container name {name!r} is already in use in this pod")
         sec = config.linux.security_context
-        log_path = ""
-        if config.log_path:
-            log_path = os.path.join(sandbox.config.log_directory, config.log_path)
+        log_path = confined_log_path(sandbox.config.log_directory, config.log_path)
         binds, volume_extras = cri_mounts(config.mounts)
         security = await container_security(sec)
         container = await self.containers.create(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
 from runtimed.cli.client import Client, CliError
 from runtimed.cli.format import human_size, render
 from runtimed.cli.rpc import RpcError
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+
+if TYPE_CHECKING:
+    from runtimed.images.auth import CredentialStore
 
 API_VERSION = "1"
 
@@ -187,25 +190,33 @@ def cmd_login(client: Client, args: argparse.Namespace) -> int:
     reply = client.engine.Login(
         pb.LoginRequest(server=args.server or "", username=username, password=password)
     )
-    from runtimed.images.auth import CredentialStore  # only login/logout pay for it
-
-    store = CredentialStore()
-    store.store(reply.server, username, password)
+    _credential_store().store(reply.server, username, password)
     print(reply.status)
     return 0
 
 
 def cmd_logout(client: Client | None, args: argparse.Namespace) -> int:
-    from runtimed.images.auth import CredentialStore, normalize_registry
+    store = _credential_store()
+    from runtimed.images.auth import normalize_registry
 
     server = normalize_registry(args.server or "docker.io")
-    store = CredentialStore()
     if store.get(server) is None:
         print(f"Not logged in to {server}")
         return 0
     store.erase(server)
     print(f"Removing login credentials for {server}")
     return 0
+
+
+def _credential_store() -> CredentialStore:
+    """The credential store, its warnings (a failing credential helper) sent to stderr:
+    stdout carries only the command's own answer (`Login Succeeded`), as docker's."""
+    import structlog
+
+    from runtimed.images.auth import CredentialStore  # only login/logout pay for it
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    return CredentialStore()
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -830,6 +830,18 @@ class ContainerService:
                 for hook in self.hooks:
                     await hook.restored(container)
         for container in self.list():
+            if container.config.auto_remove and not container.running:
+                # --rm containers that ended while we were away, or that we died between
+                # creating and removing: gone, as docker's restore removes them.
+                try:
+                    await self.remove(container.id, force=True, remove_volumes=True)
+                except NotFound:
+                    continue
+                except Exception:  # noqa: BLE001 - one container must not keep the daemon down
+                    log.exception("auto_remove_failed", container_id=container.id)
+                    continue
+                log.info("auto_removed_at_restore", container_id=container.id)
+        for container in self.list():
             if container.state.status == Status.EXITED:
                 policy = container.config.restart_policy
                 if restart.should_restart(policy, container.state, daemon_starting=True):

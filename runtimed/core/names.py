@@ -125,7 +125,7 @@ _NAMES = [
     "yao",
 ]
 
-_VALID = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_VALID = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 # Room for any name people give, far below what an error message can carry back.
 MAX_NAME = 255
 
@@ -136,7 +136,7 @@ def random_name() -> str:
 
 def validate_name(name: str) -> str:
     """docker's rule for container names; a leading slash is accepted and dropped."""
-    if not _VALID.match(name):
+    if not _VALID.fullmatch(name):
         raise InvalidArgument(
             f"Invalid container name ({shown(name)}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )

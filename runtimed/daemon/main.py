@@ -17,7 +17,7 @@ from pathlib import Path
 from runtimed import __version__
 from runtimed.config import Config
 from runtimed.errors import RuntimedError
-from runtimed.paths import parse_host
+from runtimed.paths import default_socket, parse_host
 from runtimed.rootless import userns
 
 LOCK_FD_ENV = "_RUNTIMED_LOCK_FD"
@@ -37,13 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="where images and containers are stored")
     p.add_argument("--run-dir", type=Path, help="run state (default: next to the socket)")
     p.add_argument("--storage-driver", choices=("auto", "overlay", "fuse-overlayfs", "vfs"))
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]|CIDR",
+        help="a registry that may be used over plain HTTP or with unchecked TLS (repeatable; "
+        "added to insecure_registries in runtimed.toml)",
+    )
     p.add_argument("--debug", "-D", action="store_true", help="debug logging")
+    # Set by the parent for its child: the socket is in the runtime's own directory.
+    p.add_argument("--own-socket-dir", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--version", "-v", action="version", version=f"runtimed {__version__}")
     return p
 
 
 def load_config(args: argparse.Namespace) -> Config:
     cfg = Config.load(args.config)
+    # Only the runtime's own (default) directory is made private; one the user named is not.
+    cfg.own_socket_dir = args.own_socket_dir or (not args.socket and cfg.socket == default_socket())
     if args.socket:
         cfg.socket = parse_host(args.socket)
         if not args.run_dir:
@@ -54,6 +66,9 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.run_dir = args.run_dir
     if args.storage_driver:
         cfg.storage_driver = args.storage_driver
+    for registry in args.insecure_registry:  # merged with the file's, as dockerd's
+        if registry not in cfg.insecure_registries:
+            cfg.insecure_registries.append(registry)
     if args.debug:
         cfg.debug = True
     cfg.data_dir = cfg.data_dir.absolute()
@@ -156,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             "--run-dir",
             str(cfg.run_dir),
         ]
+        if cfg.own_socket_dir:
+            resolved.append("--own-socket-dir")
         # -I: the child imports the installed runtimed, never a same-named dir in the cwd.
         child_argv = ["-I", "-m", "runtimed.daemon.main", *argv, *resolved]
         return userns.run_parent(mapping, child_argv, (lock_fd,))

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from runtimed.network import dnsd, etcfiles, helperproc
+from runtimed.network import dnsd, helperproc
 from runtimed.store.atomicfile import write_atomic
 
 log = structlog.get_logger(__name__)
@@ -47,7 +47,9 @@ class DnsControl:
         table = dict(table, generation=self.generation)
         self.dir.mkdir(parents=True, exist_ok=True)
         # Rewritten at every daemon start: no fsync needed, only a whole-file rename.
-        await asyncio.to_thread(etcfiles.replace, self.config, json.dumps(table).encode(), 0o600)
+        await asyncio.to_thread(
+            write_atomic, self.config, json.dumps(table).encode(), mode=0o600, durable=False
+        )
         pid = self._pid()
         if pid:
             os.kill(pid, signal.SIGHUP)

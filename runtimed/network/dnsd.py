@@ -29,9 +29,11 @@ import signal
 import struct
 import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from runtimed.network import dnswire, helperproc
+from runtimed.store.atomicfile import write_atomic
 
 MARKER = "runtimed.network.dnsd"
 PORT = 53
@@ -183,10 +185,7 @@ async def _ask(server: str, query: bytes) -> bytes | None:
 
 def _ack(path: str, generation: int) -> None:
     """Tell the daemon which table is in force (it waits for this after each change)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(str(generation))
-    os.rename(tmp, path)
+    write_atomic(Path(path), str(generation).encode(), durable=False)
 
 
 async def serve(config_path: str, ack_path: str) -> None:

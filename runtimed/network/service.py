@@ -28,7 +28,16 @@ import structlog
 
 from runtimed.core.model import Container, Sandbox
 from runtimed.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from runtimed.network import etcfiles, firewall, helperproc, links, networks, portproxy, ports
+from runtimed.network import (
+    etcfiles,
+    firewall,
+    helperproc,
+    hostaddr,
+    links,
+    networks,
+    portproxy,
+    ports,
+)
 from runtimed.network.dnsctl import DnsControl
 from runtimed.network.legacylinks import add_to_spec, link_targets
 from runtimed.network.netns import NetnsWorker, is_pinned, unpin
@@ -76,7 +85,7 @@ class NetworkService:
         run_dir: Path,
         containers: ContainerService,
         backend: str = "auto",
-        host_loopback: bool = True,
+        host_loopback: bool = False,
     ) -> None:
         self.store = NetworkStore(data_dir / "network.db")
         self.containers = containers
@@ -221,7 +230,8 @@ class NetworkService:
             existing = self.store.networks()
             if any(n.name == req.name for n in existing):
                 raise AlreadyExists(f"network with name {req.name} already exists")
-            net = networks.plan(req, existing, networks.host_routes())
+            uplink = await self.rootless.uplink_routes()
+            net = networks.plan(req, existing, networks.host_routes(), uplink)
             self.store.add_network(net)
             if not self.ready:
                 return net
@@ -776,15 +786,20 @@ class NetworkService:
         """The forwarder that terminates containers' outbound TCP in the rootless namespace."""
         assert self.uplink is not None
         pid_file = self.rootless.dir / "egress.pid"
-        # TCP to the host's address goes to its loopback only when that is allowed.
-        host_address = self.uplink.host_address if self.uplink.host_loopback else ""
+        # TCP to the uplink's address for the host is opened from the host's namespace:
+        # to its loopback when runtimed.toml allows that, else to the host's own address
+        # (services bound only to 127.0.0.1 stay out of reach, as in rootless Docker).
+        # (primary_address: a few syscalls, no packet sent.)
+        loopback = self.uplink.host_loopback
+        host_target = "127.0.0.1" if loopback else hostaddr.primary_address()
         lifeline = self.rootless.dir / "egress.lifeline"
         spec = {
             "netns": str(self.rootless.pin),
             "lifeline": str(lifeline),
             "sockets": [],
             "egress_port": EGRESS_PORT,
-            "host_address": host_address,
+            "host_address": self.uplink.host_address,
+            "host_target": host_target,
         }
         # The spec is its command line's last word: one made for another uplink is replaced.
         pid = helperproc.read_pid(pid_file)
