@@ -15,6 +15,7 @@ from typing import Any
 
 from runtimed.errors import InvalidArgument
 from runtimed.paths import config_dir, data_dir, default_socket, runtime_dir
+from runtimed.streaming.address import DEFAULT_ADDRESS, parse_address
 
 STORAGE_DRIVERS = ("auto", "overlay", "fuse-overlayfs", "vfs")
 OCI_RUNTIMES = ("auto", "crun", "runc")
@@ -39,6 +40,8 @@ class Config:
     # (slirp4netns's own default; podman's allow_host_loopback=false is `false` here.)
     host_loopback: bool = True
     default_log_opts: dict[str, str] = field(default_factory=dict)
+    # The CRI streaming server (exec, attach, port-forward URLs): loopback HOST:PORT, 0 = any.
+    stream_address: str = DEFAULT_ADDRESS
     debug: bool = False
 
     @classmethod
@@ -91,6 +94,14 @@ def _choice(allowed: tuple[str, ...]) -> Callable[[object], str]:
     return convert
 
 
+def _stream_address(value: Any) -> str:
+    try:
+        parse_address(str(value))
+    except InvalidArgument as exc:
+        raise ValueError(exc.message.removeprefix("stream_address: ")) from None
+    return str(value)
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{value!r} is not true or false")
@@ -110,5 +121,6 @@ _SETTINGS: dict[str, Callable[[Any], object]] = {
     "network_backend": _choice(("auto", "pasta", "slirp4netns")),
     "host_loopback": _boolean,
     "default_log_opts": lambda v: {str(k): str(x) for k, x in dict(v).items()},
+    "stream_address": _stream_address,
     "debug": bool,
 }
