@@ -23,6 +23,7 @@ import structlog
 from websockets.datastructures import Headers as WsHeaders
 from websockets.exceptions import NegotiationError
 from websockets.http11 import Request as WsRequest
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from runtimed.core.containers import ContainerService
@@ -294,17 +295,19 @@ class StreamServer:
                 return None  # kubelet's legacy port forwarding: channels, no subprotocol
             raise NegotiationError(f"no supported subprotocol among {offered}; want {server}")
 
-        protocol = ServerProtocol(select_subprotocol=select, max_size=MAX_MESSAGE)
-        response = protocol.accept(
+        # h11 has parsed the request already: one protocol object answers the handshake,
+        # a second, born open, does the framing (the first would parse frames as HTTP).
+        handshake = _Handshake(select_subprotocol=select)
+        response = handshake.accept(
             WsRequest(path=event.target.decode("ascii", "replace"), headers=WsHeaders(headers))
         )
-        protocol.send_response(response)
-        writer.write(b"".join(protocol.data_to_send()))
+        handshake.send_response(response)
+        writer.write(b"".join(handshake.data_to_send()))
         if response.status_code != 101:
             return
-        ws = WsConnection(protocol, reader, writer)
+        ws = WsConnection(ServerProtocol(state=State.OPEN, max_size=MAX_MESSAGE), reader, writer)
         ws.feed(http.trailing_data[0])
-        chosen = protocol.subprotocol or ""
+        chosen = handshake.subprotocol or ""
         log.debug("streaming_session", transport="websocket", protocol=chosen, request=request)
         if isinstance(request, PortForwardRequest):
             if chosen == TUNNEL_PORT_FORWARD:
@@ -343,6 +346,20 @@ class StreamServer:
         finally:
             await ws.close(reading)
             reading.cancel()
+
+
+class _Handshake(ServerProtocol):
+    """Subprotocols as client-go offers them: `SPDY/3.1+portforward.k8s.io` has a "/",
+    which RFC 6455's token grammar (and so the library's parser) does not allow."""
+
+    def process_subprotocol(self, headers: WsHeaders) -> str | None:
+        offered = [
+            part.strip()
+            for value in headers.get_all("Sec-WebSocket-Protocol")
+            for part in value.split(",")
+            if part.strip()
+        ]
+        return self.select_subprotocol(offered)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
