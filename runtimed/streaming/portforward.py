@@ -93,7 +93,7 @@ class PodDialer:
         netns = self.sandboxes.namespaces(sandbox).network
         candidates = await _sockets_in(netns) if netns else _sockets_here()
         loop = asyncio.get_running_loop()
-        error: OSError = ConnectionRefusedError(f"nothing listens on port {port}")
+        error: OSError | None = None
         chosen = None
         for sock, host in candidates:
             if chosen is not None:
@@ -104,11 +104,11 @@ class PodDialer:
                 await loop.sock_connect(sock, (host, port))
             except OSError as exc:
                 sock.close()
-                error = exc
+                error = error or exc  # IPv4's says it best
                 continue
             chosen = sock
         if chosen is None:
-            raise error
+            raise error or ConnectionRefusedError(f"no loopback to reach port {port} on")
         return await asyncio.open_connection(sock=chosen, limit=CHUNK)
 
 

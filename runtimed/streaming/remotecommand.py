@@ -183,7 +183,9 @@ async def _relay(
     gone = asyncio.create_task(hangup.wait())
     try:
         await asyncio.wait({out, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if not out.done():
+        if hangup.is_set() or not out.done():
+            # Gone (its leaving may also have ended stdin, and so the process): nobody
+            # is left to tell.
             return None, True
         return out.result(), False
     finally:

@@ -50,7 +50,8 @@ STREAM_CREATION_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 30.0
 MAX_MESSAGE = 16 << 20
 
-# Remote command protocols, best first, with their version number.
+# Remote command protocols, best first, with their version number. client-go offers v5
+# over SPDY too; there it is v4 (SPDY has its own half-close for stdin).
 _REMOTECOMMAND = {
     "v5.channel.k8s.io": 5,
     "v4.channel.k8s.io": 4,
@@ -58,7 +59,7 @@ _REMOTECOMMAND = {
     "v2.channel.k8s.io": 2,
     "channel.k8s.io": 1,
 }
-_SPDY_REMOTECOMMAND = [p for p, v in _REMOTECOMMAND.items() if v < 5]  # v5 is WebSocket only
+_REMOTECOMMAND_NAMES = list(_REMOTECOMMAND)
 PORT_FORWARD = "portforward.k8s.io"
 TUNNEL_PORT_FORWARD = "SPDY/3.1+" + PORT_FORWARD
 _WS_PORT_FORWARD = [TUNNEL_PORT_FORWARD, "v4.channel.k8s.io"]
@@ -150,6 +151,8 @@ class StreamServer:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # the server is closing; asyncio's stream callback would log a cancel
         except Exception:
             log.exception("streaming_connection_failed")
         finally:
@@ -205,7 +208,7 @@ class StreamServer:
             for p in v.split(",")
             if p.strip()
         ]
-        server = [PORT_FORWARD] if isinstance(request, PortForwardRequest) else _SPDY_REMOTECOMMAND
+        server = [PORT_FORWARD] if isinstance(request, PortForwardRequest) else _REMOTECOMMAND_NAMES
         protocol = next((p for p in offered if p in server), None)
         if protocol is None and offered:
             _respond(
@@ -285,7 +288,7 @@ class StreamServer:
         request: StreamRequest,
     ) -> None:
         forwarding = isinstance(request, PortForwardRequest)
-        server = _WS_PORT_FORWARD if forwarding else list(_REMOTECOMMAND)
+        server = _WS_PORT_FORWARD if forwarding else _REMOTECOMMAND_NAMES
 
         def select(_protocol: ServerProtocol, offered: list[str]) -> str | None:
             for candidate in server:
