@@ -39,13 +39,18 @@ class InputPipe:
         self.room.set()
 
     async def read(self) -> bytes:
+        """Everything that is waiting, as one piece (one write downstream, not one per
+        frame the sender happened to cut)."""
         while not self._chunks:
             if self.ended:
                 return b""
             self._readable.clear()
             await self._readable.wait()
-        data = self._chunks.popleft()
-        self._buffered -= len(data)
-        if self._buffered < BUFFER:
-            self.room.set()
+        if len(self._chunks) == 1:
+            data = self._chunks.popleft()
+        else:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+        self._buffered = 0
+        self.room.set()
         return data

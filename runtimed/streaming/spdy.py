@@ -309,28 +309,38 @@ class FrameReader:
         self._max_frame = max_frame
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buf += data
+        # Parse straight from `data` when nothing is pending (the common case with big
+        # reads): each payload is copied once, and only an unfinished frame is kept.
+        if self._buf:
+            self._buf += data
+            source: bytes | bytearray = self._buf
+        else:
+            source = data
         frames: list[Frame] = []
-        buf = self._buf
+        view = memoryview(source)
         pos = 0
-        while len(buf) - pos >= 8:
-            first, second = _FRAME_HEAD.unpack_from(buf, pos)
-            length = second & 0xFFFFFF
-            if length > self._max_frame:
-                raise SpdyError(f"frame of {length} bytes is too large")
-            if len(buf) - pos < 8 + length:
-                break
-            payload = bytes(buf[pos + 8 : pos + 8 + length])
-            pos += 8 + length
-            flags = second >> 24
-            if first & 0x80000000:
-                version = (first >> 16) & 0x7FFF
-                if version != VERSION:
-                    raise SpdyError(f"unsupported SPDY version {version}")
-                frames.append(self._control(first & 0xFFFF, flags, payload))
-            else:
-                frames.append(Data(first, payload, bool(flags & FLAG_FIN)))
-        del buf[:pos]
+        try:
+            while len(source) - pos >= 8:
+                first, second = _FRAME_HEAD.unpack_from(source, pos)
+                length = second & 0xFFFFFF
+                if length > self._max_frame:
+                    raise SpdyError(f"frame of {length} bytes is too large")
+                if len(source) - pos < 8 + length:
+                    break
+                payload = view[pos + 8 : pos + 8 + length].tobytes()
+                pos += 8 + length
+                flags = second >> 24
+                if first & 0x80000000:
+                    version = (first >> 16) & 0x7FFF
+                    if version != VERSION:
+                        raise SpdyError(f"unsupported SPDY version {version}")
+                    frames.append(self._control(first & 0xFFFF, flags, payload))
+                else:
+                    frames.append(Data(first, payload, bool(flags & FLAG_FIN)))
+            rest = view[pos:].tobytes() if pos < len(source) else b""
+        finally:
+            view.release()
+        self._buf = bytearray(rest)
         return frames
 
     def _control(self, frame_type: int, flags: int, payload: bytes) -> Frame:
