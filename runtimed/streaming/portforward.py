@@ -178,17 +178,21 @@ async def _forward_pair(pair: _Pair, dialer: PodDialer, pod_id: str) -> None:
     assert pair.data is not None and pair.error is not None
     data, error = pair.data, pair.error
     try:
-        port = _port(data.header("port"))
-        reader, writer = await dialer.dial(pod_id, port)
-    except (ValueError, OSError, RuntimedError) as exc:
-        message = f"error forwarding port {data.header('port')} to pod {pod_id}: {exc}"
-        log.debug("port_forward_failed", pod_id=pod_id, error=str(exc))
-        await error.write(message.encode())
+        try:
+            port = _port(data.header("port"))
+            reader, writer = await dialer.dial(pod_id, port)
+        except (ValueError, OSError, RuntimedError) as exc:
+            message = f"error forwarding port {data.header('port')} to pod {pod_id}: {exc}"
+            log.debug("port_forward_failed", pod_id=pod_id, error=str(exc))
+            await error.write(message.encode())
+            await error.close()
+            await data.close()
+            return
+        await relay(data, data, reader, writer, lambda: data.was_reset or data.session.lost)
         await error.close()
-        await data.close()
-        return
-    await relay(data, data, reader, writer, lambda: data.was_reset or data.session.lost)
-    await error.close()
+    finally:
+        data.session.forget(data)
+        data.session.forget(error)
 
 
 async def serve_spdy(session: SpdySession, dialer: PodDialer, pod_id: str) -> None:

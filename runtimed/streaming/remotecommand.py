@@ -25,7 +25,7 @@ import structlog
 
 from runtimed.core.containers import ContainerService
 from runtimed.core.shim_client import EXIT, STDERR, STDOUT, AttachStream
-from runtimed.errors import RuntimedError
+from runtimed.errors import FailedPrecondition, RuntimedError
 from runtimed.streaming.requests import AttachRequest, ExecRequest
 
 log = structlog.get_logger(__name__)
@@ -244,7 +244,7 @@ async def serve_attach(
     try:
         container = containers.get(request.container_id)
         if not container.running:
-            raise RuntimedError(f"container {container.id} is not running")
+            raise FailedPrecondition(f"container {container.id} is not running")
         stream = await containers.attach(
             container.id,
             stdin=channels.stdin is not None,

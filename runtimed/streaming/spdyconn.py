@@ -170,6 +170,11 @@ class SpdySession:
             stream.input.end()
         self.incoming.put_nowait(stream)
 
+    def forget(self, stream: SpdyStream) -> None:
+        """A finished stream: late frames for it are dropped (a long port-forward session
+        opens two streams per connection; they must not pile up)."""
+        self.streams.pop(stream.id, None)
+
     async def next_stream(self) -> SpdyStream | None:
         """The next stream the client opens; None once the connection has ended."""
         if self.ended.is_set() and self.incoming.empty():
