@@ -31,6 +31,8 @@ fi
 
 RUNTIMED_BENCH=1 "$deploy/setup-host.sh" "$user"
 "$deploy/stage.sh" "$user" "$stage"
+source "$deploy/lib.sh"  # find_crictl: the streaming bench drives crictl
+crictl=$(find_crictl "$here/..")
 uid=$(id -u "$user")
 home=$(getent passwd "$user" | cut -d: -f6)
 
@@ -54,7 +56,7 @@ for module in "${modules[@]}"; do
   (cd "$stage/src" && runuser -u "$user" -- env -i \
     HOME="$home" USER="$user" LOGNAME="$user" \
     PATH="$stage/venv/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
-    XDG_RUNTIME_DIR="/run/user/$uid" LANG=C.UTF-8 \
+    XDG_RUNTIME_DIR="/run/user/$uid" LANG=C.UTF-8 RUNTIMED_CRICTL="${crictl:-}" \
     python -m "$module" "$@") || status=1
 done
 exit $status

@@ -2,8 +2,9 @@
 against ExecSync and against rootless podman.
 
 Run from the tree root as the unprivileged user: `python -m bench.stream_bench`
-(`bench/run.sh streaming` does that as root for you). Needs crictl on PATH
-(deploy/stage.sh puts it there). Two parts, rounds alternating between the ways:
+(`bench/run.sh streaming` does that as root for you). Needs crictl:
+$RUNTIMED_CRICTL or on PATH (bench/run.sh finds it as deploy/test.sh does). Two parts, rounds
+alternating between the ways:
 
 1. `echo hi` round trip, non-tty, wall clock of one command each:
    crictl exec (SPDY), crictl exec --transport websocket, crictl exec --sync
@@ -45,7 +46,7 @@ from bench.common import (
 )
 from bench.net_bench import PY, PYTHON, SERVER_PORT, SINK, free_port, send_to_port, wait_sink
 from runtimed.gen.runtime.v1 import api_pb2 as cri
-from tests.support.crictl import Crictl
+from tests.support.crictl import crictl_argv
 from tests.support.daemon import Daemon
 
 IMAGE = "bench/streambox:1"
@@ -79,7 +80,7 @@ class Runtimed:
     def start(self, rootfs: Path) -> None:
         self.daemon.start()
         self.daemon.ok("import", str(rootfs), IMAGE)
-        self.crictl = Crictl(self.daemon)
+        self.crictl = crictl_argv(self.daemon.socket)
         self.rt = self.daemon.cri_runtime()
         config = cri.PodSandboxConfig(
             metadata=cri.PodSandboxMetadata(name="bench", uid="bench-uid", namespace="bench"),
@@ -108,7 +109,7 @@ class Runtimed:
     # -- exec ------------------------------------------------------------------------------
 
     def crictl_exec(self, *flags: str) -> float:
-        return _timed(self.crictl.argv("exec", *flags, self.shell, "echo", "hi"))
+        return _timed([*self.crictl, "exec", *flags, self.shell, "echo", "hi"], self.daemon.env)
 
     def exec_sync_rpc(self) -> float:
         start = time.perf_counter()
@@ -142,9 +143,14 @@ class Runtimed:
     # -- port forwarding -------------------------------------------------------------------
 
     def forward(self, transport: str, size: int) -> float:
-        argv = self.crictl.argv(
-            "port-forward", "--transport", transport, self.pod, f"0:{SERVER_PORT}"
-        )
+        argv = [
+            *self.crictl,
+            "port-forward",
+            "--transport",
+            transport,
+            self.pod,
+            f"0:{SERVER_PORT}",
+        ]
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )

@@ -19,12 +19,6 @@ tar -C "$src_root" --exclude=.venv --exclude=.git --exclude='__pycache__' --excl
 if [[ ! -x "$dir/venv/bin/python" ]]; then
   runuser -u "$user" -- /usr/bin/python3 -m venv "$dir/venv"
 fi
-# crictl, the real CRI client the tests drive (shared/bin beside the checkout, or
-# RUNTIMED_CRICTL), goes on the user's PATH.
-crictl="${RUNTIMED_CRICTL:-$src_root/../shared/bin/crictl}"
-if [[ -x "$crictl" ]]; then
-  install -m 0755 "$crictl" "$dir/venv/bin/crictl"
-fi
 # A regular install, not an editable one: the editable finder adds ~6 ms to the
 # start of every runtimectl command (the tests run against src/ from their cwd).
 # pip reinstalls a local directory even at the same version, so a re-stage replaces it.

@@ -51,11 +51,14 @@ def host_ports(config: cri.PodSandboxConfig) -> list[PortSpec]:
 
 
 async def attach_pod(rt: Runtime, sandbox: Sandbox, config: cri.PodSandboxConfig) -> None:
-    """Put a new pod on the pod network; on failure the pod is removed again."""
-    if sandbox.config.namespace_options.get("network") == NODE:
-        return
+    """Put a new pod on the pod network (a host-network pod: in runtimed's network
+    namespace); on failure the pod is removed again."""
+    node = sandbox.config.namespace_options.get("network") == NODE
     try:
-        await rt.network.attach_pod(sandbox, host_ports(config))
+        if node:
+            await rt.network.attach_node_pod(sandbox, host_ports(config))
+        else:
+            await rt.network.attach_pod(sandbox, host_ports(config))
     except BaseException:
         with contextlib.suppress(Exception):
             await rt.sandboxes.remove(sandbox.id)

@@ -15,6 +15,8 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
+from runtimed.api import cri_stats
+from runtimed.api.cri_attrs import container_metadata, labels_match, pod_metadata
 from runtimed.api.cri_mounts import cri_mounts, runtime_handlers
 from runtimed.api.cri_network import (
     attach_pod,
@@ -22,6 +24,7 @@ from runtimed.api.cri_network import (
     network_condition,
     pod_network_status,
 )
+from runtimed.api.cri_security import container_security
 from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.core.containers import PID_CONTAINER, PID_HOST, PID_OWN, PID_POD, CreateRequest
 from runtimed.core.model import Container, RestartPolicy, Sandbox, Status
@@ -59,10 +62,6 @@ _PROPAGATION = {
     cri.PROPAGATION_BIDIRECTIONAL: "rshared",
 }
 _PROPAGATION_BACK = {v: k for k, v in _PROPAGATION.items()}
-
-
-def _labels_match(labels: dict[str, str], selector: Any) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
 
 
 def pid_mode(options: cri.NamespaceOption) -> str:
@@ -136,6 +135,14 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.rt.pod_cidr = request.runtime_config.network_config.pod_cidr
         return cri.UpdateRuntimeConfigResponse()
 
+    async def RuntimeConfig(
+        self, request: cri.RuntimeConfigRequest, context: Any
+    ) -> cri.RuntimeConfigResponse:
+        # kubelet matches its cgroupDriver to this; crun runs with its cgroupfs manager.
+        return cri.RuntimeConfigResponse(
+            linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cri.CGROUPFS)
+        )
+
     # -- sandboxes -------------------------------------------------------------
 
     async def RunPodSandbox(
@@ -167,6 +174,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 },
                 namespace_options={"network": ns.network, "pid": ns.pid, "ipc": ns.ipc},
                 runtime_handler=request.runtime_handler,
+                sysctls=dict(config.linux.sysctls),
             )
         )
         await attach_pod(self.rt, sandbox, config)
@@ -186,15 +194,6 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         await self.sandboxes.remove(request.pod_sandbox_id)
         return cri.RemovePodSandboxResponse()
 
-    def _pod_metadata(self, sandbox: Sandbox) -> cri.PodSandboxMetadata:
-        meta = sandbox.config.cri or {}
-        return cri.PodSandboxMetadata(
-            name=meta.get("name", ""),
-            uid=meta.get("uid", ""),
-            namespace=meta.get("namespace", ""),
-            attempt=meta.get("attempt", 0),
-        )
-
     def _pod_state(self, sandbox: Sandbox) -> int:
         return cri.SANDBOX_READY if sandbox.state.ready else cri.SANDBOX_NOTREADY
 
@@ -205,7 +204,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         opts = sandbox.config.namespace_options
         status = cri.PodSandboxStatus(
             id=sandbox.id,
-            metadata=self._pod_metadata(sandbox),
+            metadata=pod_metadata(sandbox),
             state=self._pod_state(sandbox),
             created_at=sandbox.created_at,
             network=pod_network_status(self.rt, sandbox),
@@ -244,12 +243,12 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 continue
             if flt.HasField("state") and self._pod_state(sandbox) != flt.state.state:
                 continue
-            if not _labels_match(sandbox.config.labels, flt.label_selector):
+            if not labels_match(sandbox.config.labels, flt.label_selector):
                 continue
             items.append(
                 cri.PodSandbox(
                     id=sandbox.id,
-                    metadata=self._pod_metadata(sandbox),
+                    metadata=pod_metadata(sandbox),
                     state=self._pod_state(sandbox),
                     created_at=sandbox.created_at,
                     labels=sandbox.config.labels,
@@ -258,6 +257,29 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 )
             )
         return cri.ListPodSandboxResponse(items=items)
+
+    # -- stats (api/cri_stats.py) ----------------------------------------------
+
+    async def ContainerStats(
+        self, request: cri.ContainerStatsRequest, context: Any
+    ) -> cri.ContainerStatsResponse:
+        return await cri_stats.container_stats(self.rt, self._container(request.container_id))
+
+    async def ListContainerStats(
+        self, request: cri.ListContainerStatsRequest, context: Any
+    ) -> cri.ListContainerStatsResponse:
+        return await cri_stats.list_container_stats(self.rt, request.filter)
+
+    async def PodSandboxStats(
+        self, request: cri.PodSandboxStatsRequest, context: Any
+    ) -> cri.PodSandboxStatsResponse:
+        sandbox = self.sandboxes.get(request.pod_sandbox_id)
+        return await cri_stats.pod_sandbox_stats(self.rt, sandbox)
+
+    async def ListPodSandboxStats(
+        self, request: cri.ListPodSandboxStatsRequest, context: Any
+    ) -> cri.ListPodSandboxStatsResponse:
+        return await cri_stats.list_pod_sandbox_stats(self.rt, request.filter)
 
     # -- containers ------------------------------------------------------------
 
@@ -281,11 +303,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         if config.log_path:
             log_path = os.path.join(sandbox.config.log_directory, config.log_path)
         binds, volume_extras = cri_mounts(config.mounts)
-        user = sec.run_as_username
-        if sec.HasField("run_as_user"):
-            user = str(sec.run_as_user.value)
-            if sec.HasField("run_as_group"):
-                user += f":{sec.run_as_group.value}"
+        security = await container_security(sec)
         container = await self.containers.create(
             CreateRequest(
                 image=config.image.image,
@@ -294,13 +312,11 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 cmd=list(config.args) or None,
                 env=[f"{kv.key}={kv.value}" for kv in config.envs],
                 working_dir=config.working_dir,
-                user=user,
                 labels=dict(config.labels),
                 annotations=dict(config.annotations),
                 tty=config.tty,
                 stdin=config.stdin,
                 stdin_once=config.stdin_once,
-                read_only=sec.readonly_rootfs,
                 restart_policy=RestartPolicy(),
                 stop_signal=cri.Signal.Name(config.stop_signal) if config.stop_signal else "",
                 binds=binds,
@@ -308,12 +324,9 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 log_path=log_path,
                 sandbox_id=sandbox.id,
                 cri={"name": meta.name, "attempt": meta.attempt},
-                cap_add=list(sec.capabilities.add_capabilities),
-                cap_drop=list(sec.capabilities.drop_capabilities),
-                privileged=sec.privileged,
-                no_new_privileges=sec.no_new_privs,
                 extras={"volumes": volume_extras},
                 pid_mode=pid_mode(sec.namespace_options),
+                **security,
             )
         )
         return cri.CreateContainerResponse(container_id=container.id)
@@ -366,12 +379,6 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             "image_ref": image_ref,
         }
 
-    def _meta(self, container: Container) -> cri.ContainerMetadata:
-        meta = container.config.cri or {}
-        return cri.ContainerMetadata(
-            name=meta.get("name", container.name), attempt=meta.get("attempt", 0)
-        )
-
     async def ListContainers(
         self, request: cri.ListContainersRequest, context: Any
     ) -> cri.ListContainersResponse:
@@ -386,13 +393,13 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 continue
             if flt.HasField("state") and _STATE[container.state.status] != flt.state.state:
                 continue
-            if not _labels_match(container.config.labels, flt.label_selector):
+            if not labels_match(container.config.labels, flt.label_selector):
                 continue
             items.append(
                 cri.Container(
                     id=container.id,
                     pod_sandbox_id=container.sandbox_id,
-                    metadata=self._meta(container),
+                    metadata=container_metadata(container),
                     state=_STATE[container.state.status],
                     created_at=container.created_at,
                     labels=container.config.labels,
@@ -419,7 +426,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         ]
         status = cri.ContainerStatus(
             id=container.id,
-            metadata=self._meta(container),
+            metadata=container_metadata(container),
             state=_STATE[state.status],
             created_at=container.created_at,
             started_at=state.started_at,

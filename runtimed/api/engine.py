@@ -211,6 +211,20 @@ class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.Eng
         await self.rt.registry.check_login(server, Credential(request.username, request.password))
         return pb.LoginResponse(status="Login Succeeded", server=server)
 
+    async def Namespaces(
+        self, request: pb.NamespacesRequest, context: Any
+    ) -> pb.NamespacesResponse:
+        # The launcher holds our user and mount namespaces for as long as anything runs.
+        pid = await self.rt.launcher.ensure()
+        netns = str(self.rt.network.namespace_path()) if request.network else ""
+        return pb.NamespacesResponse(
+            pid=pid,
+            user_ns=os.stat("/proc/self/ns/user").st_ino,
+            mount_ns=os.stat("/proc/self/ns/mnt").st_ino,
+            network_ns_path=netns,
+            socket=str(self.rt.config.socket),
+        )
+
 
 def _first_line_value(path: str, prefix: str) -> str | None:
     with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -72,7 +73,8 @@ def create_request(req: pb.CreateContainerRequest) -> CreateRequest:
         env=list(req.env),
         working_dir=req.working_dir,
         user=req.user,
-        hostname=req.hostname,
+        # As docker: --network host shares the host's name along with its network.
+        hostname=req.hostname or (socket.gethostname() if req.network == "host" else ""),
         labels=dict(req.labels),
         tty=req.tty,
         stdin=req.stdin_open,
@@ -82,6 +84,7 @@ def create_request(req: pb.CreateContainerRequest) -> CreateRequest:
         stop_signal=req.stop_signal,
         stop_timeout=req.stop_timeout if req.stop_timeout >= 0 else -1,
         binds=binds,
+        make_bind_sources=True,  # req.binds are -v binds (docker's HostConfig.Binds)
         auto_remove=req.auto_remove,
         log_driver=req.log_driver,
         log_opts=dict(req.log_opts),

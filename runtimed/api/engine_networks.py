@@ -46,7 +46,7 @@ def network_extras(req: pb.CreateContainerRequest) -> dict[str, Any]:
 
 def network_message(service: NetworkService, net: NetworkRecord) -> pb.Network:
     endpoints = []
-    for e in service.endpoints(net):
+    for e in service.live_endpoints(net):
         endpoints.append(
             pb.NetworkEndpoint(
                 container_id=e.owner_id,
@@ -60,7 +60,9 @@ def network_message(service: NetworkService, net: NetworkRecord) -> pb.Network:
         id=net.id,
         name=net.name,
         driver=net.driver,
-        ipam=[pb.IpamConfig(subnet=net.subnet, ip_range=net.ip_range, gateway=net.gateway)],
+        ipam=[pb.IpamConfig(subnet=net.subnet, ip_range=net.ip_range, gateway=net.gateway)]
+        if net.subnet
+        else [],
         internal=net.internal,
         labels=net.labels,
         options=net.options,
@@ -147,7 +149,7 @@ class NetworkRpcs:
         service = self.rt.network
         match = network_filter(service, list(request.filters))
         return pb.ListNetworksResponse(
-            networks=[network_message(service, n) for n in service.list() if match(n)]
+            networks=[network_message(service, n) for n in service.listed() if match(n)]
         )
 
     async def InspectNetwork(self, request: pb.NetworkRef, context: Any) -> pb.Network:

@@ -377,6 +377,29 @@ def _container_target(
     return parent, posixpath.basename(dst.rstrip("/")), False
 
 
+class _SourceFailed(Exception):
+    """The local tree could not be read while it was being sent."""
+
+
+def _read_error(src: str, exc: BaseException) -> CliError:
+    """Docker's wording (`open PATH: permission denied`), for the file that failed."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else src
+        return CliError(f"open {where}: {exc.strerror[:1].lower()}{exc.strerror[1:]}")
+    return CliError(f"cannot read {src}: {exc}")
+
+
+def _check_readable(src: str, st: os.stat_result) -> None:
+    """Fail before anything is sent when the source itself cannot be read."""
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            os.listdir(src)
+        elif stat.S_ISREG(st.st_mode):  # not a fifo: opening one would wait for a writer
+            os.close(os.open(src, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        raise _read_error(src, exc) from None
+
+
 def copy_to_container(
     client: Client, src: str, ctr: str, dst: str, *, archive: bool, follow: bool, quiet: bool
 ) -> int:
@@ -401,6 +424,7 @@ def copy_to_container(
     src_is_dir = stat.S_ISDIR(st.st_mode)
     if not src_is_dir and (src.endswith("/") or _contents_only(src)):
         raise CliError(f"cannot copy {src}: not a directory")
+    _check_readable(src, st)
     into, arcname, contents = _container_target(client, ctr, src, dst, src_is_dir)
     chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
     cancelled = threading.Event()
@@ -420,16 +444,21 @@ def copy_to_container(
         yield pb.CopyToContainerChunk(options=pb.CopyToContainerOptions(id=ctr, path=into))
         while (block := chunks.get()) is not None:
             yield pb.CopyToContainerChunk(data=block)
+        if failure:
+            # Cancels the call: the daemon drops the partial archive, nothing is written.
+            raise _SourceFailed
 
     producer = threading.Thread(target=produce, name="cp-tar", daemon=True)
     producer.start()
     try:
         client.engine.CopyToContainer(requests())
+    except _SourceFailed:
+        pass
     finally:
         cancelled.set()
         producer.join(timeout=5)
     if failure and not isinstance(failure[0], BrokenPipeError):
-        raise CliError(f"cannot read {src}: {failure[0]}")
+        raise _read_error(src, failure[0])
     if not quiet:
         print(f"Successfully copied {human_size(writer.total)} to {ctr}:{dst}", file=sys.stderr)
     return 0

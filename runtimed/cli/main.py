@@ -7,7 +7,7 @@ import sys
 from typing import NoReturn
 
 from runtimed import __version__
-from runtimed.cli import containers, images, networks, system, volumes
+from runtimed.cli import containers, images, networks, system, unshare, volumes
 from runtimed.cli.client import Client, CliError, describe_rpc_error
 from runtimed.cli.lazyparse import LazyArgumentParser
 from runtimed.cli.rpc import RpcError
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     system.register(sub)
     volumes.register(sub)
     networks.register(sub)
+    unshare.register(sub)
     return parser
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import secrets
 import shutil
 from collections.abc import Awaitable, Callable
@@ -47,6 +48,7 @@ from runtimed.images.service import ImageService
 from runtimed.oci.runtime import OciRuntime
 from runtimed.oci.signals import parse_signal
 from runtimed.oci.spec import (
+    SECCOMP_DEFAULT,
     BindMount,
     NamespacePaths,
     SpecRequest,
@@ -54,6 +56,7 @@ from runtimed.oci.spec import (
     build_spec,
     resolve_args,
 )
+from runtimed.rootless.userns import unreachable_path
 from runtimed.snapshots import Snapshotter
 from runtimed.store.atomicfile import write_atomic
 from runtimed.store.containers import ContainerRecords
@@ -87,6 +90,8 @@ class CreateRequest:
     stop_signal: str = ""
     stop_timeout: int = -1
     binds: list[BindMount] = field(default_factory=list)
+    # docker's -v makes a missing bind source directory; --mount and CRI refuse it.
+    make_bind_sources: bool = False
     auto_remove: bool = False
     log_driver: str = ""
     log_opts: dict[str, str] = field(default_factory=dict)
@@ -99,6 +104,13 @@ class CreateRequest:
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
     no_new_privileges: bool = True
+    # What oci.spec.SpecRequest takes as they are: groups, masked paths, seccomp.
+    supplemental_groups: list[int] = field(default_factory=list)
+    groups_strict: bool = False
+    masked_paths: list[str] | None = None
+    readonly_paths: list[str] | None = None
+    seccomp: str = SECCOMP_DEFAULT
+    seccomp_profile: dict[str, Any] | None = None
     # Per-part settings (volumes, network, ...), each under its own key; see core/hooks.py.
     extras: dict[str, Any] = field(default_factory=dict)
     # A PID_* mode of core.model; PID_CONTAINER + an id or a name.
@@ -201,11 +213,9 @@ class ContainerService:
         for hook in self.hooks:
             await hook.validate(req, image_config)
         for bind in req.binds:
-            if not Path(bind.source).exists():
-                raise InvalidArgument(
-                    f'invalid mount config for type "bind": bind source path does not exist: '
-                    f"{bind.source}"
-                )
+            await asyncio.to_thread(_check_bind_source, bind.source, make=req.make_bind_sources)
+        if req.log_path:
+            await asyncio.to_thread(_make_log_directory, Path(req.log_path).parent)
         container_id = secrets.token_hex(32)
         name = validate_name(req.name) if req.name else self._free_name()
         hostname = req.hostname or (sandbox.config.hostname if sandbox else container_id[:12])
@@ -247,6 +257,12 @@ class ContainerService:
             no_new_privileges=req.no_new_privileges,
             stop_signal=stop_signal,
             annotations=dict(req.annotations),
+            supplemental_groups=list(req.supplemental_groups),
+            groups_strict=req.groups_strict,
+            masked_paths=req.masked_paths,
+            readonly_paths=req.readonly_paths,
+            seccomp=req.seccomp,
+            seccomp_profile=req.seccomp_profile,
         )
         config = ContainerConfig(
             image=req.image,
@@ -447,6 +463,8 @@ class ContainerService:
             # Its processes outlive their init in the host's pid namespace, and come to the
             # shim (their subreaper): it ends them when the container stops.
             "host_pid": request.namespaces.host_pid,
+            # ... and in a pid namespace it joins, they go to that namespace's init.
+            "shared_pid": request.namespaces.pid is not None and not request.namespaces.host_pid,
         }
         try:
             _shim_pid, pid = await self.launcher.spawn(shim_config)
@@ -838,6 +856,36 @@ class ContainerService:
         for task in self._monitors.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _check_bind_source(source: str, *, make: bool) -> None:
+    try:
+        os.stat(source)
+    except FileNotFoundError:
+        if make:
+            try:
+                os.makedirs(source, mode=0o755, exist_ok=True)
+            except OSError as exc:  # as rootless docker words it
+                raise InvalidArgument(
+                    f"error while creating mount source path '{source}': "
+                    f"mkdir {exc.filename}: {exc.strerror.lower()}"
+                ) from None
+            return
+        raise InvalidArgument(
+            f'invalid mount config for type "bind": bind source path does not exist: {source}'
+        ) from None
+    except PermissionError:
+        raise unreachable_path(source, "bind source") from None
+
+
+def _make_log_directory(directory: Path) -> None:
+    """kubelet makes the pod's log directory, crictl does not: make it (0755) as containerd does."""
+    try:
+        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except PermissionError:
+        raise unreachable_path(str(directory), "log directory") from None
+    except FileExistsError:
+        raise InvalidArgument(f"log directory {directory} is not a directory") from None
 
 
 def _log_config(

@@ -1,36 +1,57 @@
 """docker cp: tar streams in and out of a container's filesystem, never escaping its root.
 
 Paths are resolved inside the container's root the way the container would
-resolve them: every symlink is read and followed with the root as `/`, and
-`..` stops at the root. A running container is reached through
-/proc/PID/root (so its mounts are visible); a stopped one through its
-snapshot.
+resolve them: every symlink is followed with the root as `/`, and `..` stops
+at the root. A running container is reached through /proc/PID/root (so its
+mounts are visible); a stopped one through its snapshot.
+
+A running container's processes may rename and swap names while a copy works
+(CVE-2018-15664), so nothing here uses a host path below the root by name:
+runtimed.core.inroot resolves each path to an fd (openat2 RESOLVE_IN_ROOT,
+or an O_NOFOLLOW walk), and copyout/copyin work from fds and *at() calls.
+As Docker does, the container is also paused for the copy when its runtime
+can freeze it; without a cgroup freezer (runtimed does not manage cgroups
+yet, so `crun pause` fails) the copy goes on unpaused, safe by the fds alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import posixpath
 import stat
-import tarfile
 import tempfile
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
+import structlog
+
+from runtimed.core import copyin, copyout
+from runtimed.core.inroot import MAX_LINKS, closing, open_in_root, open_root
 from runtimed.core.model import Container
-from runtimed.errors import InvalidArgument, NotFound
+from runtimed.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 if TYPE_CHECKING:
     from runtimed.core.containers import ContainerService
 
+log = structlog.get_logger(__name__)
+
 CHUNK = 256 * 1024
-MAX_LINKS = 40
+# One copy at a time works in a paused container: the first one's resume must not
+# thaw it under a second.
+_copy_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
-    """The host path for `path` as seen inside `root`; symlinks clamped to the root."""
+    """The host path for `path` as seen inside `root`; symlinks clamped to the root.
+
+    By name, so only for a tree no process changes meanwhile (an image's files at
+    create); a running container's tree goes through runtimed.core.inroot.
+    """
     parts = [p for p in path.split("/") if p not in ("", ".")]
     resolved: list[str] = []
     hops = 0
@@ -68,29 +89,89 @@ async def _root_of(service: ContainerService, container: Container) -> Path:
     )
 
 
+@contextlib.asynccontextmanager
+async def _paused(service: ContainerService, container: Container) -> AsyncIterator[None]:
+    """The container frozen for the copy, where its runtime can freeze it."""
+    if not container.running:
+        yield
+        return
+    lock = _copy_locks.setdefault(container.id, asyncio.Lock())
+    async with lock:
+        shim = service.shim(container)
+        paused = True
+        try:
+            await shim.pause()
+        except (FailedPrecondition, Unavailable) as exc:
+            # Without a cgroup crun cannot freeze; the fds keep the copy inside the root.
+            log.debug("copy_unpaused", container_id=container.id, reason=exc.message)
+            paused = False
+        try:
+            yield
+        finally:
+            if paused:
+                try:
+                    await shim.resume()
+                except (FailedPrecondition, Unavailable) as exc:
+                    log.error("copy_resume_failed", container_id=container.id, error=exc.message)
+
+
+def _open_root(root: Path, container: Container) -> int:
+    try:
+        return open_root(root)
+    except OSError as exc:
+        # /proc/PID/root of a process that just ended; no host path in the message.
+        raise FailedPrecondition(
+            f"copy: container {container.name} stopped during the copy ({exc.strerror})"
+        ) from None
+
+
+def _follows_last(path: str) -> bool:
+    # As docker: `LINK/` and `LINK/.` name what the link points to; `LINK` the link.
+    return path.endswith(("/", "/.")) or path == "."
+
+
+def _open_path(root: Path, path: str, container: Container) -> int:
+    """An O_PATH fd for `path` inside the container's root."""
+    flags = os.O_PATH if _follows_last(path) else os.O_PATH | os.O_NOFOLLOW
+    with closing(_open_root(root, container)) as root_fd:
+        try:
+            return open_in_root(root_fd, path, flags)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(
+                f"Could not find the file {path} in container {container.name}"
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InvalidArgument(
+                    f"copy: too many levels of symbolic links in {path!r}"
+                ) from None
+            raise
+
+
 async def copy_from_container(
     service: ContainerService, container: Container, path: str
 ) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
     if not path:
         raise InvalidArgument("copy: a path inside the container is required")
     root = await _root_of(service, container)
-    source = resolve_in_root(root, path, follow_last=False)
-    try:
-        st = os.lstat(source)
-    except FileNotFoundError:
-        raise NotFound(f"Could not find the file {path} in container {container.name}") from None
+    with closing(_open_path(root, path, container)) as fd:
+        st = os.fstat(fd)
+        link = os.readlink("", dir_fd=fd) if stat.S_ISLNK(st.st_mode) else ""
     name = posixpath.basename(path.rstrip("/")) or "."
     info = {
         "name": name,
         "size": st.st_size,
         "mode": st.st_mode,
         "mtime": int(st.st_mtime),
-        "linkTarget": os.readlink(source) if stat.S_ISLNK(st.st_mode) else "",
+        "linkTarget": link,
     }
 
     async def chunks() -> AsyncIterator[bytes]:
         # Built only when the caller reads on: `cp LOCAL CTR:DIR` only wants the stat.
-        spool = await asyncio.to_thread(_tar_to_spool, source, name)
+        # The path is resolved again here: the fd above is closed whether or not
+        # the caller reads, and what it named may have changed since.
+        async with _paused(service, container):
+            spool = await asyncio.to_thread(_tar_to_spool, root, path, name, container)
         try:
             while data := await asyncio.to_thread(spool.read, CHUNK):
                 yield data
@@ -100,11 +181,19 @@ async def copy_from_container(
     return info, chunks()
 
 
-def _tar_to_spool(source: Path, arcname: str):  # noqa: ANN202 - a temporary file object
+def _tar_to_spool(root: Path, path: str, arcname: str, container: Container) -> IO[bytes]:
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, closed there
-    with tarfile.open(fileobj=spool, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        # Links inside the tree are stored as links, never followed.
-        tar.add(source, arcname=arcname, recursive=True)
+    try:
+        with closing(_open_path(root, path, container)) as fd:
+            copyout.write_tree(fd, arcname, spool)
+    except OSError as exc:
+        spool.close()
+        raise FailedPrecondition(
+            f"copy: cannot read {path} in container {container.name}: {exc.strerror}"
+        ) from None
+    except BaseException:
+        spool.close()
+        raise
     spool.seek(0)
     return spool
 
@@ -113,55 +202,21 @@ async def copy_to_container(
     service: ContainerService, container: Container, path: str, data: AsyncIterator[bytes]
 ) -> None:
     root = await _root_of(service, container)
-    dest = resolve_in_root(root, path)
-    if not dest.is_dir():
-        raise NotFound(f"Could not find the directory {path} in container {container.name}")
+    with closing(_open_root(root, container)) as root_fd:
+        try:
+            os.close(open_in_root(root_fd, path, os.O_PATH | os.O_DIRECTORY))
+        except OSError:
+            raise NotFound(
+                f"Could not find the directory {path} in container {container.name}"
+            ) from None
     with tempfile.TemporaryFile() as spool:
         async for chunk in data:
             await asyncio.to_thread(spool.write, chunk)
         spool.seek(0)
-        await asyncio.to_thread(_extract, spool, root, path)
+        async with _paused(service, container):
+            await asyncio.to_thread(_extract, spool, root, path, container)
 
 
-def _extract(spool: Any, root: Path, base: str) -> None:
-    try:
-        tar = tarfile.open(fileobj=spool, mode="r:*")  # noqa: SIM115 - closed by the with below
-    except tarfile.TarError as exc:
-        raise InvalidArgument(f"copy: not a valid tar archive: {exc}") from exc
-    with tar:
-        for member in tar:
-            name = posixpath.normpath(member.name)
-            if name.startswith(("/", "../")) or name == "..":
-                raise InvalidArgument(f"copy: archive entry {member.name!r} escapes the target")
-            inside = posixpath.join(base, name)
-            parent = resolve_in_root(root, posixpath.dirname(inside))
-            parent.mkdir(parents=True, exist_ok=True)
-            target = parent / posixpath.basename(inside)
-            if member.isdir():
-                if not target.is_dir():
-                    target.mkdir(mode=member.mode & 0o7777)
-                continue
-            if target.is_symlink() or target.exists():
-                if target.is_dir() and not target.is_symlink():
-                    raise InvalidArgument(
-                        f"copy: cannot overwrite directory {inside!r} with a file"
-                    )
-                target.unlink()
-            if member.issym():
-                os.symlink(member.linkname, target)
-            elif member.islnk():
-                source = resolve_in_root(root, posixpath.join(base, member.linkname))
-                os.link(source, target, follow_symlinks=False)
-            elif member.isfile():
-                extracted = tar.extractfile(member)
-                assert extracted is not None
-                fd = os.open(
-                    target,
-                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                    member.mode & 0o7777,
-                )
-                with os.fdopen(fd, "wb") as out:
-                    while block := extracted.read(CHUNK):
-                        out.write(block)
-                os.chmod(target, member.mode & 0o7777)
-            # Devices and fifos are not copied: rootless cannot make devices.
+def _extract(spool: IO[bytes], root: Path, base: str, container: Container) -> None:
+    with closing(_open_root(root, container)) as root_fd:
+        copyin.extract(spool, root_fd, base, container.name)

@@ -17,6 +17,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ class PodRequest:
     dns: dict[str, list[str]] = field(default_factory=dict)
     namespace_options: dict[str, Any] = field(default_factory=dict)  # network, pid, ipc modes
     runtime_handler: str = ""
+    sysctls: dict[str, str] = field(default_factory=dict)  # set in the pod's namespaces
 
 
 class SandboxService:
@@ -65,6 +67,8 @@ class SandboxService:
         self.containers = containers
         self.run_dir = run_dir
         self.data_dir = data_dir
+        # Where host-network pods live: the rootless network namespace (set by the daemon).
+        self.node_network: Path | None = None
         # Our user namespace does not change while we run: an infra process must share it.
         self._userns = os.stat("/proc/self/ns/user").st_ino
         containers.sandbox_namespaces = self.namespaces
@@ -138,22 +142,32 @@ class SandboxService:
         return [c for c in self.containers.list() if c.sandbox_id == sandbox_id]
 
     def namespaces(self, sandbox: Sandbox) -> NamespacePaths:
-        """What a container of this pod joins (host network when the pod asked for it)."""
+        """What a container of this pod joins.
+
+        A host-network pod (network mode NODE) joins runtimed's rootless network
+        namespace, `node_network`: a kubelet beside a rootless runtime runs there
+        (`runtimectl unshare --rootless-netns`), and a rootless runtime could not give
+        pods the host's own network anyway (no bridge, no configuring it).
+        """
         ns_dir = Path(sandbox.config.ns_dir)
         opts = sandbox.config.namespace_options
-        host_network = opts.get("network") == NODE
+        node_network = opts.get("network") == NODE
+        if node_network and self.node_network is None:
+            raise FailedPrecondition("host-network pods need runtimed's rootless network")
         return NamespacePaths(
-            network=None if host_network else str(ns_dir / "net"),
-            ipc=None if opts.get("ipc") == CONTAINER else str(ns_dir / "ipc"),
+            network=str(self.node_network) if node_network else str(ns_dir / "net"),
+            ipc=None if opts.get("ipc") in (CONTAINER, NODE) else str(ns_dir / "ipc"),
             uts=str(ns_dir / "uts"),
             pid=self.pid_namespace(sandbox),  # for the containers whose pid mode is POD
-            host_network=host_network,
+            shared_network=node_network,
+            host_ipc=opts.get("ipc") == NODE,
         )
 
     async def run(self, req: PodRequest) -> Sandbox:
         sandbox_id = secrets.token_hex(32)
         ns_dir = self.ns_dir(sandbox_id)
-        hostname = req.hostname or req.cri.get("name", "") or sandbox_id[:12]
+        # As containerd: no hostname in the config means the node's (pod names run long).
+        hostname = req.hostname or socket.gethostname()
         config = SandboxConfig(
             kind="pod",
             hostname=hostname,
@@ -168,8 +182,16 @@ class SandboxService:
         )
         sandbox = Sandbox(sandbox_id, req.name, config, SandboxState(), now_ns())
         host_network = req.namespace_options.get("network") == NODE
+        host_ipc = req.namespace_options.get("ipc") == NODE
         try:
-            await asyncio.to_thread(pin_namespaces, ns_dir, hostname, network=not host_network)
+            await asyncio.to_thread(
+                pin_namespaces,
+                ns_dir,
+                hostname,
+                network=not host_network,
+                ipc=not host_ipc,
+                sysctls=req.sysctls,
+            )
             if req.namespace_options.get("pid", POD) == POD:
                 await self.containers.launcher.start_pod_infra(ns_dir / INFRA_FILE)
             await asyncio.to_thread(

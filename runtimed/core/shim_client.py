@@ -175,6 +175,13 @@ class ShimClient:
     async def kill(self, sig: int, all_processes: bool = False) -> None:
         await self._call({"op": "kill", "signal": int(sig), "all": all_processes})
 
+    async def pause(self) -> None:
+        """Freeze the container (FailedPrecondition where the runtime cannot)."""
+        await self._call({"op": "pause"})
+
+    async def resume(self) -> None:
+        await self._call({"op": "resume"})
+
     async def wait(self) -> dict[str, Any]:
         """The state object, once the container has exited (no timeout: wrap in wait_for)."""
         answer = await self._call({"op": "wait"})

@@ -24,6 +24,7 @@ from runtimed.core.containers import ContainerService
 from runtimed.core.logdrivers import LogDrivers, LoggingHook
 from runtimed.core.sandboxes import SandboxService
 from runtimed.core.shim_client import ShimLauncher
+from runtimed.core.stats import ProcSource, StatsService
 from runtimed.daemon import logging as daemon_logging
 from runtimed.errors import FailedPrecondition
 from runtimed.gen.runtime.v1 import api_pb2_grpc
@@ -70,6 +71,7 @@ class Runtime:
     volumes: VolumeService
     volume_mounts: ContainerMounts
     network: NetworkService
+    stats: StatsService
     pod_cidr: str = ""
 
     @classmethod
@@ -137,6 +139,14 @@ class Runtime:
             host_loopback=config.host_loopback,
         )
         containers.hooks.append(NetworkHook(network))
+        # CPU and memory from /proc until containers get cgroups of their own.
+        stats = StatsService(
+            source=ProcSource(infra_pid=sandboxes.infra_pid),
+            snapshotter=snapshotter,
+            layer_root=data / "snapshots",
+            netns=network.worker,
+        )
+        sandboxes.node_network = network.rootless.pin
         return cls(
             config=config,
             rootless=rootless,
@@ -154,6 +164,7 @@ class Runtime:
             volumes=volumes,
             volume_mounts=volume_mounts,
             network=network,
+            stats=stats,
         )
 
     async def start(self) -> None:

@@ -129,9 +129,11 @@ class ImageService:
             raise InvalidArgument("image reference is empty")
         bare = text.removeprefix("sha256:")
         if len(bare) == 64 and set(bare) <= _HEX:
+            # A full id is an id, never a repository name (docker refuses 64-hex names).
             record = self.metadata.get_image("sha256:" + bare)
-            if record:
-                return record, None
+            if record is None:
+                raise NotFound(f"No such image: {text}")
+            return record, None
         ref_error: InvalidArgument | None = None
         try:
             ref = parse_reference(text)

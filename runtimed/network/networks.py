@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import secrets
@@ -41,6 +42,21 @@ def builtin_networks() -> list[NetworkRecord]:
         _builtin(DEFAULT_NETWORK, DEFAULT_SUBNET, "runtimed0"),
         _builtin(POD_NETWORK, POD_SUBNET, "runtimed-cri"),
     ]
+
+
+# docker's `host` and `none` rows: modes, not networks, but listed and inspectable as such.
+MODE_NETWORKS = {"host": "host", "none": "null"}  # name -> driver
+
+
+def mode_network(name: str) -> NetworkRecord:
+    """The record of the `host` or `none` network; its id is the same on every start."""
+    return NetworkRecord(
+        id=hashlib.sha256(f"runtimed-network-{name}".encode()).hexdigest(),
+        name=name,
+        driver=MODE_NETWORKS[name],
+        dns_enabled=False,
+        builtin=True,
+    )
 
 
 def _builtin(name: str, subnet: str, bridge: str) -> NetworkRecord:

@@ -194,6 +194,38 @@ def _bind_spec(spec: PortSpec) -> list[tuple[socket.socket, PortRecord]]:
     raise FailedPrecondition("cannot find a free host port for both IPv4 and IPv6; try again")
 
 
+def bind_loopback(specs: list[PortSpec]) -> list[tuple[socket.socket, PortRecord]]:
+    """Bind each spec's host port on the loopback of the calling thread's network namespace.
+
+    Run in the rootless namespace, so that a pod's hostPort also answers on
+    127.0.0.1:HOSTPORT there, where a kubelet started in `runtimectl unshare
+    --rootless-netns` looks for it (as it would on a node). All or nothing.
+    """
+    bound: list[tuple[socket.socket, PortRecord]] = []
+    seen = set()
+    try:
+        for spec in specs:
+            ip = "::1" if ":" in spec.host_ip else "127.0.0.1"
+            if not spec.host_port or (ip, spec.host_port, spec.protocol) in seen:
+                continue  # the same port on several host addresses: once here
+            seen.add((ip, spec.host_port, spec.protocol))
+            try:
+                sock = _bind_one(ip, spec.host_port, spec.protocol)
+            except OSError as exc:
+                where = f"{ip}:{spec.host_port}/{spec.protocol}"
+                raise FailedPrecondition(
+                    f"cannot publish {where} in runtimed's network namespace: "
+                    f"{exc.strerror or exc} (a host-network pod, or a process started with "
+                    "`runtimectl unshare --rootless-netns`, may be using it)"
+                ) from None
+            bound.append((sock, PortRecord(spec.protocol, spec.container_port, ip, spec.host_port)))
+    except BaseException:
+        for sock, _ in bound:
+            sock.close()
+        raise
+    return bound
+
+
 def start_forwarder(
     netns: Path, target_ip: str, bound: list[tuple[socket.socket, PortRecord]], lifeline: Path
 ) -> int:

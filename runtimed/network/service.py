@@ -19,6 +19,7 @@ import functools
 import ipaddress
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,8 @@ EGRESS_PORT = 15001
 # How long a stopped container's veths may outlive it when something other than the
 # container still holds its namespace (see _release_runtime).
 REAP_DELAY = 2.0
+# What a host-network pod's published ports lead to: its own ports, in the rootless namespace.
+NODE_TARGET = "127.0.0.1"
 
 
 def configured_backend(config: object) -> str:
@@ -161,6 +164,11 @@ class NetworkService:
         self.worker.shutdown()
         self.store.close()
 
+    def namespace_path(self) -> Path:
+        """Where the rootless network namespace is pinned (in our mount namespace)."""
+        self._require_ready()
+        return self.rootless.pin
+
     def _require_ready(self) -> None:
         if not self.ready:
             raise FailedPrecondition(f"bridge networking is unavailable: {self.error}")
@@ -176,13 +184,17 @@ class NetworkService:
     def list(self) -> list[NetworkRecord]:
         return self.store.networks()
 
+    def listed(self) -> list[NetworkRecord]:
+        """What `network ls` shows: our networks and docker's host and none rows."""
+        return [*self.store.networks(), *map(networks.mode_network, networks.MODE_NETWORKS)]
+
     def get(self, ref: str) -> NetworkRecord:
         if not ref:
             raise InvalidArgument("network name or id is required")
         found = self.store.network(ref)
         if found is not None:
             return found
-        matches = [n for n in self.store.networks() if n.id.startswith(ref)]
+        matches = [n for n in self.listed() if n.id.startswith(ref) or n.name == ref]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -191,6 +203,17 @@ class NetworkService:
 
     def endpoints(self, network: NetworkRecord) -> list[Endpoint]:
         return self.store.endpoints(network_id=network.id)
+
+    def live_endpoints(self, network: NetworkRecord) -> list[Endpoint]:
+        """The endpoints of running containers and ready pods (what `network inspect` lists)."""
+        return [e for e in self.endpoints(network) if self._owner_live(e.owner_id)]
+
+    def _owner_live(self, owner_id: str) -> bool:
+        try:
+            return self.containers.get(owner_id).running
+        except (NotFound, InvalidArgument):
+            sandbox = self.containers.records.get_sandbox(owner_id)
+            return bool(sandbox and sandbox.state.ready)
 
     async def create(self, req: CreateNetwork) -> NetworkRecord:
         async with self._lock:
@@ -402,6 +425,11 @@ class NetworkService:
     ) -> None:
         async with self._lock:
             net = self.get(network_ref)
+            if net.name in networks.MODE_NETWORKS:
+                raise FailedPrecondition(
+                    f"container cannot be disconnected from {net.name} network or connected "
+                    f"to {net.name} network"
+                )
             container = self.containers.get(container_ref)
             doc = self.store.owner(container.id)
             if doc is None or doc["mode"] not in MODES_WITH_OWN_NETNS:
@@ -479,13 +507,31 @@ class NetworkService:
             await self.worker.run(links.attach, self.worker, pin, [plan])
             self._active.add(sandbox.id)
             if port_mappings:
-                await self._publish(sandbox.id, endpoint.ip, port_mappings)
+                await self._publish(sandbox.id, endpoint.ip, port_mappings, in_netns=True)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.detach_pod(sandbox.id)
             raise
         log.info("pod_attached", sandbox_id=sandbox.id, ip=endpoint.ip)
         return endpoint.ip
+
+    async def attach_node_pod(self, sandbox: Sandbox, port_mappings: list[ports.PortSpec]) -> None:
+        """A host-network pod: its containers join the rootless namespace itself (see
+        SandboxService.namespaces), where its ports are open already; they are published
+        on the host too, to 127.0.0.1 in that namespace."""
+        self._require_ready()
+        ports.validate(port_mappings)
+        self.store.set_owner(
+            sandbox.id, {"mode": "node", "ports": [p.to_dict() for p in port_mappings]}
+        )
+        try:
+            if port_mappings:
+                await self._publish(sandbox.id, NODE_TARGET, port_mappings)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.detach_pod(sandbox.id)
+            raise
+        log.info("node_pod_attached", sandbox_id=sandbox.id)
 
     async def detach_pod(self, sandbox_id: str) -> None:
         """Stop the pod's forwards and take its address back; idempotent."""
@@ -669,17 +715,24 @@ class NetworkService:
         pid = helperproc.read_pid(self._forwarder_pid_file(owner_id))
         return helperproc.alive(pid, portproxy.MARKER)
 
-    async def _publish(self, owner_id: str, target_ip: str, specs: list[ports.PortSpec]) -> None:
+    async def _publish(
+        self, owner_id: str, target_ip: str, specs: list[ports.PortSpec], *, in_netns: bool = False
+    ) -> None:
+        """Bind the host ports (and with `in_netns` the same ports on 127.0.0.1 in the rootless
+        namespace, for a pod's hostPorts) and hand them all to one forwarder."""
         bound = await asyncio.to_thread(ports.bind, specs)
+        inner: list[tuple[socket.socket, PortRecord]] = []
         try:
+            if in_netns:
+                inner = await self.worker.run(ports.bind_loopback, specs)
             lifeline = self.ports_dir / f"{owner_id}.lifeline"
             pid = await asyncio.to_thread(
-                ports.start_forwarder, self.rootless.pin, target_ip, bound, lifeline
+                ports.start_forwarder, self.rootless.pin, target_ip, bound + inner, lifeline
             )
             self._forwarder_pid_file(owner_id).write_text(str(pid))
             self.store.set_ports(owner_id, [rec for _, rec in bound])
         finally:
-            for sock, _ in bound:
+            for sock, _ in bound + inner:
                 sock.close()
         log.info("ports_published", owner_id=owner_id, ports=[r.__dict__ for _, r in bound])
 

@@ -9,6 +9,7 @@ cgroups are not managed here (no cgroupsPath, no resources).
 from __future__ import annotations
 
 import copy
+import os
 import posixpath
 import resource
 from collections.abc import Iterable, Sequence
@@ -20,8 +21,10 @@ import structlog
 
 from runtimed.errors import InvalidArgument
 from runtimed.oci.seccomp import default_profile
+from runtimed.oci.seccomp_file import profile_to_oci
 from runtimed.oci.signals import parse_signal
-from runtimed.oci.user import ResolvedUser, resolve_user_full
+from runtimed.oci.sysctls import check as check_sysctls
+from runtimed.oci.user import ResolvedUser, check_id, resolve_user_full
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +63,10 @@ MASKED_PATHS = [
 ]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
+# Seccomp: our default profile, none at all, or the profile in SpecRequest.seccomp_profile.
+SECCOMP_DEFAULT, SECCOMP_UNCONFINED, SECCOMP_PROFILE = "default", "unconfined", "profile"
+SECCOMP_MODES = (SECCOMP_DEFAULT, SECCOMP_UNCONFINED, SECCOMP_PROFILE)
+
 PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
 # fmt: off
 RLIMITS = [
@@ -90,7 +97,12 @@ class NamespacePaths:
     uts: str | None = None
     pid: str | None = None
     host_network: bool = False  # no network namespace at all
+    # `network` is runtimed's own namespace, shared by host-network pods: not theirs to tune.
+    shared_network: bool = False
     host_pid: bool = False  # no pid namespace: the host's, its /proc bind-mounted
+    # No IPC namespace: the daemon's, which is the IPC namespace of the user who started
+    # it (the daemon makes new user and mount namespaces only). /dev/shm is the host's.
+    host_ipc: bool = False
 
 
 @dataclass
@@ -118,6 +130,15 @@ class SpecRequest:
     no_new_privileges: bool = True
     stop_signal: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    supplemental_groups: list[int] = field(default_factory=list)  # added to the user's groups
+    # True: the user's groups are its gid and supplemental_groups only, not those the
+    # image's /etc/group gives it (CRI SupplementalGroupsPolicy Strict).
+    groups_strict: bool = False
+    # None = our defaults (MASKED_PATHS, READONLY_PATHS); a privileged container has none.
+    masked_paths: list[str] | None = None
+    readonly_paths: list[str] | None = None
+    seccomp: str = SECCOMP_DEFAULT  # one of SECCOMP_MODES
+    seccomp_profile: dict[str, Any] | None = None  # the profile document, for SECCOMP_PROFILE
 
 
 def build_spec(req: SpecRequest, rootfs: Path) -> dict[str, Any]:
@@ -138,6 +159,8 @@ def build_spec(req: SpecRequest, rootfs: Path) -> dict[str, Any]:
         raise InvalidArgument("host network and a network namespace path are exclusive")
     if ns.host_pid and ns.pid:
         raise InvalidArgument("host pid and a pid namespace path are exclusive")
+    if ns.host_ipc and ns.ipc:
+        raise InvalidArgument("host IPC and an IPC namespace path are exclusive")
 
     env = merge_env(_image_env(image), req.env)
     env = _with_defaults(env, hostname=req.hostname, tty=req.tty, home=user.home)
@@ -145,7 +168,7 @@ def build_spec(req: SpecRequest, rootfs: Path) -> dict[str, Any]:
 
     process: dict[str, Any] = {
         "terminal": req.tty,
-        "user": _user_json(user),
+        "user": _user_json(user, req.supplemental_groups, strict=req.groups_strict),
         "args": args,
         "env": env,
         "cwd": cwd,
@@ -159,13 +182,17 @@ def build_spec(req: SpecRequest, rootfs: Path) -> dict[str, Any]:
         process["rlimits"] = rlimits
 
     linux: dict[str, Any] = {"namespaces": _namespaces(ns)}
-    sysctls = _sysctls(req.sysctls, host_network=ns.host_network)
+    sysctls = check_sysctls(
+        req.sysctls, host_network=ns.host_network or ns.shared_network, host_ipc=ns.host_ipc
+    )
     if sysctls:
         linux["sysctl"] = sysctls
     if not req.privileged:
-        linux["maskedPaths"] = list(MASKED_PATHS)
-        linux["readonlyPaths"] = list(READONLY_PATHS)
-        linux["seccomp"] = default_profile(caps)
+        linux["maskedPaths"] = _paths(req.masked_paths, MASKED_PATHS, "masked")
+        linux["readonlyPaths"] = _paths(req.readonly_paths, READONLY_PATHS, "read-only")
+        seccomp = _seccomp(req, caps)
+        if seccomp is not None:
+            linux["seccomp"] = seccomp
     propagation = _rootfs_propagation(req.mounts)
     if propagation:
         linux["rootfsPropagation"] = propagation
@@ -303,8 +330,40 @@ def _working_dir(path: str) -> str:
     return posixpath.normpath(path).replace("//", "/")
 
 
-def _user_json(user: ResolvedUser) -> dict[str, Any]:
-    return {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)}
+def _user_json(
+    user: ResolvedUser, supplemental: Sequence[int] = (), *, strict: bool = False
+) -> dict[str, Any]:
+    gids = [user.gid] if strict else list(user.additional_gids)
+    for gid in supplemental:
+        if check_id(gid, "supplemental group") not in gids:
+            gids.append(gid)
+    return {"uid": user.uid, "gid": user.gid, "additionalGids": gids}
+
+
+def check_paths(paths: Sequence[str], what: str) -> list[str]:
+    """`paths` if each is absolute (masked or read-only paths); InvalidArgument otherwise."""
+    for path in paths:
+        if not path.startswith("/") or "\x00" in path:
+            raise InvalidArgument(f"{what} path {path!r} must be an absolute path")
+    return list(paths)
+
+
+def _paths(given: Sequence[str] | None, defaults: Sequence[str], what: str) -> list[str]:
+    # As containerd: paths given replace the defaults; none given keeps them.
+    return check_paths(given, what) if given else list(defaults)
+
+
+def _seccomp(req: SpecRequest, caps: Sequence[str]) -> dict[str, Any] | None:
+    if req.seccomp == SECCOMP_DEFAULT:
+        return default_profile(caps)
+    if req.seccomp == SECCOMP_UNCONFINED:
+        return None
+    if req.seccomp == SECCOMP_PROFILE and req.seccomp_profile is not None:
+        return profile_to_oci(req.seccomp_profile, caps)
+    raise InvalidArgument(
+        f"seccomp mode {req.seccomp!r} is not one of {', '.join(SECCOMP_MODES)} "
+        "(a profile mode needs its profile)"
+    )
 
 
 def check_hostname(name: str) -> None:
@@ -391,41 +450,12 @@ def _clamp(short: str, soft: int, hard: int) -> tuple[int, int]:
 def _namespaces(ns: NamespacePaths) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     for kind, path in (("pid", ns.pid), ("ipc", ns.ipc), ("uts", ns.uts)):
-        if kind == "pid" and ns.host_pid:
+        if (kind == "pid" and ns.host_pid) or (kind == "ipc" and ns.host_ipc):
             continue
         out.append({"type": kind, "path": path} if path else {"type": kind})
     out.append({"type": "mount"})
     if not ns.host_network:
         out.append({"type": "network", "path": ns.network} if ns.network else {"type": "network"})
-    return out
-
-
-def _sysctl_name(name: str) -> str:
-    # Kubernetes accepts "net/ipv4/ip_forward": '/' separates, and '.' may sit in a part.
-    slash, dot = name.find("/"), name.find(".")
-    if slash != -1 and (dot == -1 or slash < dot):
-        return name.translate(str.maketrans("/.", "./"))
-    return name
-
-
-def _sysctls(sysctls: dict[str, str], *, host_network: bool) -> dict[str, str]:
-    out = {}
-    for raw, value in sysctls.items():
-        name = _sysctl_name(raw.strip())
-        ipc = name.startswith(("kernel.shm", "kernel.msg", "fs.mqueue.")) or name == "kernel.sem"
-        if name.startswith("net."):
-            if host_network:
-                raise InvalidArgument(
-                    f"sysctl {name} cannot be set with the host network: it is not namespaced there"
-                )
-        elif not ipc:
-            raise InvalidArgument(
-                f"sysctl {name} is not namespaced and would change the host: allowed are "
-                "net.*, kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.*"
-            )
-        if "\n" in value or "\x00" in value:
-            raise InvalidArgument(f"sysctl {name}: value {value!r} contains a newline or NUL")
-        out[name] = value
     return out
 
 
@@ -467,11 +497,27 @@ def _default_mounts(ns: NamespacePaths, privileged: bool) -> list[dict[str, Any]
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         sysfs,
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-         "options": ["nosuid", "noexec", "nodev"]},
+        *_ipc_mounts(ns),
     ]  # fmt: skip
+
+
+def _ipc_mounts(ns: NamespacePaths) -> list[dict[str, Any]]:
+    if not ns.host_ipc:
+        return [
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+        ]  # fmt: skip
+    # The host's IPC namespace: its POSIX shared memory is the host's /dev/shm. An
+    # mqueue filesystem may only be mounted by the namespace's owner (the initial
+    # user namespace), so the host's is bound, when the host has one mounted.
+    out = [{"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+            "options": ["rbind", "nosuid", "noexec", "nodev"]}]  # fmt: skip
+    if os.path.ismount("/dev/mqueue"):
+        out.append({"destination": "/dev/mqueue", "type": "bind", "source": "/dev/mqueue",
+                    "options": ["rbind", "nosuid", "noexec", "nodev"]})  # fmt: skip
+    return out
 
 
 def _clean_destination(path: str) -> str:

@@ -144,13 +144,17 @@ def _groups(rootfs: Path) -> list[_GroupEntry]:
     return out
 
 
+def check_id(value: int, what: str) -> int:
+    """`value` if it can be a uid or gid; InvalidArgument naming `what` otherwise."""
+    if not 0 <= value <= _MAX_ID:
+        raise InvalidArgument(f"{what} {value} is out of range (0 to {_MAX_ID})")
+    return value
+
+
 def _numeric(text: str, what: str) -> int | None:
     if not text.isdigit():
         return None
-    value = int(text)
-    if value > _MAX_ID:
-        raise InvalidArgument(f"{what} {text} is out of range (0 to {_MAX_ID})")
-    return value
+    return check_id(int(text), what)
 
 
 def resolve_user_full(rootfs: Path, user: str) -> ResolvedUser:

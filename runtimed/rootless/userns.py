@@ -23,10 +23,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtimed.errors import FailedPrecondition
+from runtimed.errors import FailedPrecondition, PermissionDenied
+from runtimed.rootless import nsenter
+from runtimed.rootless.nsenter import CLONE_NEWNS, CLONE_NEWUSER
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
@@ -74,6 +74,29 @@ def is_rootless() -> bool:
         return os.geteuid() != 0
     # The initial namespace maps 0 -> 0 for the whole 32-bit range.
     return not (first[:3] == ["0", "0", "4294967295"] and os.geteuid() == 0)
+
+
+def host_uid() -> int:
+    """Our uid as the host sees it: the outside id that our uid 0 is mapped to."""
+    try:
+        for line in Path("/proc/self/uid_map").read_text().splitlines():
+            inside, outside, _count = line.split()
+            if inside == "0":
+                return int(outside)
+    except (OSError, ValueError):
+        pass
+    return os.getuid()
+
+
+def unreachable_path(path: str, what: str) -> PermissionDenied:
+    """The error for a host path the daemon's user may not reach (a root-owned 0750
+    directory of a kubelet running as real root, say), in terms a person can act on."""
+    uid = host_uid()
+    return PermissionDenied(
+        f"{what} {path}: permission denied: runtimed runs rootless as uid {uid} and cannot "
+        f"reach it; make it accessible to uid {uid}, or run kubelet inside "
+        "`runtimectl unshare --rootless-netns` so that the directories it makes are runtimed's"
+    )
 
 
 def current_user() -> tuple[str, int, int]:
@@ -189,15 +212,7 @@ def namespace_holder(run_dir: Path) -> int | None:
 
 
 def _setns(pid: int, kind: str, flag: int) -> None:
-    fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _libc.setns(fd, flag) != 0:
-            err = ctypes.get_errno()
-            raise FailedPrecondition(
-                f"cannot join the {kind} namespace of pid {pid}: {os.strerror(err)}"
-            )
-    finally:
-        os.close(fd)
+    nsenter.join_path(f"/proc/{pid}/ns/{kind}", flag, f"the {kind} namespace of pid {pid}")
 
 
 def become_child(run_dir: Path) -> bool:

@@ -13,7 +13,7 @@ import re
 import shutil
 import stat
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import structlog
 
@@ -25,6 +25,14 @@ log = structlog.get_logger(__name__)
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # Separators (or escapes) in overlay and fuse-overlayfs option strings.
 _OPTION_METACHARS = frozenset(",:\\\n")
+
+
+class DiskUsage(NamedTuple):
+    """What a directory tree holds (below its top directory; hard links once each)."""
+
+    bytes: int  # apparent bytes of files and symlinks (what docker's SizeRw counts)
+    inodes: int  # directories, files, symlinks, whiteouts
+    allocated: int  # bytes of the blocks they take on disk, as du counts them
 
 
 class Snapshotter(Protocol):
@@ -41,8 +49,8 @@ class Snapshotter(Protocol):
 
     def remove(self, key: str) -> None: ...
 
-    def usage(self, key: str) -> int:
-        """Bytes the snapshot has written on top of its layers."""
+    def usage(self, key: str) -> DiskUsage:
+        """What the snapshot has written on top of its layers (its writable layer)."""
         ...
 
 
@@ -70,29 +78,34 @@ def check_lowers(lowers: list[Path], *, for_options: bool) -> list[Path]:
     return out
 
 
-def tree_usage(path: Path) -> int:
-    """Apparent bytes of files and symlinks under `path`, each inode counted once."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
+def tree_usage(path: Path) -> DiskUsage:
+    """What is below `path` (see DiskUsage); unreadable directories count nothing."""
+    total = inodes = allocated = 0
+    seen: set[tuple[int, int]] = set()  # hard-linked inodes met so far
     stack = [str(path)]
     while stack:
         try:
             it = os.scandir(stack.pop())
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue  # removed or replaced by a running container meanwhile, or sealed off
         with it:
             for entry in it:
-                st = entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(entry.path)
-                elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
-                    if st.st_nlink > 1:
-                        ident = (st.st_dev, st.st_ino)
-                        if ident in seen:
-                            continue
-                        seen.add(ident)
+                elif st.st_nlink > 1:
+                    ident = (st.st_dev, st.st_ino)
+                    if ident in seen:
+                        continue
+                    seen.add(ident)
+                inodes += 1
+                allocated += st.st_blocks * 512
+                if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
                     total += st.st_size
-    return total
+    return DiskUsage(total, inodes, allocated)
 
 
 def remove_tree(path: Path) -> None:

@@ -12,6 +12,7 @@ from runtimed.errors import FailedPrecondition
 from runtimed.rootless.userns import is_rootless
 from runtimed.snapshots import _mount
 from runtimed.snapshots.base import (
+    DiskUsage,
     check_key,
     check_lowers,
     copy_root_attrs,
@@ -90,7 +91,7 @@ class LayeredMount:
         self.unmount(key)
         remove_tree(self.base / key)
 
-    def usage(self, key: str) -> int:
+    def usage(self, key: str) -> DiskUsage:
         upper, _, _ = self._dirs(key)
         return tree_usage(upper)
 

@@ -16,7 +16,7 @@ import structlog
 
 from runtimed.errors import FailedPrecondition
 from runtimed.snapshots import whiteout
-from runtimed.snapshots.base import check_key, check_lowers, remove_tree, tree_usage
+from runtimed.snapshots.base import DiskUsage, check_key, check_lowers, remove_tree, tree_usage
 
 log = structlog.get_logger(__name__)
 
@@ -233,5 +233,5 @@ class VfsSnapshotter:
     def remove(self, key: str) -> None:
         remove_tree(self._merged(key).parent)
 
-    def usage(self, key: str) -> int:
+    def usage(self, key: str) -> DiskUsage:
         return tree_usage(self._merged(key))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from runtimed.core.model import (
+from runtimed.errors import AlreadyExists
+from runtimed.records import (
     Container,
     ContainerConfig,
     ContainerState,
@@ -14,7 +15,6 @@ from runtimed.core.model import (
     SandboxState,
     to_dict,
 )
-from runtimed.errors import AlreadyExists
 from runtimed.store.metadata import MetadataStore
 
 

@@ -1,10 +1,8 @@
 """Port forwarding: connections to 127.0.0.1:PORT inside a pod's network namespace.
 
-A socket belongs to the network namespace it was created in, wherever it is
-used afterwards. So a short-lived thread enters the pod's namespace, creates
-the sockets and ends (the daemon, root of its user namespace only, could not
-bring a thread back to the host's namespace); the event loop connects and
-relays. A host-network pod's namespace is the daemon's own.
+The sockets are made inside the pod's namespace (nsthread.py); the event loop
+connects and relays. A host-network pod's namespace is the one the sandbox
+service says it shares (runtimed's rootless namespace, where kubelet runs).
 
 Two client protocols carry the forwarded bytes:
 - SPDY (`portforward.k8s.io`, also tunnelled through a WebSocket): per
@@ -21,7 +19,6 @@ import asyncio
 import contextlib
 import socket
 import struct
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,7 +26,7 @@ import structlog
 
 from runtimed.core.sandboxes import SandboxService
 from runtimed.errors import RuntimedError
-from runtimed.network.netns import setns_path
+from runtimed.streaming.nsthread import run_in_netns
 from runtimed.streaming.remotecommand import Reader, Writer
 from runtimed.streaming.spdyconn import SpdySession, SpdyStream
 from runtimed.streaming.websocket import WsChannels, WsConnection
@@ -53,31 +50,9 @@ def _sockets_here() -> list[tuple[socket.socket, str]]:
     return made
 
 
-async def _sockets_in(netns: str) -> list[tuple[socket.socket, str]]:
-    """Loopback sockets made inside `netns` by a thread that ends right after."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[list[tuple[socket.socket, str]]] = loop.create_future()
-
-    def deliver(result: list[tuple[socket.socket, str]] | BaseException) -> None:
-        if done.cancelled():
-            if isinstance(result, list):
-                for sock, _host in result:
-                    sock.close()
-        elif isinstance(result, BaseException):
-            done.set_exception(result)
-        else:
-            done.set_result(result)
-
-    def work() -> None:
-        try:
-            setns_path(netns)
-            result: list[tuple[socket.socket, str]] | BaseException = _sockets_here()
-        except OSError as exc:
-            result = exc
-        loop.call_soon_threadsafe(deliver, result)
-
-    threading.Thread(target=work, name="netns-dial", daemon=True).start()
-    return await done
+def _close_all(made: list[tuple[socket.socket, str]]) -> None:
+    for sock, _host in made:
+        sock.close()
 
 
 class PodDialer:
@@ -91,7 +66,10 @@ class PodDialer:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         sandbox = self.sandboxes.get(pod_id)
         netns = self.sandboxes.namespaces(sandbox).network
-        candidates = await _sockets_in(netns) if netns else _sockets_here()
+        if netns:
+            candidates = await run_in_netns(netns, _sockets_here, _close_all)
+        else:
+            candidates = _sockets_here()
         loop = asyncio.get_running_loop()
         error: OSError | None = None
         chosen = None

@@ -9,13 +9,16 @@ first connection, whatever comes of it, so a URL works once.
 One asyncio listener on the daemon's loop: h11 reads the HTTP request,
 `websockets` does the WebSocket handshake and framing, spdy.py the SPDY one.
 Only loopback addresses are accepted: the token is the only credential and
-the connection is plain HTTP.
+the connection is plain HTTP. The same address is also served inside runtimed's
+rootless network namespace, where a kubelet beside a rootless runtime runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -31,6 +34,7 @@ from runtimed.core.sandboxes import SandboxService
 from runtimed.errors import InvalidArgument
 from runtimed.streaming import portforward, remotecommand
 from runtimed.streaming.address import parse_address
+from runtimed.streaming.nsthread import run_in_netns
 from runtimed.streaming.portforward import PodDialer
 from runtimed.streaming.remotecommand import Channels
 from runtimed.streaming.requests import (
@@ -48,6 +52,7 @@ log = structlog.get_logger(__name__)
 # kubelet's streamCreationTimeout: how long the client may take to open its streams.
 STREAM_CREATION_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 30.0
+_LIMIT = 256 * 1024  # a connection's read buffer
 MAX_MESSAGE = 16 << 20
 
 # Remote command protocols, best first, with their version number. client-go offers v5
@@ -89,17 +94,47 @@ class StreamServer:
     ) -> None:
         self.host, self.port = parse_address(address)
         self.containers = containers
+        self.sandboxes = sandboxes
         self.dialer = PodDialer(sandboxes)
         self.cache = RequestCache(token_ttl)
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, self.host, self.port, limit=256 * 1024
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        host = await asyncio.start_server(self._accept, self.host, self.port, limit=_LIMIT)
+        self._servers.append(host)
+        self.port = host.sockets[0].getsockname()[1]
         log.info("streaming_server_started", url=self.base_url)
+        await self._listen_in_node_network()
+
+    async def _listen_in_node_network(self) -> None:
+        """The same address inside runtimed's rootless network namespace, where a kubelet
+        beside a rootless runtime runs (runtimectl unshare --rootless-netns): the URLs we
+        hand out then work there as on the host. Best effort: the port may be taken."""
+        netns = self.sandboxes.node_network
+        if netns is None or not Path(netns).exists():
+            return
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        address = (self.host, self.port)
+
+        def listener() -> socket.socket:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+                sock.listen(128)
+            except OSError:
+                sock.close()
+                raise
+            return sock
+
+        try:
+            sock = await run_in_netns(str(netns), listener, socket.socket.close)
+        except OSError as exc:
+            log.warning("streaming_server_not_in_node_network", netns=str(netns), error=str(exc))
+            return
+        self._servers.append(await asyncio.start_server(self._accept, sock=sock, limit=_LIMIT))
+        log.info("streaming_server_in_node_network", url=self.base_url, netns=str(netns))
 
     @property
     def base_url(self) -> str:
@@ -107,15 +142,15 @@ class StreamServer:
         return f"http://{host}:{self.port}"
 
     async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for task in list(self._connections):
             task.cancel()
         for task in list(self._connections):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()
 
     # -- handing out URLs (the CRI RPCs) -----------------------------------------------------
 

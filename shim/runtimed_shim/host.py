@@ -72,6 +72,27 @@ def descendants(root: int, *, living: bool = False) -> list[int]:
     return [pid for pid in found if pid not in zombies] if living else found
 
 
+def namespace_inode(pid: int, kind: str) -> int:
+    """The inode that names process `pid`'s namespace of `kind` (mnt, pid, ...)."""
+    return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+
+
+def in_namespace(kind: str, inode: int, *, living: bool = False) -> list[int]:
+    """Every process whose `kind` namespace is `inode` (those we may look at)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            if namespace_inode(pid, kind) != inode or (living and state(pid) == b"Z"):
+                continue
+        except OSError:
+            continue  # gone, or not ours to look at
+        found.append(pid)
+    return found
+
+
 def reaped() -> Iterator[tuple[int, int]]:
     """(pid, wait status) of every child that has ended, without blocking."""
     while True:

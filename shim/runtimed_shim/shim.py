@@ -21,7 +21,7 @@ from runtimed_shim.client import Client
 from runtimed_shim.console import ConsoleSocket, set_size
 from runtimed_shim.execs import ExecError, ExecSession
 from runtimed_shim.exitfile import exit_code, oom_kills, reason_for, write_atomic, write_json_atomic
-from runtimed_shim.host import descendants, reaped, remove_tree
+from runtimed_shim.host import descendants, in_namespace, namespace_inode, reaped, remove_tree
 from runtimed_shim.logpipe import LogPipeline, LogSetupError, open_pipeline
 from runtimed_shim.logs import NoLog
 from runtimed_shim.loop import Loop
@@ -81,6 +81,11 @@ class Shim:
         # its init exits (in a namespace of its own, the kernel does): they are orphans
         # that come to us, their subreaper, and we end them.
         self.host_pid = bool(config.get("host_pid"))
+        # In a pid namespace it shares (a pod's, another container's), the init's orphans
+        # go to that namespace's init, not to us: they are found by the container's mount
+        # namespace, which only its own processes (and those exec'd into it) are in.
+        self.shared_pid = bool(config.get("shared_pid"))
+        self.mount_ns = 0
         self.create_timeout = float(config.get("create_timeout") or CREATE_TIMEOUT)
 
         self.loop = Loop()
@@ -125,6 +130,8 @@ class Shim:
                 raise ShimError(error_text(_read_ready(err_r), code))
             with open(pid_file) as f:
                 self.pid = int(f.read().strip())
+            if self.shared_pid:
+                self.mount_ns = namespace_inode(self.pid, "mnt")
             if console is not None:
                 try:
                     master = console.receive(timeout=10.0)
@@ -303,6 +310,9 @@ class Shim:
     def _container_processes(self, living: bool = False) -> list[int]:
         """Its init's tree, the init left out; with the host's pid namespace, every process
         below the shim (the init's orphans and exec'd processes end up here)."""
+        if self.mount_ns:
+            return [pid for pid in in_namespace("mnt", self.mount_ns, living=living)
+                    if pid != self.pid]  # fmt: skip
         if not self.host_pid:
             return descendants(self.pid, living=living)
         return [pid for pid in descendants(os.getpid(), living=living) if pid != self.pid]
@@ -318,7 +328,7 @@ class Shim:
             killed |= fresh
 
     def _container_exited(self, status: int) -> None:
-        if self.host_pid:
+        if self.host_pid or self.mount_ns:
             self._end_leftovers()
         self.io.drain()
         for name in STREAM_NAMES.values():
@@ -393,6 +403,22 @@ class Shim:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         self._done(client)
+
+    def _op_pause(self, client: Client, _request: dict[str, Any]) -> None:
+        # Needs the runtime's cgroup freezer: without cgroups the runtime refuses.
+        self._runtime_on_running("pause")
+        self._done(client)
+
+    def _op_resume(self, client: Client, _request: dict[str, Any]) -> None:
+        self._runtime_on_running("resume")
+        self._done(client)
+
+    def _runtime_on_running(self, command: str) -> None:
+        if self.status != "running":
+            raise ShimError(f"container {self.id} is not running")
+        code, err = self.runtime.run(command, self.id)
+        if code != 0:
+            raise ShimError(f"runtime {command} failed: {err}")
 
     def _op_wait(self, client: Client, _request: dict[str, Any]) -> None:
         if self.status == "exited":

@@ -27,13 +27,24 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from runtimed.gen.runtime.v1 import api_pb2 as cri
-from tests.support.crictl import Crictl
-from tests.support.daemon import Daemon
+from tests.support.crictl import crictl, crictl_argv
+from tests.support.daemon import BIN, Daemon
 from tests.support.images import PushedImages
 
 pytestmark = pytest.mark.integration
 
 TRANSPORTS = ("spdy", "websocket")
+
+# Listens on 127.0.0.1:PORT where it runs and greets the first client.
+GREET_ONCE = """
+import socket, sys
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("listening", flush=True)
+server.settimeout(60)
+conn, _ = server.accept()
+conn.sendall(b"from the rootless namespace\\n")
+conn.close()
+"""
 
 
 def pod_config(name: str, log_dir: Path) -> cri.PodSandboxConfig:
@@ -42,11 +53,6 @@ def pod_config(name: str, log_dir: Path) -> cri.PodSandboxConfig:
         hostname=name,
         log_directory=str(log_dir),
     )
-
-
-@pytest.fixture(scope="module")
-def crictl(daemon: Daemon) -> Crictl:
-    return Crictl(daemon)
 
 
 @pytest.fixture(scope="module")
@@ -80,24 +86,24 @@ def pod(daemon: Daemon, pushed_images: PushedImages, tmp_path_factory) -> Iterat
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_exec_output_and_exit_codes(crictl: Crictl, pod: dict, transport: str) -> None:
-    out = crictl.run(
-        "exec", "--transport", transport, pod["shell"], "sh", "-c", "echo out; echo err >&2"
+def test_exec_output_and_exit_codes(daemon: Daemon, pod: dict, transport: str) -> None:
+    out = crictl(
+        daemon, "exec", "--transport", transport, pod["shell"], "sh", "-c", "echo out; echo err >&2"
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout == b"out\n"
-    assert b"err\n" in out.stderr
+    assert out.stdout == "out\n"
+    assert "err\n" in out.stderr
 
     # client-go turns our Status into the exit code; crictl itself then exits 1 saying so.
-    failed = crictl.run("exec", "--transport", transport, pod["shell"], "sh", "-c", "exit 3")
+    failed = crictl(daemon, "exec", "--transport", transport, pod["shell"], "sh", "-c", "exit 3")
     assert failed.returncode != 0
-    assert b"command terminated with exit code 3" in failed.stderr, failed.stderr
+    assert "command terminated with exit code 3" in failed.stderr, failed.stderr
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_exec_stdin(crictl: Crictl, pod: dict, transport: str) -> None:
-    data = b"".join(b"line %d\n" % i for i in range(2000))
-    out = crictl.run("exec", "-i", "--transport", transport, pod["shell"], "cat", input=data)
+def test_exec_stdin(daemon: Daemon, pod: dict, transport: str) -> None:
+    data = "".join(f"line {i}\n" for i in range(2000))
+    out = crictl(daemon, "exec", "-i", "--transport", transport, pod["shell"], "cat", input=data)
     assert out.returncode == 0, out.stderr
     assert out.stdout == data
 
@@ -133,7 +139,7 @@ def run_in_pty(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_exec_tty(crictl: Crictl, pod: dict, transport: str) -> None:
+def test_exec_tty(daemon: Daemon, pod: dict, transport: str) -> None:
     # The size comes from crictl's terminal through the resize stream, which races with
     # the start of the command: wait for it rather than for a moment.
     script = (
@@ -142,8 +148,9 @@ def test_exec_tty(crictl: Crictl, pod: dict, transport: str) -> None:
         "echo size=$s"
     )
     code, output = run_in_pty(
-        crictl.argv("exec", "-it", "--transport", transport, pod["shell"], "sh", "-c", script)
-    )
+        [*crictl_argv(daemon.socket), "exec", "-it", "--transport", transport, pod["shell"],
+         "sh", "-c", script]
+    )  # fmt: skip
     assert code == 0, output
     assert b"is-a-tty\r\n" in output  # a terminal's line endings: the output went through a pty
     assert b"size=30 100" in output
@@ -170,12 +177,12 @@ def attachable(daemon: Daemon, pod: dict, name: str) -> str:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_attach(daemon: Daemon, crictl: Crictl, pod: dict, transport: str) -> None:
+def test_attach(daemon: Daemon, pod: dict, transport: str) -> None:
     cid = attachable(daemon, pod, f"attached-{transport}")
-    out = crictl.run("attach", "-i", "--transport", transport, cid, input=b"a\nb\n")
+    out = crictl(daemon, "attach", "-i", "--transport", transport, cid, input="a\nb\n")
     assert out.returncode == 0, out.stderr
-    assert out.stdout == b"got:a\ngot:b\nbye\n"
-    assert b"err:a\nerr:b\n" in out.stderr
+    assert out.stdout == "got:a\ngot:b\nbye\n"
+    assert "err:a\nerr:b\n" in out.stderr
     rt = daemon.cri_runtime()
     status = rt.ContainerStatus(cri.ContainerStatusRequest(container_id=cid)).status
     assert status.state == cri.CONTAINER_EXITED and status.exit_code == 0
@@ -192,8 +199,11 @@ def test_attach(daemon: Daemon, crictl: Crictl, pod: dict, transport: str) -> No
 class Forward:
     """`crictl port-forward POD 0:PORT` in the background; `local` is the port it listens on."""
 
-    def __init__(self, crictl: Crictl, pod_id: str, port: int, transport: str) -> None:
-        argv = crictl.argv("port-forward", "--transport", transport, pod_id, f"0:{port}")
+    def __init__(self, daemon: Daemon, pod_id: str, port: int, transport: str) -> None:
+        argv = [
+            *crictl_argv(daemon.socket), "port-forward", "--transport", transport, pod_id,
+            f"0:{port}",
+        ]  # fmt: skip
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
@@ -232,8 +242,8 @@ def echo_through(port: int, payload: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_port_forward(crictl: Crictl, pod: dict, transport: str) -> None:
-    forward = Forward(crictl, pod["id"], 8080, transport)
+def test_port_forward(daemon: Daemon, pod: dict, transport: str) -> None:
+    forward = Forward(daemon, pod["id"], 8080, transport)
     try:
         small = echo_through(forward.local, b"ping\n")
         big = os.urandom(3 << 20)
@@ -245,8 +255,8 @@ def test_port_forward(crictl: Crictl, pod: dict, transport: str) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_port_forward_to_a_closed_port(crictl: Crictl, pod: dict, transport: str) -> None:
-    forward = Forward(crictl, pod["id"], 9, transport)
+def test_port_forward_to_a_closed_port(daemon: Daemon, pod: dict, transport: str) -> None:
+    forward = Forward(daemon, pod["id"], 9, transport)
     try:
         with socket.create_connection(("127.0.0.1", forward.local), timeout=30) as conn:
             assert conn.recv(100) == b""  # nothing listens on 9 in the pod: closed at once
@@ -255,24 +265,24 @@ def test_port_forward_to_a_closed_port(crictl: Crictl, pod: dict, transport: str
     assert b"error forwarding port 9 to pod" in stderr, stderr
 
 
-def test_port_forward_host_network_pod(daemon: Daemon, crictl: Crictl, tmp_path: Path) -> None:
-    """A host-network pod's loopback is the host's: a server of this test answers there."""
+def test_port_forward_host_network_pod(daemon: Daemon, tmp_path: Path) -> None:
+    """A host-network pod shares runtimed's rootless network namespace (where kubelet runs):
+    a server started there answers through the pod's port-forward."""
     rt = daemon.cri_runtime()
     config = pod_config("hostnet", tmp_path)
     config.linux.security_context.namespace_options.network = cri.NODE
     pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-
-    def answer() -> None:
-        conn, _ = server.accept()
-        with conn:
-            conn.sendall(b"from the host\n")
-
-    thread = threading.Thread(target=answer)
-    thread.start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(BIN / "runtimectl"), "-H", f"unix://{daemon.socket}", "unshare", "--rootless-netns",
+         "python3", "-c", GREET_ONCE, str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env,
+    )  # fmt: skip
     try:
-        forward = Forward(crictl, pod_id, port, "spdy")
+        assert server.stdout is not None and server.stdout.readline() == b"listening\n"
+        forward = Forward(daemon, pod_id, port, "spdy")
         try:
             with socket.create_connection(("127.0.0.1", forward.local), timeout=30) as conn:
                 received = b""
@@ -280,12 +290,23 @@ def test_port_forward_host_network_pod(daemon: Daemon, crictl: Crictl, tmp_path:
                     received += chunk
         finally:
             forward.stop()
-        assert received == b"from the host\n"
+        assert received == b"from the rootless namespace\n"
     finally:
-        thread.join(timeout=30)
-        server.close()
+        if server.poll() is None:
+            server.kill()
+        server.wait()
         rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
         rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_exec_from_the_rootless_namespace(daemon: Daemon, pod: dict, transport: str) -> None:
+    """Where a kubelet beside rootless runtimed runs, the streaming URLs work too."""
+    out = daemon.ok(
+        "unshare", "--rootless-netns", *crictl_argv(daemon.socket),
+        "exec", "--transport", transport, pod["shell"], "echo", "inside",
+    )  # fmt: skip
+    assert out.stdout == "inside\n"
 
 
 def ws_exec(url: str) -> tuple[bytes, dict]:
@@ -322,7 +343,7 @@ def test_urls_are_single_use_and_statuses_exact(daemon: Daemon, pod: dict) -> No
     assert sync.exit_code == 7
 
 
-def test_bad_requests(daemon: Daemon, crictl: Crictl, pod: dict) -> None:
+def test_bad_requests(daemon: Daemon, pod: dict) -> None:
     rt = daemon.cri_runtime()
     for call, request in (
         (rt.Exec, cri.ExecRequest(container_id="nonexistent", cmd=["true"], stdout=True)),
@@ -341,6 +362,6 @@ def test_bad_requests(daemon: Daemon, crictl: Crictl, pod: dict) -> None:
             rt.Exec(request)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
 
-    missing = crictl.run("exec", "nonexistent", "true")
+    missing = crictl(daemon, "exec", "nonexistent", "true")
     assert missing.returncode != 0
-    assert b"not found" in missing.stderr.lower() or b"no such container" in missing.stderr.lower()
+    assert "No such container: nonexistent" in missing.stderr, missing.stderr

@@ -466,6 +466,31 @@ def test_network_commands_and_static_addresses(
     assert {"bridge", "cri"} <= left and not {"spare", "lab"} & left
 
 
+def test_host_and_none_rows_and_only_live_endpoints(
+    daemon: Daemon, image: str, names: list[str]
+) -> None:
+    rows = [line.split() for line in daemon.ok("network", "ls").out_lines[1:]]
+    drivers = {row[1]: row[2] for row in rows}
+    assert (drivers["bridge"], drivers["host"], drivers["none"]) == ("bridge", "host", "null")
+    doc = json.loads(daemon.ok("network", "inspect", "host").stdout)[0]
+    assert (doc["Name"], doc["Driver"], doc["IPAM"]["Config"]) == ("host", "host", [])
+    for name in ("host", "none"):
+        res = daemon.ctl("network", "rm", name)
+        assert res.returncode == 1 and f"{name} is a pre-defined network" in res.stderr
+    assert "host" in _networks(daemon)  # still there
+    names += ["net:live", "up", "idle"]
+    daemon.ok("network", "create", "live")
+    daemon.ok("run", "-d", "--name", "up", "--network", "live", image, "sleep", "300")
+    daemon.ok("create", "--name", "idle", "--network", "live", image, "true")
+    res = daemon.ctl("network", "connect", "host", "idle")
+    assert res.returncode == 1 and "connected to host network" in res.stderr
+    doc = json.loads(daemon.ok("network", "inspect", "live").stdout)[0]
+    assert [c["Name"] for c in doc["Containers"].values()] == ["up"]  # not the created one
+    # As docker: --network host also gives the container the host's name.
+    shown = daemon.ok("run", "--rm", "--network", "host", image, "hostname").stdout
+    assert shown.strip() == socket.gethostname()
+
+
 def _networks(daemon: Daemon) -> set[str]:
     return set(daemon.ok("network", "ls", "--format", "{{.Name}}").stdout.split())
 

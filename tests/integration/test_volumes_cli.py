@@ -259,6 +259,12 @@ def test_binds_and_tmpfs(daemon: Daemon, image: str, tmp_path: Path, names: list
         missing.stderr
     )
     assert not Path("/no/such").exists()
+    # docker's -v (unlike --mount) makes a missing host directory, as the seed notes' first
+    # volume example expects.
+    made = tmp_path / "made" / "by-v"
+    daemon.ok("run", "--rm", "-v", f"{made}:/x", image, "sh", "-c", "echo hi > /x/f")
+    assert (made / "f").read_text() == "hi\n"
+    assert made.stat().st_uid == os.getuid()
 
 
 def test_volumes_from_and_shared_writes(

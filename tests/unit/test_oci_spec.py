@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from runtimed.errors import InvalidArgument
+from runtimed.oci import sysctls
 from runtimed.oci.sandbox_ns import pin_namespaces, unpin_namespaces
 from runtimed.oci.seccomp import default_profile
 from runtimed.oci.signals import parse_signal
@@ -505,3 +506,101 @@ def test_unpinning_what_is_not_pinned_is_a_no_op(tmp_path: Path) -> None:
     (half / "keep").touch()
     unpin_namespaces(half)
     assert sorted(p.name for p in half.iterdir()) == ["keep"]
+
+
+# --- security context: groups, masked paths, seccomp modes; host IPC; sysctl names ------
+
+
+def test_supplemental_groups_join_the_users_groups(rootfs: Path) -> None:
+    user = spec_for(rootfs, user="app", supplemental_groups=[1234, 50])["process"]["user"]
+    assert user == {"uid": 1000, "gid": 1000, "additionalGids": [1000, 50, 1234]}
+    # Strict: not the image's /etc/group memberships (staff), only what was asked.
+    strict = spec_for(rootfs, user="app", supplemental_groups=[1234], groups_strict=True)
+    assert strict["process"]["user"]["additionalGids"] == [1000, 1234]
+    with pytest.raises(InvalidArgument, match="supplemental group -1"):
+        spec_for(rootfs, supplemental_groups=[-1])
+
+
+def test_masked_and_readonly_paths_replace_the_defaults(rootfs: Path) -> None:
+    default = spec_for(rootfs)["linux"]
+    assert "/proc/kcore" in default["maskedPaths"] and "/proc/sys" in default["readonlyPaths"]
+    given = spec_for(rootfs, masked_paths=["/proc/version"], readonly_paths=["/etc"])["linux"]
+    assert given["maskedPaths"] == ["/proc/version"] and given["readonlyPaths"] == ["/etc"]
+    empty = spec_for(rootfs, masked_paths=[], readonly_paths=[])["linux"]
+    assert empty["maskedPaths"] == default["maskedPaths"]
+    assert empty["readonlyPaths"] == default["readonlyPaths"]
+    privileged = spec_for(rootfs, masked_paths=["/proc/version"], privileged=True)["linux"]
+    assert "maskedPaths" not in privileged and "readonlyPaths" not in privileged
+    with pytest.raises(InvalidArgument, match="masked path 'proc'"):
+        spec_for(rootfs, masked_paths=["proc"])
+
+
+def test_seccomp_modes(rootfs: Path) -> None:
+    assert spec_for(rootfs)["linux"]["seccomp"] == default_profile(DOCKER_DEFAULT_CAPS)
+    assert "seccomp" not in spec_for(rootfs, seccomp="unconfined")["linux"]
+    block = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["sethostname"], "action": "SCMP_ACT_ERRNO"},
+            {
+                "names": ["mount"],
+                "action": "SCMP_ACT_ERRNO",
+                "includes": {"caps": ["CAP_SYS_ADMIN"]},
+            },
+        ],
+    }
+    plain = spec_for(rootfs, seccomp="profile", seccomp_profile=block)["linux"]["seccomp"]
+    assert plain == {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [block["syscalls"][0]]}
+    # Rules that depend on capabilities see the container's own.
+    admin = spec_for(rootfs, seccomp="profile", seccomp_profile=block, cap_add=["SYS_ADMIN"])
+    assert [r["names"] for r in admin["linux"]["seccomp"]["syscalls"]] == [
+        ["sethostname"],
+        ["mount"],
+    ]
+    privileged = spec_for(rootfs, seccomp="profile", seccomp_profile=block, privileged=True)
+    assert "seccomp" not in privileged["linux"]
+    for bad in ({"seccomp": "profile"}, {"seccomp": "strict"}):
+        with pytest.raises(InvalidArgument, match="seccomp mode"):
+            spec_for(rootfs, **bad)
+
+
+def test_host_ipc_has_no_ipc_namespace_and_binds_the_hosts_shm(rootfs: Path) -> None:
+    spec = spec_for(rootfs, namespaces=NamespacePaths(uts="/p/uts", host_ipc=True))
+    assert "ipc" not in [n["type"] for n in spec["linux"]["namespaces"]]
+    shm = mount_at(spec, "/dev/shm")
+    assert shm["type"] == "bind" and shm["source"] == "/dev/shm"
+    # An mqueue filesystem of the host's IPC namespace cannot be mounted from ours.
+    mqueue = [m for m in spec["mounts"] if m["destination"] == "/dev/mqueue"]
+    assert all(m["type"] == "bind" and m["source"] == "/dev/mqueue" for m in mqueue)
+    with pytest.raises(InvalidArgument, match="exclusive"):
+        spec_for(rootfs, namespaces=NamespacePaths(ipc="/p/ipc", host_ipc=True))
+    with pytest.raises(InvalidArgument, match="host IPC"):
+        spec_for(
+            rootfs,
+            sysctls={"kernel.shmmax": "1"},
+            namespaces=NamespacePaths(host_ipc=True),
+        )
+    # net.* still may be set: the network namespace is the container's own.
+    net = spec_for(
+        rootfs, sysctls={"net.ipv4.tcp_syncookies": "1"}, namespaces=NamespacePaths(host_ipc=True)
+    )
+    assert net["linux"]["sysctl"] == {"net.ipv4.tcp_syncookies": "1"}
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("kernel.shm_rmid_forced", "kernel/shm_rmid_forced"),
+        ("kernel/msgmax", "kernel/msgmax"),
+        ("net/ipv4/conf/eth0.100/rp_filter", "net/ipv4/conf/eth0.100/rp_filter"),
+        ("net.ipv4.ip_local_port_range", "net/ipv4/ip_local_port_range"),
+    ],
+)
+def test_sysctl_paths(name: str, path: str) -> None:
+    assert sysctls.proc_path(sysctls.normalize(name)) == path
+
+
+@pytest.mark.parametrize("name", ["net..ipv4", "net.ipv4.", "net/../kernel/panic", "net", ""])
+def test_sysctl_names_that_are_no_path_are_refused(name: str) -> None:
+    with pytest.raises(InvalidArgument, match="sysctl"):
+        sysctls.check({name: "1"}, host_network=False)

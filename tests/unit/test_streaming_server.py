@@ -87,6 +87,8 @@ class FakeContainers:
 class FakeSandboxes:
     """Every pod is on the host's network: port forwarding reaches this test's servers."""
 
+    node_network = None  # no rootless namespace to listen in as well
+
     def get(self, ref: str) -> str:
         if ref != "pod1":
             raise NotFound(f"pod sandbox {ref!r} not found")

@@ -252,7 +252,7 @@ class LocalDriver:
 
     def usage(self, name: str) -> int:
         """Bytes of the volume's files (for prune's reclaimed space)."""
-        return tree_usage(self.data_path(name))
+        return tree_usage(self.data_path(name)).bytes
 
 
 def _remove_tree(path: Path) -> None:

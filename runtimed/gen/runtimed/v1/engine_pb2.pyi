@@ -1107,3 +1107,23 @@ class LoginResponse(_message.Message):
     status: str
     server: str
     def __init__(self, status: _Optional[str] = ..., server: _Optional[str] = ...) -> None: ...
+
+class NamespacesRequest(_message.Message):
+    __slots__ = ("network",)
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    network: bool
+    def __init__(self, network: _Optional[bool] = ...) -> None: ...
+
+class NamespacesResponse(_message.Message):
+    __slots__ = ("pid", "user_ns", "mount_ns", "network_ns_path", "socket")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    USER_NS_FIELD_NUMBER: _ClassVar[int]
+    MOUNT_NS_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_NS_PATH_FIELD_NUMBER: _ClassVar[int]
+    SOCKET_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    user_ns: int
+    mount_ns: int
+    network_ns_path: str
+    socket: str
+    def __init__(self, pid: _Optional[int] = ..., user_ns: _Optional[int] = ..., mount_ns: _Optional[int] = ..., network_ns_path: _Optional[str] = ..., socket: _Optional[str] = ...) -> None: ...

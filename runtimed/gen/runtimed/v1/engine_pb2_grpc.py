@@ -84,6 +84,11 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.LoginRequest.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.LoginResponse.FromString,
                 _registered_method=True)
+        self.Namespaces = channel.unary_unary(
+                '/runtimed.v1.Engine/Namespaces',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.NamespacesRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.NamespacesResponse.FromString,
+                _registered_method=True)
         self.CreateContainer = channel.unary_unary(
                 '/runtimed.v1.Engine/CreateContainer',
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.CreateContainerRequest.SerializeToString,
@@ -303,6 +308,13 @@ class EngineServicer:
 
     def Login(self, request, context):
         """Checks credentials against a registry; the client stores them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Namespaces(self, request, context):
+        """Where the daemon's namespaces are, for `runtimectl unshare` to join them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -555,6 +567,11 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.Login,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.LoginRequest.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.LoginResponse.SerializeToString,
+            ),
+            'Namespaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.Namespaces,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.NamespacesRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.NamespacesResponse.SerializeToString,
             ),
             'CreateContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateContainer,
@@ -982,6 +999,33 @@ class Engine:
             '/runtimed.v1.Engine/Login',
             runtimed_dot_v1_dot_engine__pb2.LoginRequest.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Namespaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/Namespaces',
+            runtimed_dot_v1_dot_engine__pb2.NamespacesRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.NamespacesResponse.FromString,
             options,
             channel_credentials,
             insecure,
