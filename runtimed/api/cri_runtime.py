@@ -40,9 +40,11 @@ from runtimed.errors import (
 )
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from runtimed.gen.runtime.v1 import api_pb2_grpc
+from runtimed.streaming import requests as streams
 
 if TYPE_CHECKING:
     from runtimed.daemon.server import Runtime
+    from runtimed.streaming.server import StreamServer
 
 # kubelet refuses a runtime whose VersionResponse.version is not this.
 KUBELET_API_VERSION = "0.1.0"
@@ -84,8 +86,9 @@ def pid_mode(options: cri.NamespaceOption) -> str:
 
 
 class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, streaming: StreamServer) -> None:
         self.rt = runtime
+        self.streaming = streaming
 
     @property
     def containers(self):  # noqa: ANN201 - ContainerService
@@ -478,6 +481,53 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             with contextlib.suppress(Exception):
                 await stream.close()
         return cri.ExecSyncResponse(stdout=bytes(out), stderr=bytes(err), exit_code=exit_code)
+
+    # -- streaming: URLs of our streaming server, which the client connects to -----------
+
+    def _running(self, container_id: str) -> Container:
+        container = self._container(container_id)
+        if not container.running:
+            state = cri.ContainerState.Name(_STATE[container.state.status])
+            raise FailedPrecondition(f"container {container.id} is in {state} state, not running")
+        return container
+
+    async def Exec(self, request: cri.ExecRequest, context: Any) -> cri.ExecResponse:
+        container = self._running(request.container_id)
+        url = self.streaming.get_exec(
+            streams.ExecRequest(
+                container_id=container.id,
+                cmd=list(request.cmd),
+                tty=request.tty,
+                stdin=request.stdin,
+                stdout=request.stdout,
+                stderr=request.stderr,
+            )
+        )
+        return cri.ExecResponse(url=url)
+
+    async def Attach(self, request: cri.AttachRequest, context: Any) -> cri.AttachResponse:
+        container = self._running(request.container_id)
+        url = self.streaming.get_attach(
+            streams.AttachRequest(
+                container_id=container.id,
+                tty=request.tty,
+                stdin=request.stdin,
+                stdout=request.stdout,
+                stderr=request.stderr,
+            )
+        )
+        return cri.AttachResponse(url=url)
+
+    async def PortForward(
+        self, request: cri.PortForwardRequest, context: Any
+    ) -> cri.PortForwardResponse:
+        sandbox = self.sandboxes.get(request.pod_sandbox_id)
+        if not sandbox.state.ready:
+            raise FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
+        url = self.streaming.get_port_forward(
+            streams.PortForwardRequest(pod_sandbox_id=sandbox.id, ports=list(request.port))
+        )
+        return cri.PortForwardResponse(url=url)
 
     async def ReopenContainerLog(
         self, request: cri.ReopenContainerLogRequest, context: Any

@@ -44,6 +44,7 @@ from runtimed.snapshots import Snapshotter, select_snapshotter
 from runtimed.store.containers import ContainerRecords
 from runtimed.store.content import ContentStore
 from runtimed.store.metadata import MetadataStore
+from runtimed.streaming.server import StreamServer
 from runtimed.volumes.hook import VolumeHook
 from runtimed.volumes.mounts import ContainerMounts
 from runtimed.volumes.service import VolumeService
@@ -241,6 +242,10 @@ async def serve(config: Config, *, rootless: bool) -> None:
     _check_bind(config.socket)
     runtime = Runtime.build(config, rootless=rootless)
     await runtime.start()
+    streaming = StreamServer(
+        config.stream_address, containers=runtime.containers, sandboxes=runtime.sandboxes
+    )
+    await streaming.start()
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor()],
         options=[
@@ -250,7 +255,9 @@ async def serve(config: Config, *, rootless: bool) -> None:
     )
     engine_pb2_grpc.add_EngineServicer_to_server(EngineServicer(runtime), server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(CriImageServicer(runtime), server)
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(CriRuntimeServicer(runtime), server)
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(
+        CriRuntimeServicer(runtime, streaming), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     old_umask = os.umask(0o177)  # the socket is created 0600
@@ -281,6 +288,7 @@ async def serve(config: Config, *, rootless: bool) -> None:
     log.info("daemon_stopping")
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=5)
+    await streaming.aclose()
     await runtime.aclose()
     with contextlib.suppress(FileNotFoundError):
         config.socket.unlink()

@@ -51,3 +51,13 @@ def test_parse_host() -> None:
         parse_host("tcp://1.2.3.4:2375")
     with pytest.raises(InvalidArgument):
         parse_host("unix://")
+
+
+def test_stream_address(tmp_path: Path) -> None:
+    path = tmp_path / "runtimed.toml"
+    assert Config().stream_address == "127.0.0.1:0"
+    path.write_text('stream_address = "127.0.0.1:10010"\n')
+    assert Config.load(path).stream_address == "127.0.0.1:10010"
+    path.write_text('stream_address = "0.0.0.0:10010"\n')
+    with pytest.raises(InvalidArgument, match="stream_address: '0.0.0.0:10010' is not a loopback"):
+        Config.load(path)
