@@ -1,9 +1,9 @@
 """The one place where runtimed errors become gRPC status codes.
 
 An interceptor wraps every handler: a RuntimedError aborts the call with its
-code and message; any other exception is logged with its traceback and
-reported as INTERNAL, so a client never sees a bare "Exception calling
-application".
+code and message; a full disk (ENOSPC anywhere) is RESOURCE_EXHAUSTED; any
+other exception is logged with its traceback and reported as INTERNAL, so a
+client never sees a bare "Exception calling application".
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import structlog
 
-from runtimed.errors import RuntimedError
+from runtimed.errors import RuntimedError, out_of_space
 
 log = structlog.get_logger(__name__)
 
@@ -25,6 +25,7 @@ def status_code(err: RuntimedError) -> grpc.StatusCode:
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, exc: BaseException) -> None:
+    exc = out_of_space(exc) or exc  # a full disk is the user's to fix, not a crash
     if isinstance(exc, RuntimedError):
         log.debug("rpc_failed", method=method, code=exc.code, error=exc.message)
         await context.abort(status_code(exc), exc.message)
