@@ -10,11 +10,20 @@ source "$(dirname "$0")/lib.sh"
 require_root deploy/test.sh
 prepare_user_and_tree
 
+# A small filesystem the test user owns, for the disk-full tests (STAGE/smallfs,
+# tests/integration/test_disk_full.py): mounting one takes root here, and a daemon
+# started inside a namespace of the test's own could not map its subordinate ids.
+smallfs="$stage/smallfs"
+mkdir -p "$smallfs"
+umount "$smallfs" 2>/dev/null || true
+mount -t tmpfs -o "size=64m,mode=0700,uid=$uid,gid=$(id -g "$user")" runtimed-smallfs "$smallfs"
+
 cleanup() {
   # Only the test user's processes: everything it runs was started by this script.
   pkill -TERM -u "$user" 2>/dev/null || true
   sleep 1
   pkill -KILL -u "$user" 2>/dev/null || true
+  umount "$smallfs" 2>/dev/null || umount -l "$smallfs" 2>/dev/null || true
 }
 trap cleanup EXIT
 
