@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
 from runtimed.api import cri_stats
-from runtimed.api.cri_attrs import container_metadata, labels_match, pod_metadata
+from runtimed.api.cri_attrs import container_metadata, cri_containers, labels_match, pod_metadata
 from runtimed.api.cri_logpath import confined_log_path
 from runtimed.api.cri_mounts import cri_mounts, runtime_handlers
 from runtimed.api.cri_network import (
@@ -382,16 +382,11 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     ) -> cri.ListContainersResponse:
         flt = request.filter
         items = []
-        for container in self.containers.list():
-            if container.config.cri is None:
-                continue
-            if flt.id and not container.id.startswith(flt.id):
-                continue
-            if flt.pod_sandbox_id and not container.sandbox_id.startswith(flt.pod_sandbox_id):
-                continue
+        picked = cri_containers(
+            self.containers.list(), flt.id, flt.pod_sandbox_id, flt.label_selector
+        )
+        for container in picked:
             if flt.HasField("state") and _STATE[container.state.status] != flt.state.state:
-                continue
-            if not labels_match(container.config.labels, flt.label_selector):
                 continue
             items.append(
                 cri.Container(
