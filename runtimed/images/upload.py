@@ -198,6 +198,8 @@ class BlobUploader:
             await self._expect(response, f"a chunk of blob {desc.digest}", 202, 416)
             if response.status_code == 416:
                 # We and the registry disagree on what it has: ask, and go on from there.
+                if moved := response.headers.get("Location", ""):
+                    location = resolve_location(str(response.request.url), moved)
                 location, offset = await self._status(location)
                 continue
             location = resolve_location(
