@@ -71,7 +71,9 @@ class Runtimed:
         return Round(seconds, cpu)
 
     def failed(self) -> None:
-        print(f"runtimed log ({self.daemon.log_path}):\n{self.daemon.log()[-4000:]}", file=sys.stderr)
+        print(
+            f"runtimed log ({self.daemon.log_path}):\n{self.daemon.log()[-4000:]}", file=sys.stderr
+        )
 
     def cleanup(self) -> None:
         stop_runtimed(self.daemon)

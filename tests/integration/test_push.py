@@ -175,8 +175,7 @@ def test_unknown_tag_and_hub_names_are_refused(daemon: Daemon, registry: Registr
     missing = daemon.ctl("push", f"{registry.host}/push/none:nope")
     assert missing.returncode == 1
     assert (
-        f"An image does not exist locally with the tag: {registry.host}/push/none"
-        in missing.stderr
+        f"An image does not exist locally with the tag: {registry.host}/push/none" in missing.stderr
     )
     hub = daemon.ctl("push", "someapp:1")
     assert hub.returncode == 1
