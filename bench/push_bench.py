@@ -135,7 +135,8 @@ def bench(tools: list[Tool], source: str, rounds: int) -> list[ToolResult]:
                     except BaseException:
                         tool.failed()
                         raise
-    return [ToolResult(tool.name, tool.detail(), times[tool.name]) for tool in tools]
+        # Before the cleanup: podman's detail asks podman, which needs its configuration.
+        return [ToolResult(tool.name, tool.detail(), times[tool.name]) for tool in tools]
 
 
 def report(image: Image, results: list[ToolResult]) -> None:
