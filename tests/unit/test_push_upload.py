@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +14,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from runtimed.errors import DataLoss, Unavailable
+from runtimed.errors import DataLoss, NotFound, PermissionDenied, Unavailable
 from runtimed.images import manifest as mt
 from runtimed.images.auth import CredentialStore
+from runtimed.images.layers import LayerStore
+from runtimed.images.localimage import write_manifest
+from runtimed.images.push import ImagePusher
 from runtimed.images.reference import parse_reference
 from runtimed.images.registries_conf import RegistriesConfig
 from runtimed.images.registry import RegistryClient
+from runtimed.images.service import ImageService, PullEvent
 from runtimed.images.upload import BlobUploader, parse_range, resolve_location, with_digest
+from runtimed.store.content import ContentStore
+from runtimed.store.metadata import MetadataStore
 
 
 def _digest(data: bytes) -> str:
@@ -43,6 +50,7 @@ class FakeUploads:
     range_prefix: str = ""  # "bytes=" as some registries write it
     accept_per_patch: int = 0  # keep at most this much of each chunk (0: all of it)
     refuse_first_patch: bool = False  # answer the first PATCH 416
+    deny: bool = False  # refuse uploads as a registry does a repository one may not push to
     held: bytearray = field(default_factory=bytearray)
     stored: dict[str, bytes] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
@@ -84,9 +92,13 @@ class FakeUploads:
             request = Request(method, url.path, parse_qs(url.query), headers, body)
             self.requests.append(request)
             status, answer = self._route(request)
-            head = [f"HTTP/1.1 {status} X", "Content-Length: 0", "Connection: close"]
+            body = b""
+            if status == 403:
+                error = {"code": "DENIED", "message": "requested access to the resource is denied"}
+                body = json.dumps({"errors": [error]}).encode()
+            head = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}", "Connection: close"]
             head += [f"{k}: {v}" for k, v in answer.items()]
-            writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -94,7 +106,13 @@ class FakeUploads:
             writer.close()
 
     def _route(self, req: Request) -> tuple[int, dict[str, str]]:
-        if req.method == "POST" and req.path == "/v2/repo/blobs/uploads/":
+        if req.method == "HEAD":
+            return 404, {}
+        if self.deny:
+            return 403, {}
+        if req.method == "PUT" and "/manifests/" in req.path:
+            return 201, {"Docker-Content-Digest": _digest(req.body)}
+        if req.method == "POST" and req.path.endswith("/blobs/uploads/"):
             self.held.clear()
             return 202, {"Location": self._location(), "Range": "0-0"}
         if not req.path.startswith(f"/upload/s{self._step}"):
@@ -223,3 +241,55 @@ async def test_short_file_is_data_loss(
     assert location is not None
     with pytest.raises(DataLoss):
         await uploader.upload(location, desc, path)
+
+
+def _image_service(tmp_path: Path, host: str) -> ImageService:
+    """A store holding one image, HOST/team/app:1: a config and a 300-byte layer blob."""
+    metadata = MetadataStore(tmp_path / "meta.db")
+    content = ContentStore(tmp_path / "content")
+    layer = content.write_bytes(b"L" * 300)
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": ["sha256:" + "d" * 64]}})
+    config_id = content.write_bytes(config.encode())
+    layer_desc = mt.Descriptor(mt.OCI_LAYER_GZIP, layer, 300)
+    manifest = write_manifest(content, config_id, len(config), [layer_desc])
+    metadata.put_image(
+        image_id=config_id,
+        manifest_digest=manifest,
+        manifest_media_type=mt.OCI_MANIFEST,
+        created=None,
+        size=300,
+        chain_ids=[],
+        names=[(f"{host}/team/app:1", "tag")],
+    )
+    registry = RegistryClient(
+        RegistriesConfig(), CredentialStore(tmp_path / "config.json"), user_agent="test"
+    )
+    registry._retry_delays = ()
+    return ImageService(content, metadata, LayerStore(tmp_path / "layers", metadata), registry)
+
+
+async def test_push_errors_say_what_docker_says(fake: FakeUploads, tmp_path: Path) -> None:
+    images = _image_service(tmp_path, fake.host)
+    # One upload at a time: the fake keeps a single upload session.
+    pusher = ImagePusher(images, images.registry, max_concurrent_uploads=1)
+    events: list[PullEvent] = []
+    try:
+        with pytest.raises(NotFound, match="An image does not exist locally with the tag: "):
+            await pusher.push(f"{fake.host}/team/other:1", progress=events.append)
+        fake.deny = True
+        with pytest.raises(PermissionDenied) as denied:
+            await pusher.push(f"{fake.host}/team/app:1", progress=events.append)
+        assert denied.value.message.startswith("denied: requested access to the resource is denied")
+        # Nothing was recorded as being there.
+        assert (
+            images.metadata.blob_sources(images.resolve(f"{fake.host}/team/app:1").id, fake.host)
+            == []
+        )
+        fake.deny = False
+        result = await pusher.push(f"{fake.host}/team/app:1", progress=events.append)
+        assert [t.tag for t in result.tags] == ["1"]
+        assert events[-1].status.startswith("1: digest: sha256:")
+        assert len(fake.stored) == 2  # the layer and the config
+    finally:
+        await images.registry.aclose()
+        images.metadata.close()
