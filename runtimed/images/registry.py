@@ -208,7 +208,9 @@ class RegistryClient:
         content: Body | None,
     ) -> httpx.Response:
         parts = urlsplit(url)
-        insecure = parts.netloc == ep.host and ep.insecure or self._config.is_insecure(parts.netloc)
+        insecure = (parts.netloc == ep.host and ep.insecure) or self._config.is_insecure(
+            parts.netloc
+        )
         client = self._insecure_client if insecure else self._client
         request = client.build_request(method, url, headers=headers, content=_body(content))
         try:
@@ -245,10 +247,6 @@ class RegistryClient:
         """Where a push of `ref` goes: its registry itself (after registries.conf
         rewrites and blocks), never a mirror."""
         return self._config.endpoints_for(ref)[-1]
-
-    def base_url(self, ep: Endpoint) -> str:
-        """scheme://host of `ep` as last reached (https until something answered)."""
-        return f"{self._schemes.get(ep.host, 'https')}://{ep.host}"
 
     async def lookup_credential(self, registry: str) -> Credential | None:
         return await self._lookup_credential(registry)
