@@ -19,6 +19,8 @@ packages=(
   # Log driver tests: rsyslog (started by the tests themselves, as the test user, with
   # their own config; gtls for tcp+tls) and openssl for their test CA.
   rsyslog rsyslog-gnutls openssl
+  # An independent registry client the push tests check our pushes with.
+  skopeo
 )
 if [[ "${RUNTIMED_BENCH:-0}" == 1 ]]; then
   packages+=(podman)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -16,13 +15,15 @@ from runtimed import __version__
 from runtimed.api import imageview
 from runtimed.api.engine_containers import ContainerRpcs
 from runtimed.api.engine_networks import NetworkRpcs
+from runtimed.api.engine_push import PushRpcs, request_credential
 from runtimed.api.engine_volumes import VolumeRpcs
+from runtimed.api.progress_stream import event_fields, stream_progress
 from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.gen.runtimed.v1 import engine_pb2_grpc
 from runtimed.images.auth import Credential, normalize_registry
-from runtimed.images.service import PullEvent, PullResult
+from runtimed.images.service import ProgressFn, PullEvent, PullResult
 
 if TYPE_CHECKING:
     from runtimed.daemon.server import Runtime
@@ -31,7 +32,9 @@ API_VERSION = "1"
 CRI_VERSION = "v1"
 
 
-class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.EngineServicer):
+class EngineServicer(
+    ContainerRpcs, NetworkRpcs, VolumeRpcs, PushRpcs, engine_pb2_grpc.EngineServicer
+):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
 
@@ -90,56 +93,21 @@ class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.Eng
     async def PullImage(
         self, request: pb.PullImageRequest, context: Any
     ) -> AsyncIterator[pb.PullImageProgress]:
-        queue: asyncio.Queue[PullEvent | PullResult | BaseException] = asyncio.Queue()
-        credential = None
-        if request.HasField("auth") and (request.auth.username or request.auth.identity_token):
-            credential = Credential(
-                request.auth.username, request.auth.password, request.auth.identity_token or None
+        credential = request_credential(request.auth if request.HasField("auth") else None)
+
+        async def work(progress: ProgressFn) -> PullResult:
+            return await self.rt.images.pull(
+                request.reference,
+                platform=request.platform,
+                credential=credential,
+                progress=progress,
             )
 
-        async def run() -> None:
-            try:
-                result = await self.rt.images.pull(
-                    request.reference,
-                    platform=request.platform,
-                    credential=credential,
-                    progress=queue.put_nowait,
-                )
-                queue.put_nowait(result)
-            except BaseException as exc:  # handed to the stream below
-                queue.put_nowait(exc)
-
-        task = asyncio.create_task(run())
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                if isinstance(item, PullResult):
-                    yield pb.PullImageProgress(
-                        result=pb.PullImageResult(
-                            image_id=item.image_id,
-                            reference=item.reference,
-                            repo_digest=item.repo_digest,
-                            up_to_date=item.up_to_date,
-                        )
-                    )
-                    return
-                if item.layer_id:
-                    yield pb.PullImageProgress(
-                        layer=pb.LayerProgress(
-                            id=item.layer_id,
-                            status=item.status,
-                            current=item.current,
-                            total=item.total,
-                        )
-                    )
-                else:
-                    yield pb.PullImageProgress(status=item.status)
-        finally:
-            # A client that hangs up does not stop the pull: others may want the image.
-            if not task.done():
-                task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        # A client that hangs up does not stop the pull: others may want the image.
+        async for message in stream_progress(
+            work, _pull_progress, _pull_result, stop_on_hangup=False
+        ):
+            yield message
 
     async def ListImages(
         self, request: pb.ListImagesRequest, context: Any
@@ -224,6 +192,21 @@ class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.Eng
             network_ns_path=netns,
             socket=str(self.rt.config.socket),
         )
+
+
+def _pull_progress(event: PullEvent) -> pb.PullImageProgress:
+    return pb.PullImageProgress(**event_fields(event))
+
+
+def _pull_result(result: PullResult) -> pb.PullImageProgress:
+    return pb.PullImageProgress(
+        result=pb.PullImageResult(
+            image_id=result.image_id,
+            reference=result.reference,
+            repo_digest=result.repo_digest,
+            up_to_date=result.up_to_date,
+        )
+    )
 
 
 def _first_line_value(path: str, prefix: str) -> str | None:

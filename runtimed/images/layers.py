@@ -52,11 +52,16 @@ class LayerStore:
         """Unpack a blob into a staging directory; `register` moves it into place."""
         staging = self.root / f".tmp-{uuid.uuid4().hex}"
         (staging / "diff").mkdir(parents=True)
+        work = asyncio.ensure_future(
+            asyncio.to_thread(unpack_layer, blob, staging / "diff", expected_diff_id=diff_id)
+        )
         try:
-            result = await asyncio.to_thread(
-                unpack_layer, blob, staging / "diff", expected_diff_id=diff_id
-            )
+            result = await asyncio.shield(work)
         except BaseException:
+            # Cancelling the await does not stop the thread: let it finish writing
+            # before removing what it wrote, or files it makes later outlive the removal.
+            with contextlib.suppress(BaseException):
+                await work
             await asyncio.to_thread(shutil.rmtree, staging, True)
             raise
         return staging, result

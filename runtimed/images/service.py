@@ -29,6 +29,7 @@ from runtimed.images import manifest as mt
 from runtimed.images.auth import Credential
 from runtimed.images.changes import apply_changes
 from runtimed.images.layers import LayerStore, chain_ids
+from runtimed.images.localimage import compress_layer, write_manifest
 from runtimed.images.reference import Reference, parse_reference
 from runtimed.images.registry import RegistryClient, ResolvedImage
 from runtimed.store.content import ContentStore, sha256_digest
@@ -204,6 +205,12 @@ class ImageService:
             chain_ids=chains,
             names=names,
         )
+        # A later push to this registry can mount these instead of uploading them.
+        self.metadata.add_blob_sources(
+            resolved.endpoint.registry,
+            resolved.repository,
+            [resolved.config.digest, *(layer.digest for layer in resolved.layers)],
+        )
         up_to_date = all(v == resolved.config.digest for v in previous.values())
         log.info("image_pulled", ref=str(ref), image_id=resolved.config.digest)
         progress(PullEvent(status=f"Digest: {resolved.repo_digest}"))
@@ -249,6 +256,7 @@ class ImageService:
             for result in results:
                 if isinstance(result, tuple) and result[0] is not None:
                     self.layers.discard(result[0])
+                    self._drop_unused_blob(result[1].blob_digest)
             raise
         parent = None
         for path, record in staged:
@@ -301,8 +309,14 @@ class ImageService:
                 progress(PullEvent(status="Download complete", layer_id=lid, total=desc.size))
                 progress(PullEvent(status="Extracting", layer_id=lid, total=desc.size))
                 staging, result = await self.layers.unpack(tmp, diff_id)
+                # The compressed blob stays: a push sends these exact bytes, so the
+                # manifest (and its digest) is the one pulled.
+                try:
+                    await asyncio.to_thread(self.content.commit, desc.digest, tmp, verified=True)
+                except BaseException:
+                    self.layers.discard(staging)
+                    raise
             finally:
-                # Unpacked layers are what we keep; the compressed blob is not needed again.
                 self.content.discard(tmp)
             progress(PullEvent(status="Pull complete", layer_id=lid))
             record = LayerRecord(chain, diff_id, None, desc.digest, desc.size, result.size)
@@ -370,9 +384,14 @@ class ImageService:
         while unused := self.metadata.unused_layers():
             for layer in unused:
                 await asyncio.to_thread(self.layers.delete, layer.chain_id)
+                self._drop_unused_blob(layer.blob_digest)
                 result.deleted.append(layer.chain_id)
                 result.space_reclaimed += layer.size
         log.info("image_removed", image_id=record.id)
+
+    def _drop_unused_blob(self, digest: str | None) -> None:
+        if digest and not self.metadata.blob_in_use(digest):
+            self.content.delete(digest)
 
     async def prune(self, *, all_images: bool = False, filters: dict[str, str]) -> RemoveResult:
         until = _until_filter(filters.get("until"))
@@ -422,12 +441,23 @@ class ImageService:
                     size += len(chunk)
             if size == 0:
                 raise InvalidArgument("import: the tarball is empty")
+            # Unpack and compress (for a later push) at once, one thread each.
+            unpacking = asyncio.ensure_future(self.layers.unpack(tmp, None))
+            compressing = asyncio.ensure_future(
+                asyncio.to_thread(compress_layer, self.content, tmp)
+            )
             try:
-                staging, unpacked = await self.layers.unpack(tmp, None)
-            except InvalidArgument as exc:
-                # The staging file's name means nothing to the user; their tarball does.
-                text = exc.message.replace(f"layer {tmp.name}", "the tarball")
-                raise InvalidArgument(f"import: {text}") from exc
+                staging, unpacked = await unpacking
+            except BaseException as exc:
+                (made,) = await asyncio.gather(compressing, return_exceptions=True)
+                if isinstance(made, mt.Descriptor):
+                    self._drop_unused_blob(made.digest)
+                if isinstance(exc, InvalidArgument):
+                    # The staging file's name means nothing to the user; their tarball does.
+                    text = exc.message.replace(f"layer {tmp.name}", "the tarball")
+                    raise InvalidArgument(f"import: {text}") from exc
+                raise
+            blob = await compressing
             diff_id = unpacked.diff_id
             created = now_rfc3339()
             history: dict[str, Any] = {"created": created, "created_by": f"Imported from {source}"}
@@ -444,25 +474,15 @@ class ImageService:
             }
             config_bytes = json.dumps(config_doc, separators=(",", ":")).encode()
             image_id = self.content.write_bytes(config_bytes)
-            manifest_doc = {
-                "schemaVersion": 2,
-                "mediaType": mt.OCI_MANIFEST,
-                "config": {
-                    "mediaType": mt.OCI_CONFIG,
-                    "digest": image_id,
-                    "size": len(config_bytes),
-                },
-                "layers": [{"mediaType": mt.OCI_LAYER, "digest": diff_id, "size": unpacked.size}],
-            }
-            manifest_digest = self.content.write_bytes(
-                json.dumps(manifest_doc, separators=(",", ":")).encode()
-            )
+            manifest_digest = write_manifest(self.content, image_id, len(config_bytes), [blob])
             if not self.layers.has(diff_id):
                 self.layers.register(
-                    staging, LayerRecord(diff_id, diff_id, None, None, size, unpacked.size)
+                    staging,
+                    LayerRecord(diff_id, diff_id, None, blob.digest, blob.size, unpacked.size),
                 )
             else:
                 self.layers.discard(staging)
+                self.metadata.set_layer_blob(diff_id, blob.digest, blob.size)
             staging = None
             names = [(f"{ref.name}:{ref.tag}", "tag")] if ref is not None else []
             self.metadata.put_image(

@@ -71,6 +71,15 @@ CREATE TABLE IF NOT EXISTS containers (
 );
 CREATE INDEX IF NOT EXISTS containers_by_image ON containers(image_id);
 CREATE INDEX IF NOT EXISTS image_layers_by_chain ON image_layers(chain_id);
+-- Where a blob is known to exist remotely (pulled from or pushed to), so a push
+-- to another repository of the same registry can mount it instead of uploading.
+CREATE TABLE IF NOT EXISTS blob_sources (
+    digest TEXT NOT NULL,
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (digest, registry, repository)
+);
 """
 
 
@@ -265,6 +274,45 @@ class MetadataStore:
 
     def delete_image(self, image_id: str) -> None:
         self.removal(lambda tx: tx.execute("DELETE FROM images WHERE id=?", (image_id,)))
+
+    def set_layer_blob(self, chain_id: str, digest: str, size: int) -> None:
+        """Give a layer that has no stored blob yet (an older import) its compressed blob."""
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE layers SET blob_digest=?, blob_size=? WHERE chain_id=? AND"
+                " blob_digest IS NULL",
+                (digest, size, chain_id),
+            )
+
+    # -- remote copies of blobs ------------------------------------------------
+
+    def add_blob_sources(self, registry: str, repository: str, digests: list[str]) -> None:
+        """Record that `registry`/`repository` holds these blobs (newest sighting wins)."""
+        now = time.time()
+        with self.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO blob_sources(digest, registry, repository, seen_at) VALUES(?,?,?,?)"
+                " ON CONFLICT(digest, registry, repository) DO UPDATE SET seen_at=excluded.seen_at",
+                [(d, registry, repository, now) for d in digests],
+            )
+
+    def blob_sources(self, digest: str, registry: str) -> list[str]:
+        """Repositories of `registry` known to hold `digest`, most recently seen first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT repository FROM blob_sources WHERE digest=? AND registry=?"
+                " ORDER BY seen_at DESC, repository",
+                (digest, registry),
+            ).fetchall()
+        return [r["repository"] for r in rows]
+
+    def forget_blob_source(self, digest: str, registry: str, repository: str) -> None:
+        """The registry no longer has it there (a mount from it failed)."""
+        with self.transaction() as tx:
+            tx.execute(
+                "DELETE FROM blob_sources WHERE digest=? AND registry=? AND repository=?",
+                (digest, registry, repository),
+            )
 
     def _image(self, row: sqlite3.Row) -> ImageRecord:
         names = self._db.execute(

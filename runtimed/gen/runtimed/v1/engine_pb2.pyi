@@ -1127,3 +1127,41 @@ class NamespacesResponse(_message.Message):
     network_ns_path: str
     socket: str
     def __init__(self, pid: _Optional[int] = ..., user_ns: _Optional[int] = ..., mount_ns: _Optional[int] = ..., network_ns_path: _Optional[str] = ..., socket: _Optional[str] = ...) -> None: ...
+
+class PushImageRequest(_message.Message):
+    __slots__ = ("reference", "all_tags", "auth")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ALL_TAGS_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    all_tags: bool
+    auth: RegistryAuth
+    def __init__(self, reference: _Optional[str] = ..., all_tags: _Optional[bool] = ..., auth: _Optional[_Union[RegistryAuth, _Mapping]] = ...) -> None: ...
+
+class PushedTag(_message.Message):
+    __slots__ = ("tag", "digest", "size")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    digest: str
+    size: int
+    def __init__(self, tag: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class PushImageResult(_message.Message):
+    __slots__ = ("repository", "tags")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    tags: _containers.RepeatedCompositeFieldContainer[PushedTag]
+    def __init__(self, repository: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[PushedTag, _Mapping]]] = ...) -> None: ...
+
+class PushImageProgress(_message.Message):
+    __slots__ = ("status", "layer", "result")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    layer: LayerProgress
+    result: PushImageResult
+    def __init__(self, status: _Optional[str] = ..., layer: _Optional[_Union[LayerProgress, _Mapping]] = ..., result: _Optional[_Union[PushImageResult, _Mapping]] = ...) -> None: ...

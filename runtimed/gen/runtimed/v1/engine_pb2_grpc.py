@@ -244,6 +244,11 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.DisconnectNetworkRequest.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
                 _registered_method=True)
+        self.PushImage = channel.unary_stream(
+                '/runtimed.v1.Engine/PushImage',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.PushImageRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.PushImageProgress.FromString,
+                _registered_method=True)
 
 
 class EngineServicer:
@@ -515,6 +520,14 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushImage(self, request, context):
+        """Pushes an image (one tag, or every tag of a repository) to its registry,
+        streaming docker-style progress; the last message is the result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -727,6 +740,11 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.DisconnectNetwork,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.DisconnectNetworkRequest.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'PushImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.PushImage,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.PushImageRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.PushImageProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1863,6 +1881,33 @@ class Engine:
             '/runtimed.v1.Engine/DisconnectNetwork',
             runtimed_dot_v1_dot_engine__pb2.DisconnectNetworkRequest.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/PushImage',
+            runtimed_dot_v1_dot_engine__pb2.PushImageRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.PushImageProgress.FromString,
             options,
             channel_credentials,
             insecure,
