@@ -43,7 +43,7 @@ from runtimed.gen.runtime.v1 import api_pb2_grpc
 from runtimed.streaming import requests as streams
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
     from runtimed.streaming.server import StreamServer
 
 # kubelet refuses a runtime whose VersionResponse.version is not this.

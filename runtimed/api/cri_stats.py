@@ -16,7 +16,7 @@ from runtimed.core.model import Container, Sandbox
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
 
 
 def _u64(value: int) -> cri.UInt64Value:

@@ -26,7 +26,7 @@ from runtimed.images.auth import Credential, normalize_registry
 from runtimed.images.service import ProgressFn, PullEvent, PullResult
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
 
 API_VERSION = "1"
 CRI_VERSION = "v1"

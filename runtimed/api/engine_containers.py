@@ -28,7 +28,7 @@ from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.oci.spec import BindMount
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
 
 log = structlog.get_logger(__name__)
 

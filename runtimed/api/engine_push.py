@@ -12,7 +12,7 @@ from runtimed.images.push import ImagePusher, PushResult
 from runtimed.images.service import ProgressFn, PullEvent
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
 
 
 def request_credential(auth: pb.RegistryAuth | None) -> Credential | None:

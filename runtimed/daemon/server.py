@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -37,10 +36,11 @@ from runtimed.images.registry import RegistryClient
 from runtimed.images.service import ImageService
 from runtimed.network.hook import NetworkHook
 from runtimed.network.service import NetworkService, configured_backend
-from runtimed.oci.runtime import OciRuntime, detect_runtime
+from runtimed.oci.runtime import detect_runtime
 from runtimed.paths import config_dir
 from runtimed.rootless import userns
-from runtimed.snapshots import Snapshotter, select_snapshotter
+from runtimed.services import Runtime
+from runtimed.snapshots import select_snapshotter
 from runtimed.store.containers import ContainerRecords
 from runtimed.store.content import ContentStore
 from runtimed.store.metadata import MetadataStore
@@ -52,143 +52,98 @@ from runtimed.volumes.service import VolumeService
 log = structlog.get_logger(__name__)
 
 
-@dataclass
-class Runtime:
-    """Everything the servicers share; built once per daemon."""
-
-    config: Config
-    rootless: bool
-    metadata: MetadataStore
-    content: ContentStore
-    registries: registries_conf.RegistriesConfig
-    credentials: CredentialStore
-    registry: RegistryClient
-    images: ImageService
-    snapshotter: Snapshotter
-    oci_runtime: OciRuntime
-    launcher: ShimLauncher
-    containers: ContainerService
-    sandboxes: SandboxService
-    volumes: VolumeService
-    volume_mounts: ContainerMounts
-    network: NetworkService
-    stats: StatsService
-    pod_cidr: str = ""
-
-    @classmethod
-    def build(cls, config: Config, *, rootless: bool) -> Runtime:
-        data = config.data_dir
-        for sub in ("content", "layers", "snapshots"):
-            (data / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(data, 0o700)
-        metadata = MetadataStore(data / "metadata.db")
-        content = ContentStore(data / "content")
-        own_conf = config.registries_conf or config_dir() / "registries.conf"
-        regs = registries_conf.load(
-            own_conf if own_conf.exists() or config.registries_conf else None,
-            config.insecure_registries,
-        )
-        credentials = CredentialStore()
-        registry = RegistryClient(
-            regs,
-            credentials,
-            user_agent=f"runtimed/{__version__}",
-            max_concurrent_downloads=config.max_concurrent_downloads,
-        )
-        layers = LayerStore(data / "layers", metadata)
-        images = ImageService(content, metadata, layers, registry)
-        images.collect_garbage()
-        snapshotter = select_snapshotter(config.storage_driver, data / "snapshots")
-        oci_runtime = detect_runtime(config.runtime)
-        records = ContainerRecords(metadata)
-        # The launcher also holds our namespaces: a restarted daemon finds it by its pid file.
-        launcher = ShimLauncher(
-            socket=config.run_dir / "shim-launcher.sock",
-            pid_file=config.run_dir / userns.HOLDER_PID_FILE,
-        )
-        containers = ContainerService(
-            records=records,
-            images=images,
-            snapshotter=snapshotter,
-            launcher=launcher,
-            runtime=oci_runtime,
-            run_dir=config.run_dir,
-            data_dir=data,
-            default_log_driver=config.default_log_driver,
-        )
-        # Log drivers: the daemon-wide defaults must be valid; each create is checked too.
-        containers.log_drivers = LogDrivers(config.default_log_driver, config.default_log_opts)
-        containers.log_drivers.check_defaults()
-        containers.hooks.append(LoggingHook(containers.log_drivers))
-        sandboxes = SandboxService(
-            records=records, containers=containers, run_dir=config.run_dir, data_dir=data
-        )
-        volumes = VolumeService(
-            metadata=metadata,
-            data_dir=data,
-            run_dir=config.run_dir,
-            plugin_dirs=[config.run_dir / "plugins", config_dir() / "plugins"],
-            containers=containers.list,
-        )
-        volume_mounts = ContainerMounts(volumes, containers)
-        containers.hooks.append(VolumeHook(volume_mounts))
-        network = NetworkService(
-            data_dir=data,
-            run_dir=config.run_dir,
-            containers=containers,
-            backend=configured_backend(config),
-            host_loopback=config.host_loopback,
-        )
-        containers.hooks.append(NetworkHook(network))
-        # CPU and memory from /proc until containers get cgroups of their own.
-        stats = StatsService(
-            source=ProcSource(infra_pid=sandboxes.infra_pid),
-            snapshotter=snapshotter,
-            layer_root=data / "snapshots",
-            netns=network.worker,
-        )
-        sandboxes.node_network = network.rootless.pin
-        return cls(
-            config=config,
-            rootless=rootless,
-            metadata=metadata,
-            content=content,
-            registries=regs,
-            credentials=credentials,
-            registry=registry,
-            images=images,
-            snapshotter=snapshotter,
-            oci_runtime=oci_runtime,
-            launcher=launcher,
-            containers=containers,
-            sandboxes=sandboxes,
-            volumes=volumes,
-            volume_mounts=volume_mounts,
-            network=network,
-            stats=stats,
-        )
-
-    async def start(self) -> None:
-        """Bring up the shim launcher (it also holds our namespaces) and find every shim."""
-        await self.launcher.ensure()
-        self.sandboxes.restore()
-        await self.network.start()
-        await self.containers.restore()
-        await self.network.reconcile()
-        await self.volume_mounts.reconcile()
-
-    async def aclose(self) -> None:
-        await self.containers.aclose()
-        # Pods need our namespaces too (pinned ones, the infra process's pid namespace).
-        idle = await self.containers.release_idle_shims() and not self.sandboxes.any_pods()
-        await self.network.aclose(idle=idle)
-        if idle:
-            # Nothing runs: the namespaces need no keeper until the next start.
-            await self.launcher.stop()
-            with contextlib.suppress(FileNotFoundError):
-                (self.config.run_dir / userns.HOLDER_PID_FILE).unlink()
-        await self.registry.aclose()
-        self.metadata.close()
+def build_runtime(config: Config, *, rootless: bool) -> Runtime:
+    """Make and wire every service of the daemon (nothing runs yet: see Runtime.start)."""
+    data = config.data_dir
+    for sub in ("content", "layers", "snapshots"):
+        (data / sub).mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o700)
+    metadata = MetadataStore(data / "metadata.db")
+    content = ContentStore(data / "content")
+    own_conf = config.registries_conf or config_dir() / "registries.conf"
+    regs = registries_conf.load(
+        own_conf if own_conf.exists() or config.registries_conf else None,
+        config.insecure_registries,
+    )
+    credentials = CredentialStore()
+    registry = RegistryClient(
+        regs,
+        credentials,
+        user_agent=f"runtimed/{__version__}",
+        max_concurrent_downloads=config.max_concurrent_downloads,
+    )
+    layers = LayerStore(data / "layers", metadata)
+    images = ImageService(content, metadata, layers, registry)
+    images.collect_garbage()
+    snapshotter = select_snapshotter(config.storage_driver, data / "snapshots")
+    oci_runtime = detect_runtime(config.runtime)
+    records = ContainerRecords(metadata)
+    # The launcher also holds our namespaces: a restarted daemon finds it by its pid file.
+    launcher = ShimLauncher(
+        socket=config.run_dir / "shim-launcher.sock",
+        pid_file=config.run_dir / userns.HOLDER_PID_FILE,
+    )
+    containers = ContainerService(
+        records=records,
+        images=images,
+        snapshotter=snapshotter,
+        launcher=launcher,
+        runtime=oci_runtime,
+        run_dir=config.run_dir,
+        data_dir=data,
+        default_log_driver=config.default_log_driver,
+    )
+    # Log drivers: the daemon-wide defaults must be valid; each create is checked too.
+    containers.log_drivers = LogDrivers(config.default_log_driver, config.default_log_opts)
+    containers.log_drivers.check_defaults()
+    containers.hooks.append(LoggingHook(containers.log_drivers))
+    sandboxes = SandboxService(
+        records=records, containers=containers, run_dir=config.run_dir, data_dir=data
+    )
+    volumes = VolumeService(
+        metadata=metadata,
+        data_dir=data,
+        run_dir=config.run_dir,
+        plugin_dirs=[config.run_dir / "plugins", config_dir() / "plugins"],
+        containers=containers.list,
+    )
+    volume_mounts = ContainerMounts(volumes, containers)
+    containers.hooks.append(VolumeHook(volume_mounts))
+    network = NetworkService(
+        data_dir=data,
+        run_dir=config.run_dir,
+        containers=containers,
+        backend=configured_backend(config),
+        host_loopback=config.host_loopback,
+    )
+    containers.hooks.append(NetworkHook(network))
+    # CPU and memory from /proc until containers get cgroups of their own.
+    stats = StatsService(
+        source=ProcSource(infra_pid=sandboxes.infra_pid),
+        snapshotter=snapshotter,
+        layer_root=data / "snapshots",
+        netns=network.worker,
+    )
+    sandboxes.node_network = network.rootless.pin
+    return Runtime(
+        config=config,
+        rootless=rootless,
+        metadata=metadata,
+        content=content,
+        registries=regs,
+        credentials=credentials,
+        registry=registry,
+        images=images,
+        snapshotter=snapshotter,
+        oci_runtime=oci_runtime,
+        launcher=launcher,
+        containers=containers,
+        sandboxes=sandboxes,
+        volumes=volumes,
+        volume_mounts=volume_mounts,
+        network=network,
+        stats=stats,
+    )
 
 
 def _prepare_socket(path: Path, *, own_dir: bool) -> None:
@@ -240,7 +195,7 @@ def _check_bind(path: Path) -> None:
 async def serve(config: Config, *, rootless: bool) -> None:
     _prepare_socket(config.socket, own_dir=config.own_socket_dir)
     _check_bind(config.socket)
-    runtime = Runtime.build(config, rootless=rootless)
+    runtime = build_runtime(config, rootless=rootless)
     await runtime.start()
     streaming = StreamServer(
         config.stream_address, containers=runtime.containers, sandboxes=runtime.sandboxes
