@@ -97,21 +97,39 @@ def format_ps(
     """Render `ps` output: the default table, `json`, a template, or `table TEMPLATE`."""
     if quiet:
         return "\n".join(row["ID"] for row in rows)
+    default = PS_DEFAULT + ("\t{{.Size}}" if size else "")
+    return format_rows(rows, fmt, headers=PS_HEADERS, default=default, sort_json=True)
+
+
+def format_rows(
+    rows: Sequence[Mapping[str, str]],
+    fmt: str | None,
+    *,
+    headers: Mapping[str, str],
+    default: str,
+    sort_json: bool = False,
+) -> str:
+    """docker's --format for a listing: the default table, `json`, a template, or `table T`.
+
+    `headers` name the columns of fields (docker's, e.g. ID -> "CONTAINER ID").
+    """
     if fmt == "json":
-        return "\n".join(json.dumps(row, sort_keys=True, separators=(",", ":")) for row in rows)
+        return "\n".join(
+            json.dumps(row, sort_keys=sort_json, separators=(",", ":")) for row in rows
+        )
     if not fmt or fmt == "table":
-        fmt = "table " + PS_DEFAULT + ("\t{{.Size}}" if size else "")
+        fmt = "table " + default
     is_table = fmt.startswith("table")
     template = fmt[len("table") :].lstrip() if is_table else fmt
     rendered = [render(template, row) for row in rows]
     if not is_table:
         return "\n".join(rendered)
     template = template.replace("\\t", "\t")
-    headers = [
-        _TEMPLATE_FIELD.sub(lambda m: PS_HEADERS.get(m.group(1), m.group(1).upper()), cell)
+    titles = [
+        _TEMPLATE_FIELD.sub(lambda m: headers.get(m.group(1), m.group(1).upper()), cell)
         for cell in template.split("\t")
     ]
-    return table(headers, [line.split("\t") for line in rendered])
+    return table(titles, [line.split("\t") for line in rendered])
 
 
 # --- logs -------------------------------------------------------------------------------------
