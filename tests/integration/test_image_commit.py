@@ -174,7 +174,8 @@ def test_deletions_and_opaque_dirs_survive_commit(daemon: Daemon, base: str) -> 
         manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
         top = tar.extractfile(manifest[0]["Layers"][-1])
         assert top is not None
-        names = set(tarfile.open(fileobj=io.BytesIO(top.read())).getnames())
+        with tarfile.open(fileobj=io.BytesIO(top.read())) as layer:
+            names = set(layer.getnames())
     assert {"etc/.wh.group", "home/.wh..wh..opq", "home/new/f", "added/f"} <= names
     assert not any(n.startswith(("proc", "sys", "dev", "etc/hosts")) for n in names)
     daemon.ok("rm", "deleter")
@@ -209,13 +210,11 @@ def test_export_writes_the_flattened_filesystem(daemon: Daemon, base: str) -> No
         names = set(tar.getnames())
         passwd = tar.extractfile("etc/passwd")
         assert passwd is not None and passwd.read().endswith(b"changed\n")
-        busybox = tar.getmember("bin/busybox")
-    assert busybox.isfile() and busybox.size > 100_000
+        busybox = tar.extractfile("bin/busybox")  # a hard link to the first applet's name
+        assert busybox is not None and len(busybox.read()) > 100_000
     assert "etc/group" not in names and "home/app" not in names
     assert {"home/new/f", "added/f", "tmp"} <= names
     assert not any(n.startswith("./") or ".wh." in n for n in names)
-    streamed = daemon.ctl("export", "exporter")
-    assert streamed.returncode == 0
     assert (
         subprocess.run(
             [str(BIN / "runtimectl"), "-H", f"unix://{daemon.socket}", "export", "exporter"],
@@ -272,7 +271,7 @@ def test_history_of_committed_images(daemon: Daemon, base: str) -> None:
     ]
     assert rows[1][2:] == ["sh -c head -c 2000000 /dev/zero > /two", "2MB", "second commit"]
     assert rows[2][2:] == ["sh -c echo one > /one", "4B", "my commit"]
-    assert rows[3][2] == "Imported from -"
+    assert rows[3][2].startswith("Imported from /")
     assert rows[1][1].endswith("ago")
     quiet = daemon.ok("history", "-q", "--no-trunc", "hsecond").out_lines
     assert quiet == [second, first, base_id]
@@ -302,9 +301,10 @@ def test_history_of_a_pulled_image_has_missing_rows(
     scenario = pushed_images.busybox
     image_id = daemon.ok("pull", "-q", scenario.ref).out_lines[-1]
     rows = _history_rows(daemon.ok("history", scenario.ref).stdout)
-    config = json.loads(scenario.image.config_bytes)
+    config = scenario.image.config_json
     assert len(rows) == 1 + len(config["history"])
     assert rows[1][0] == image_id.removeprefix("sha256:")[:12]
     assert all(r[0] == "<missing>" for r in rows[2:])
-    assert [r[2] for r in rows[1:]] == [h["created_by"] for h in reversed(config["history"])]
+    shown = [h["created_by"] for h in reversed(config["history"])]
+    assert [r[2] for r in rows[1:]] == [t if len(t) <= 45 else t[:44] + "…" for t in shown]
     daemon.ok("rmi", scenario.ref)
