@@ -248,9 +248,8 @@ class Archive:
         self.file.close()
 
     def has(self, name: str) -> bool:
-        with contextlib.suppress(InvalidArgument):
-            return self._resolve(name) is not None
-        return False
+        """Whether the archive has a member of that name (links are checked when read)."""
+        return _clean(name) in self.members
 
     def _resolve(self, name: str) -> tarfile.TarInfo | None:
         current = _clean(name)
