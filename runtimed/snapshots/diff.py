@@ -308,10 +308,12 @@ def _vfs_entries(
             deleted.setdefault(entry.parts[:-1], []).append(entry)
 
     def walk(fd: int, parts: Parts) -> Iterator[tuple[_Entry, int]]:
-        for entry in sorted(deleted.get(parts, []), key=lambda e: _name_key(e.parts[-1])):
-            yield entry, fd
-        for name in _listdir(fd):
+        gone = {e.parts[-1]: e for e in deleted.get(parts, [])}
+        for name in sorted([*os.listdir(fd), *gone], key=_name_key):
             here = (*parts, name)
+            if name in gone:
+                yield gone[name], fd
+                continue
             if here not in found and here not in needed:
                 continue
             try:

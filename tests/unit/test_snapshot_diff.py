@@ -71,8 +71,8 @@ def scenario_round_trip(tmp: str, driver: str) -> None:
     else:
         assert text == [
             "C /added",
-            "A /data/fresh",
             "C /data",
+            "A /data/fresh",
             "D /data/x",
             "C /keep",
             "D /link",
