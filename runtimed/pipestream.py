@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import IO
@@ -21,6 +22,9 @@ async def thread_stream(
     produce: Callable[[IO[bytes]], None], chunk: int = CHUNK
 ) -> AsyncIterator[bytes]:
     read_fd, write_fd = os.pipe()
+    with contextlib.suppress(OSError):
+        # A pipe as big as a chunk: a thread hop per chunk, not per 64 KiB.
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, chunk)
 
     def run() -> None:
         out = open(write_fd, "wb", buffering=chunk)  # noqa: SIM115 - closed below

@@ -180,7 +180,11 @@ class _Section:
         self.size = size
         self.pos = 0
         self.name = name
+        self.hash: Any = None  # hashing costs a pass of sha256: only when asked
+
+    def hashing(self) -> _Section:
         self.hash = hashlib.sha256()
+        return self
 
     def read(self, n: int = -1) -> bytes:
         left = self.size - self.pos
@@ -190,20 +194,23 @@ class _Section:
         self.f.seek(self.start + self.pos)
         data = self.f.read(n)
         self.pos += len(data)
-        self.hash.update(data)
+        if self.hash is not None:
+            self.hash.update(data)
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
         if (offset, whence) != (0, 0):
             raise OSError("only rewinding is supported")
         self.pos = 0
-        self.hash = hashlib.sha256()
+        if self.hash is not None:
+            self.hash = hashlib.sha256()
         return 0
 
     def tell(self) -> int:
         return self.pos
 
     def digest(self) -> str:
+        assert self.hash is not None, "open the section with hashing()"
         while self.read(_CHUNK):
             pass
         return "sha256:" + self.hash.hexdigest()
@@ -508,11 +515,13 @@ async def _unpack_layers(
             layer.size = _known_tar_size(images, staged, chain, section.size)
             parent = chain
             continue
+        blob = layer.digest
+        if blob is not None and blob != layer.diff_id:
+            section.hashing()  # a compressed blob: its own digest is checked as well
         try:
             staging, result = await images.layers.unpack(section, layer.diff_id)
         except (InvalidArgument, DataLoss) as exc:
             raise _bad(exc.message) from None
-        blob = layer.digest
         if blob is not None and blob != layer.diff_id:
             actual = section.digest()
             if actual != blob:

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from runtimed.errors import InvalidArgument, NotFound
+from runtimed.errors import DataLoss, InvalidArgument, NotFound
 from runtimed.images import manifest as mt
 from runtimed.images.reference import parse_reference
 from runtimed.images.service import ImageService
@@ -115,67 +115,67 @@ def _blob_name(digest: str) -> str:
     return "blobs/sha256/" + digest.removeprefix("sha256:")
 
 
-class _IterReader:
-    """A file-like over chunks, for tarfile; `drain` runs the source to its end (its checks)."""
+class _TarOut:
+    """Tar members written straight to `out`: no copy of a layer's data through tarfile."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = b""
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
 
-    def read(self, n: int = -1) -> bytes:
-        while len(self._buf) < n or n < 0:
-            nxt = next(self._chunks, None)
-            if nxt is None:
-                break
-            self._buf += nxt
-        if n < 0:
-            data, self._buf = self._buf, b""
-        else:
-            data, self._buf = self._buf[:n], self._buf[n:]
-        return data
+    def _header(self, name: str, size: int, kind: bytes = tarfile.REGTYPE) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.type = size, kind
+        info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+        self.out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
 
-    def drain(self) -> None:
-        for _ in self._chunks:
-            pass
+    def directory(self, name: str) -> None:
+        self._header(name, 0, tarfile.DIRTYPE)
 
+    def file(self, name: str, size: int, chunks: Iterator[bytes]) -> None:
+        self._header(name, size)
+        written = 0
+        for chunk in chunks:
+            written += len(chunk)
+            if written > size:
+                raise DataLoss(f"{name} grew while it was written")
+            self.out.write(chunk)
+        if written != size:
+            raise DataLoss(f"{name} has {written} bytes, {size} were announced")
+        self.out.write(b"\0" * (-size % tarfile.BLOCKSIZE))
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    tar.addfile(info, _IterReader(iter([data])))  # type: ignore[arg-type]
+    def data(self, name: str, data: bytes) -> None:
+        self.file(name, len(data), iter([data]))
+
+    def close(self) -> None:
+        self.out.write(b"\0" * (2 * tarfile.BLOCKSIZE))
 
 
 def write_archive(images: ImageService, plan: SavePlan, out: IO[bytes]) -> None:
     """The archive for `plan`; blocking, for a thread."""
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        tar.copybufsize = CHUNK  # type: ignore[attr-defined]
-        for name in ("blobs", "blobs/sha256"):
-            info = tarfile.TarInfo(name)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        written: set[str] = set()
-        for entry in plan.images:
-            for layer in entry.layers:
-                if layer.diff_id in written:
-                    continue
-                written.add(layer.diff_id)
-                info = tarfile.TarInfo(_blob_name(layer.diff_id))
-                info.size, info.mode = plan.sizes[layer.diff_id], 0o644
-                reader = _IterReader(images.layers.tar_stream(layer))
-                tar.addfile(info, reader)  # type: ignore[arg-type]
-                reader.drain()  # the rebuilt stream's digest is checked at its end
-            for digest, data in (
-                (entry.record.id, entry.config),
-                (mt.sha256_digest(entry.manifest), entry.manifest),
-            ):
-                if digest not in written:
-                    written.add(digest)
-                    _add_bytes(tar, _blob_name(digest), data)
-        _add_bytes(tar, "index.json", _index(plan))
-        _add_bytes(tar, "manifest.json", _docker_manifest(plan))
-        _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-        _add_bytes(tar, "repositories", _repositories(plan))
+    tar = _TarOut(out)
+    tar.directory("blobs")
+    tar.directory("blobs/sha256")
+    written: set[str] = set()
+    for entry in plan.images:
+        for layer in entry.layers:
+            if layer.diff_id in written:
+                continue
+            written.add(layer.diff_id)
+            # The rebuilt stream's digest is checked as it ends.
+            tar.file(
+                _blob_name(layer.diff_id),
+                plan.sizes[layer.diff_id],
+                images.layers.tar_stream(layer),
+            )
+        manifest_digest = mt.sha256_digest(entry.manifest)
+        for digest, data in ((entry.record.id, entry.config), (manifest_digest, entry.manifest)):
+            if digest not in written:
+                written.add(digest)
+                tar.data(_blob_name(digest), data)
+    tar.data("index.json", _index(plan))
+    tar.data("manifest.json", _docker_manifest(plan))
+    tar.data("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    tar.data("repositories", _repositories(plan))
+    tar.close()
 
 
 def _index(plan: SavePlan) -> bytes:

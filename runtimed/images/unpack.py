@@ -498,7 +498,8 @@ def unpack_layer(
         with open(blob, "rb") if isinstance(blob, Path) else contextlib.nullcontext(blob) as raw:
             kind, stream = _decompressed(raw)
             reader = _HashingReader(stream, recorder)
-            with tarfile.open(fileobj=reader, mode="r|") as tf:
+            # Big reads: tarfile's default 10 KiB would mean a Python call per 10 KiB.
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as tf:
                 for member in tf:
                     if recorder is not None:
                         recorder.member(member)
