@@ -19,12 +19,10 @@ packages=(
   # Log driver tests: rsyslog (started by the tests themselves, as the test user, with
   # their own config; gtls for tcp+tls) and openssl for their test CA.
   rsyslog rsyslog-gnutls openssl
-  # An independent registry client the push tests check our pushes with.
-  skopeo
+  # Image interchange tests: archives we save are read by skopeo and podman, and
+  # archives skopeo writes are loaded by us (test peers only, never used by runtimed).
+  skopeo podman
 )
-if [[ "${RUNTIMED_BENCH:-0}" == 1 ]]; then
-  packages+=(podman)
-fi
 
 missing=()
 for p in "${packages[@]}"; do

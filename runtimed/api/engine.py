@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from runtimed import __version__
 from runtimed.api import imageview
 from runtimed.api.engine_containers import ContainerRpcs
+from runtimed.api.engine_images import ImageMakingRpcs
 from runtimed.api.engine_networks import NetworkRpcs
 from runtimed.api.engine_push import PushRpcs, request_credential
 from runtimed.api.engine_volumes import VolumeRpcs
@@ -33,7 +34,12 @@ CRI_VERSION = "v1"
 
 
 class EngineServicer(
-    ContainerRpcs, NetworkRpcs, VolumeRpcs, PushRpcs, engine_pb2_grpc.EngineServicer
+    ContainerRpcs,
+    ImageMakingRpcs,
+    NetworkRpcs,
+    VolumeRpcs,
+    PushRpcs,
+    engine_pb2_grpc.EngineServicer,
 ):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
@@ -113,7 +119,11 @@ class EngineServicer(
         self, request: pb.ListImagesRequest, context: Any
     ) -> pb.ListImagesResponse:
         records = imageview.filter_images(
-            self.rt.images, self.rt.images.list(), dict(request.filters), request.reference
+            self.rt.images,
+            self.rt.images.list(),
+            dict(request.filters),
+            request.reference,
+            intermediate=request.all,
         )
         return pb.ListImagesResponse(images=[imageview.summary(self.rt.images, r) for r in records])
 
@@ -133,7 +143,9 @@ class EngineServicer(
     async def RemoveImage(
         self, request: pb.RemoveImageRequest, context: Any
     ) -> pb.RemoveImageResponse:
-        result = await self.rt.images.remove(request.reference, force=request.force)
+        result = await self.rt.images.remove(
+            request.reference, force=request.force, prune=not request.no_prune
+        )
         return pb.RemoveImageResponse(
             untagged=[imageview.familiar(n) for n in result.untagged], deleted=result.deleted
         )

@@ -28,8 +28,8 @@ from runtimed.errors import (
 from runtimed.images import manifest as mt
 from runtimed.images.auth import Credential
 from runtimed.images.changes import apply_changes
+from runtimed.images.compose import layer_from_tar, store_image
 from runtimed.images.layers import LayerStore, chain_ids
-from runtimed.images.localimage import compress_layer, write_manifest
 from runtimed.images.reference import Reference, parse_reference
 from runtimed.images.registry import RegistryClient, ResolvedImage
 from runtimed.store.content import ContentStore, sha256_digest
@@ -331,8 +331,13 @@ class ImageService:
             raise InvalidArgument(f"refusing to create a tag with a digest reference: {target}")
         self.metadata.set_name(f"{ref.name}:{ref.tag}", "tag", record.id)
 
-    async def remove(self, text: str, *, force: bool = False) -> RemoveResult:
-        """docker rmi: untag the name given; delete the image once nothing names it."""
+    async def remove(self, text: str, *, force: bool = False, prune: bool = True) -> RemoveResult:
+        """docker rmi: untag the name given; delete the image once nothing names it.
+
+        An image others were committed from (its children) keeps its layers for
+        them: removing its last tag only untags it, and it goes with its last
+        child, as docker prunes untagged parents (unless `prune` is off).
+        """
         record, matched = self._lookup(text)
         result = RemoveResult()
         if matched is not None and matched in record.tags and len(record.tags) > 1:
@@ -346,6 +351,16 @@ class ImageService:
                     f"conflict: unable to delete {short_id(record.id)} (must be forced) - "
                     "image is referenced in multiple repositories"
                 )
+        children = self.metadata.children_of(record.id)
+        if children and matched is not None and matched in record.tags:
+            self.metadata.remove_name(matched)
+            result.untagged.append(matched)
+            return result
+        if children:
+            raise FailedPrecondition(
+                f"conflict: unable to delete {short_id(record.id)} (cannot be forced) - "
+                "image has dependent child images"
+            )
         users = self.containers_using(record.id)
         if users and not force:
             raise FailedPrecondition(
@@ -357,7 +372,7 @@ class ImageService:
             result.untagged.append(matched)
             return result
         result.untagged.extend([*record.tags, *record.digests])
-        await self._delete(record, result)
+        await self._delete(record, result, prune=prune)
         return result
 
     async def remove_everywhere(self, text: str) -> RemoveResult:
@@ -375,7 +390,24 @@ class ImageService:
         await self._delete(record, result)
         return result
 
-    async def _delete(self, record: ImageRecord, result: RemoveResult) -> None:
+    async def _delete(
+        self, record: ImageRecord, result: RemoveResult, *, prune: bool = True
+    ) -> None:
+        parent = self.metadata.parent_of(record.id)
+        await self._delete_one(record, result)
+        # docker prunes the untagged parents nothing else needs, quietly.
+        while prune and parent and (above := self.metadata.get_image(parent)) is not None:
+            if (
+                above.tags
+                or above.digests
+                or self.metadata.children_of(above.id)
+                or self.containers_using(above.id)
+            ):
+                break
+            parent = self.metadata.parent_of(above.id)
+            await self._delete_one(above, result)
+
+    async def _delete_one(self, record: ImageRecord, result: RemoveResult) -> None:
         self.metadata.delete_image(record.id)
         result.deleted.append(record.id)
         for digest in (record.id, record.manifest_digest):
@@ -400,10 +432,11 @@ class ImageService:
         if unknown:
             raise InvalidArgument(f"invalid filter {sorted(unknown)[0]!r} for image prune")
         result = RemoveResult()
-        for record in self.metadata.list_images():
-            if record.tags and not all_images:
+        for listed in self.metadata.list_images():
+            record = self.metadata.get_image(listed.id)  # an earlier delete may have pruned it
+            if record is None or (record.tags and not all_images):
                 continue
-            if self.containers_using(record.id):
+            if self.metadata.children_of(record.id) or self.containers_using(record.id):
                 continue
             if until is not None and parse_created(record.created) >= until:
                 continue
@@ -432,7 +465,6 @@ class ImageService:
         plat = mt.Platform.parse(platform) if platform else mt.Platform.host()
         image_config = apply_changes({}, list(changes or []))
         tmp = self.content.new_ingest()
-        staging: Path | None = None
         try:
             size = 0
             with tmp.open("wb") as out:
@@ -441,24 +473,12 @@ class ImageService:
                     size += len(chunk)
             if size == 0:
                 raise InvalidArgument("import: the tarball is empty")
-            # Unpack and compress (for a later push) at once, one thread each.
-            unpacking = asyncio.ensure_future(self.layers.unpack(tmp, None))
-            compressing = asyncio.ensure_future(
-                asyncio.to_thread(compress_layer, self.content, tmp)
-            )
             try:
-                staging, unpacked = await unpacking
-            except BaseException as exc:
-                (made,) = await asyncio.gather(compressing, return_exceptions=True)
-                if isinstance(made, mt.Descriptor):
-                    self._drop_unused_blob(made.digest)
-                if isinstance(exc, InvalidArgument):
-                    # The staging file's name means nothing to the user; their tarball does.
-                    text = exc.message.replace(f"layer {tmp.name}", "the tarball")
-                    raise InvalidArgument(f"import: {text}") from exc
-                raise
-            blob = await compressing
-            diff_id = unpacked.diff_id
+                layer = await layer_from_tar(self, tmp)
+            except InvalidArgument as exc:
+                # The staging file's name means nothing to the user; their tarball does.
+                text = exc.message.replace(f"layer {tmp.name}", "the tarball")
+                raise InvalidArgument(f"import: {text}") from exc
             created = now_rfc3339()
             history: dict[str, Any] = {"created": created, "created_by": f"Imported from {source}"}
             if message:
@@ -469,35 +489,15 @@ class ImageService:
                 **({"variant": plat.variant} if plat.variant else {}),
                 "created": created,
                 "config": image_config,
-                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
                 "history": [history],
             }
-            config_bytes = json.dumps(config_doc, separators=(",", ":")).encode()
-            image_id = self.content.write_bytes(config_bytes)
-            manifest_digest = write_manifest(self.content, image_id, len(config_bytes), [blob])
-            if not self.layers.has(diff_id):
-                self.layers.register(
-                    staging,
-                    LayerRecord(diff_id, diff_id, None, blob.digest, blob.size, unpacked.size),
-                )
-            else:
-                self.layers.discard(staging)
-                self.metadata.set_layer_blob(diff_id, blob.digest, blob.size)
-            staging = None
             names = [(f"{ref.name}:{ref.tag}", "tag")] if ref is not None else []
-            self.metadata.put_image(
-                image_id=image_id,
-                manifest_digest=manifest_digest,
-                manifest_media_type=mt.OCI_MANIFEST,
-                created=created,
-                size=unpacked.size,
-                chain_ids=[diff_id],
-                names=names,
+            image_id, _ = store_image(
+                self, config_doc=config_doc, base=None, layer=layer, names=names
             )
         finally:
             self.content.discard(tmp)
-            if staging is not None:
-                self.layers.discard(staging)
         log.info("image_imported", image_id=image_id, ref=str(ref) if ref else None)
         return image_id
 

@@ -51,6 +51,13 @@ CREATE TABLE IF NOT EXISTS image_names (
     added_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS image_names_by_image ON image_names(image_id);
+-- The image a committed (or built) one was made from, as docker records it: a parent
+-- with children is only untagged by rmi, and an untagged parent goes with its last child.
+CREATE TABLE IF NOT EXISTS image_parents (
+    image_id TEXT PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    parent TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS image_parents_by_parent ON image_parents(parent);
 -- Sandboxes (CRI pods, and the implicit one of each docker-style container) and
 -- containers: immutable config and mutable state kept apart, as JSON documents.
 CREATE TABLE IF NOT EXISTS sandboxes (
@@ -194,6 +201,7 @@ class MetadataStore:
         size: int,
         chain_ids: list[str],
         names: list[tuple[str, str]],
+        parent: str | None = None,
     ) -> list[str]:
         """Record an image and point names at it; returns the names moved off another image.
 
@@ -219,6 +227,11 @@ class MetadataStore:
                     "INSERT INTO image_layers(image_id, position, chain_id) VALUES(?,?,?)",
                     [(image_id, i, c) for i, c in enumerate(chain_ids)],
                 )
+                if parent:
+                    tx.execute(
+                        "INSERT INTO image_parents(image_id, parent) VALUES(?,?)",
+                        (image_id, parent),
+                    )
             moved = []
             for name, kind in names:
                 row = tx.execute(
@@ -271,6 +284,20 @@ class MetadataStore:
         with self._lock:
             rows = self._db.execute("SELECT * FROM images ORDER BY added_at DESC").fetchall()
             return [self._image(r) for r in rows]
+
+    def parent_of(self, image_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT parent FROM image_parents WHERE image_id=?", (image_id,)
+            ).fetchone()
+        return row["parent"] if row else None
+
+    def children_of(self, image_id: str) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT image_id FROM image_parents WHERE parent=? ORDER BY image_id", (image_id,)
+            ).fetchall()
+        return [r["image_id"] for r in rows]
 
     def delete_image(self, image_id: str) -> None:
         self.removal(lambda tx: tx.execute("DELETE FROM images WHERE id=?", (image_id,)))

@@ -79,6 +79,21 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.ImportImageChunk.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.ImportImageResponse.FromString,
                 _registered_method=True)
+        self.ImageHistory = channel.unary_unary(
+                '/runtimed.v1.Engine/ImageHistory',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ImageHistoryRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.ImageHistoryResponse.FromString,
+                _registered_method=True)
+        self.SaveImages = channel.unary_stream(
+                '/runtimed.v1.Engine/SaveImages',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.SaveImagesRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.FromString,
+                _registered_method=True)
+        self.LoadImages = channel.stream_unary(
+                '/runtimed.v1.Engine/LoadImages',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.LoadImagesResponse.FromString,
+                _registered_method=True)
         self.Login = channel.unary_unary(
                 '/runtimed.v1.Engine/Login',
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.LoginRequest.SerializeToString,
@@ -178,6 +193,21 @@ class EngineStub:
                 '/runtimed.v1.Engine/ContainerPorts',
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerPortsResponse.FromString,
+                _registered_method=True)
+        self.CommitContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/CommitContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.CommitContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.CommitContainerResponse.FromString,
+                _registered_method=True)
+        self.ContainerChanges = channel.unary_unary(
+                '/runtimed.v1.Engine/ContainerChanges',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerChangesResponse.FromString,
+                _registered_method=True)
+        self.ExportContainer = channel.unary_stream(
+                '/runtimed.v1.Engine/ExportContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.FromString,
                 _registered_method=True)
         self.CreateVolume = channel.unary_unary(
                 '/runtimed.v1.Engine/CreateVolume',
@@ -311,6 +341,29 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImageHistory(self, request, context):
+        """The layers and commands an image was made of, newest first (docker history).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveImages(self, request, context):
+        """A docker-archive of the images (with an OCI layout beside it, as Docker 25+
+        writes), as a tar stream; every name is resolved before the first chunk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadImages(self, request_iterator, context):
+        """A docker-archive or OCI layout tarball (gzip, zstd, bzip2, xz or plain);
+        nothing is kept unless every image in it loads.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Login(self, request, context):
         """Checks credentials against a registry; the client stores them.
         """
@@ -435,6 +488,27 @@ class EngineServicer:
 
     def ContainerPorts(self, request, context):
         """Published ports of a container (runtimectl port).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitContainer(self, request, context):
+        """A new image from the container's changes on top of its image (docker commit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ContainerChanges(self, request, context):
+        """What the container added, changed and deleted (docker diff).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportContainer(self, request, context):
+        """The container's whole filesystem as a tar stream (docker export).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -576,6 +650,21 @@ def add_EngineServicer_to_server(servicer, server):
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.ImportImageChunk.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.ImportImageResponse.SerializeToString,
             ),
+            'ImageHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImageHistory,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ImageHistoryRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.ImageHistoryResponse.SerializeToString,
+            ),
+            'SaveImages': grpc.unary_stream_rpc_method_handler(
+                    servicer.SaveImages,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.SaveImagesRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.SerializeToString,
+            ),
+            'LoadImages': grpc.stream_unary_rpc_method_handler(
+                    servicer.LoadImages,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.LoadImagesResponse.SerializeToString,
+            ),
             'Login': grpc.unary_unary_rpc_method_handler(
                     servicer.Login,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.LoginRequest.FromString,
@@ -675,6 +764,21 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.ContainerPorts,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerPortsResponse.SerializeToString,
+            ),
+            'CommitContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.CommitContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.CommitContainerResponse.SerializeToString,
+            ),
+            'ContainerChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ContainerChanges,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerChangesResponse.SerializeToString,
+            ),
+            'ExportContainer': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.SerializeToString,
             ),
             'CreateVolume': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateVolume,
@@ -990,6 +1094,87 @@ class Engine:
             '/runtimed.v1.Engine/ImportImage',
             runtimed_dot_v1_dot_engine__pb2.ImportImageChunk.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.ImportImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImageHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/ImageHistory',
+            runtimed_dot_v1_dot_engine__pb2.ImageHistoryRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.ImageHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/SaveImages',
+            runtimed_dot_v1_dot_engine__pb2.SaveImagesRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.DataChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadImages(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/runtimed.v1.Engine/LoadImages',
+            runtimed_dot_v1_dot_engine__pb2.DataChunk.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.LoadImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1530,6 +1715,87 @@ class Engine:
             '/runtimed.v1.Engine/ContainerPorts',
             runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.ContainerPortsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/CommitContainer',
+            runtimed_dot_v1_dot_engine__pb2.CommitContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.CommitContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/ContainerChanges',
+            runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.ContainerChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/ExportContainer',
+            runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.DataChunk.FromString,
             options,
             channel_credentials,
             insecure,
