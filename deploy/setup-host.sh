@@ -72,6 +72,9 @@ if [[ -f "$v2/cgroup.controllers" ]] && grep -qw hugetlb "$v2/cgroup.controllers
   mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
 fi
 
+# Resource limits: a cgroup subtree of ours for the user, in each v1 controller.
+"$(dirname "$0")/cgroups.sh" delegate "$user"
+
 run_dir="/run/user/${uid}"
 mkdir -p "$run_dir"
 chown "$user:" "$run_dir"

@@ -15,6 +15,8 @@ cleanup() {
   pkill -TERM -u "$user" 2>/dev/null || true
   sleep 1
   pkill -KILL -u "$user" 2>/dev/null || true
+  # The delegated cgroups go too (containers' first): they sit in this job's cgroup.
+  "$(dirname "$0")/cgroups.sh" release "$user"
 }
 trap cleanup EXIT
 

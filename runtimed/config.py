@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtimed.cgroups.units import parse_ulimit
 from runtimed.errors import InvalidArgument
 from runtimed.paths import config_dir, data_dir, default_socket, runtime_dir
 
@@ -40,6 +41,8 @@ class Config:
     host_loopback: bool = True
     default_log_opts: dict[str, str] = field(default_factory=dict)
     debug: bool = False
+    # ulimits every container gets unless --ulimit says otherwise: {name: "soft[:hard]"}.
+    default_ulimits: list[tuple[str, int, int]] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | None) -> Config:
@@ -111,4 +114,5 @@ _SETTINGS: dict[str, Callable[[Any], object]] = {
     "host_loopback": _boolean,
     "default_log_opts": lambda v: {str(k): str(x) for k, x in dict(v).items()},
     "debug": bool,
+    "default_ulimits": lambda v: [parse_ulimit(f"{k}={x}") for k, x in dict(v).items()],
 }

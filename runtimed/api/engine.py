@@ -16,6 +16,7 @@ from runtimed import __version__
 from runtimed.api import imageview
 from runtimed.api.engine_containers import ContainerRpcs
 from runtimed.api.engine_networks import NetworkRpcs
+from runtimed.api.engine_resources import ResourceRpcs, info_fields
 from runtimed.api.engine_volumes import VolumeRpcs
 from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.errors import InvalidArgument
@@ -31,7 +32,9 @@ API_VERSION = "1"
 CRI_VERSION = "v1"
 
 
-class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.EngineServicer):
+class EngineServicer(
+    ContainerRpcs, NetworkRpcs, VolumeRpcs, ResourceRpcs, engine_pb2_grpc.EngineServicer
+):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
 
@@ -85,6 +88,7 @@ class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.Eng
             uid_map=_uid_map(),
             default_log_driver=cfg.default_log_driver,
             debug=cfg.debug,
+            **info_fields(rt.cgroups),
         )
 
     async def PullImage(

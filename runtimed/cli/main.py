@@ -7,7 +7,7 @@ import sys
 from typing import NoReturn
 
 from runtimed import __version__
-from runtimed.cli import containers, images, networks, system, unshare, volumes
+from runtimed.cli import containers, images, networks, system, unshare, update, volumes
 from runtimed.cli.client import Client, CliError, describe_rpc_error
 from runtimed.cli.lazyparse import LazyArgumentParser
 from runtimed.cli.rpc import RpcError
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="container_command", metavar="COMMAND", required=True
     )
     containers.register(sub, container_sub)
+    update.register(sub, container_sub)
     system.register(sub)
     volumes.register(sub)
     networks.register(sub)

@@ -19,6 +19,9 @@ from runtimed.api.cri_image import CriImageServicer
 from runtimed.api.cri_runtime import CriRuntimeServicer
 from runtimed.api.engine import EngineServicer
 from runtimed.api.errors import ErrorInterceptor
+from runtimed.cgroups.manager import CgroupManager
+from runtimed.cgroups.service import ResourceService
+from runtimed.cgroups.wiring import build_cgroups, sweep_cgroups
 from runtimed.config import Config
 from runtimed.core.containers import ContainerService
 from runtimed.core.logdrivers import LogDrivers, LoggingHook
@@ -72,6 +75,8 @@ class Runtime:
     network: NetworkService
     stats: StatsService
     pod_cidr: str = ""
+    cgroups: CgroupManager | None = None
+    resources: ResourceService | None = None
 
     @classmethod
     def build(cls, config: Config, *, rootless: bool) -> Runtime:
@@ -138,9 +143,11 @@ class Runtime:
             host_loopback=config.host_loopback,
         )
         containers.hooks.append(NetworkHook(network))
-        # CPU and memory from /proc until containers get cgroups of their own.
+        cgroups = build_cgroups(config, records)
+        containers.hooks.append(cgroups.hook)
+        # CPU and memory from a container's cgroup, or from /proc without one.
         stats = StatsService(
-            source=ProcSource(infra_pid=sandboxes.infra_pid),
+            source=cgroups.source(ProcSource(infra_pid=sandboxes.infra_pid)),
             snapshotter=snapshotter,
             layer_root=data / "snapshots",
             netns=network.worker,
@@ -164,6 +171,8 @@ class Runtime:
             volume_mounts=volume_mounts,
             network=network,
             stats=stats,
+            cgroups=cgroups.manager,
+            resources=ResourceService(cgroups.manager, containers),
         )
 
     async def start(self) -> None:
@@ -172,6 +181,8 @@ class Runtime:
         self.sandboxes.restore()
         await self.network.start()
         await self.containers.restore()
+        if self.cgroups is not None:
+            await asyncio.to_thread(sweep_cgroups, self.cgroups, self.containers.list())
         await self.network.reconcile()
         await self.volume_mounts.reconcile()
 
