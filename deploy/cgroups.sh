@@ -15,7 +15,7 @@ set -euo pipefail
 
 action="${1:?usage: cgroups.sh delegate|release USER}"
 user="${2:?usage: cgroups.sh delegate|release USER}"
-controllers=(cpu cpuacct cpuset memory blkio pids freezer)
+controllers=(cpu cpuacct cpuset memory blkio pids freezer hugetlb)
 conf_dir=/etc/runtimed/cgroups
 conf="$conf_dir/$user"
 
@@ -37,8 +37,12 @@ own_cgroup() {
 
 # rmdir a delegated tree, deepest first; a cgroup with processes in it stays (EBUSY).
 remove_tree() {
-  [[ -d "$1" ]] || return 0
-  find "$1" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  local try
+  for try in 1 2 3 4 5; do
+    [[ -d "$1" ]] || return 0
+    find "$1" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    sleep 0.2  # processes just killed leave their cgroups a moment later
+  done
 }
 
 delegate() {
