@@ -67,7 +67,8 @@ def v1_mounts(mountinfo: str) -> dict[str, Path]:
         if len(rest) < 3 or rest[0] != "cgroup":
             continue
         for option in rest[2].split(","):
-            out.setdefault(option, Path(fields[4]))
+            if option in V1_CONTROLLERS:
+                out.setdefault(option, Path(fields[4]))
     return out
 
 

@@ -153,9 +153,7 @@ def test_oom_kill_is_137_and_oomkilled(daemon: Daemon, image: str, cleanup: list
     assert "Exited (137)" in ps
 
 
-def test_update_changes_a_running_container(
-    daemon: Daemon, image: str, cleanup: list[str]
-) -> None:
+def test_update_changes_a_running_container(daemon: Daemon, image: str, cleanup: list[str]) -> None:
     cleanup.append("upd")
     daemon.ok("run", "-d", "--name", "upd", "-m", "64m", image, "sleep", "600")
     dirs = running_dirs(daemon, "upd")
