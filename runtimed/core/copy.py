@@ -92,7 +92,7 @@ async def _root_of(service: ContainerService, container: Container) -> Path:
 @contextlib.asynccontextmanager
 async def _paused(service: ContainerService, container: Container) -> AsyncIterator[None]:
     """The container frozen for the copy, where its runtime can freeze it."""
-    if not container.running or container.state.paused:  # paused: frozen already
+    if not container.running or getattr(container.state, "paused", False):  # frozen already
         yield
         return
     lock = _copy_locks.setdefault(container.id, asyncio.Lock())
