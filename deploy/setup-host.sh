@@ -14,7 +14,7 @@ subid_count=400000  # at least this many ids
 packages=(
   python3 python3-venv python3-dev gcc
   crun runc uidmap passt slirp4netns fuse-overlayfs
-  busybox-static docker-registry apache2-utils zstd util-linux iproute2 procps
+  busybox-static docker-registry apache2-utils zstd util-linux e2fsprogs iproute2 procps
   nftables
   # Log driver tests: rsyslog (started by the tests themselves, as the test user, with
   # their own config; gtls for tcp+tls) and openssl for their test CA.
