@@ -260,6 +260,11 @@ class Runtimed(Tool):
 
     def __init__(self) -> None:
         self.daemon = Daemon()
+        # The host's loopback is closed to containers by default; the bench measures it
+        # open, as podman's allow_host_loopback (below) does.
+        config = self.daemon.root / "runtimed.toml"
+        config.write_text("host_loopback = true\n")
+        self.daemon.extra_args = ("--config", str(config))
         self.argv = [str(Path(sys.executable).parent / "runtimectl"), "-H"]
         self.argv.append(f"unix://{self.daemon.socket}")
 

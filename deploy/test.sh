@@ -28,6 +28,14 @@ mount "$block_dev" "$block_mnt"
 chown "$user:" "$block_mnt"
 export RUNTIMED_TEST_BLOCK="$block_dev:$block_mnt"
 
+# A small filesystem the test user owns, for the disk-full tests (STAGE/smallfs,
+# tests/integration/test_disk_full.py): mounting one takes root here, and a daemon
+# started inside a namespace of the test's own could not map its subordinate ids.
+smallfs="$stage/smallfs"
+mkdir -p "$smallfs"
+umount "$smallfs" 2>/dev/null || true
+mount -t tmpfs -o "size=64m,mode=0700,uid=$uid,gid=$(id -g "$user")" runtimed-smallfs "$smallfs"
+
 cleanup() {
   # Only the test user's processes: everything it runs was started by this script.
   pkill -TERM -u "$user" 2>/dev/null || true
@@ -36,6 +44,7 @@ cleanup() {
   # The delegated cgroups go too (containers' first): they sit in this job's cgroup.
   "$(dirname "$0")/cgroups.sh" release "$user"
   release_block
+  umount "$smallfs" 2>/dev/null || umount -l "$smallfs" 2>/dev/null || true
 }
 trap cleanup EXIT
 

@@ -16,6 +16,7 @@ from typing import Any
 from runtimed.cgroups.units import parse_ulimit
 from runtimed.errors import InvalidArgument
 from runtimed.paths import config_dir, data_dir, default_socket, runtime_dir
+from runtimed.streaming.address import DEFAULT_ADDRESS, parse_address
 
 STORAGE_DRIVERS = ("auto", "overlay", "fuse-overlayfs", "vfs")
 OCI_RUNTIMES = ("auto", "crun", "runc")
@@ -37,10 +38,16 @@ class Config:
     # Uplink of the rootless network namespace: auto | pasta | slirp4netns.
     network_backend: str = "auto"
     # May containers reach services on the host's loopback through host.containers.internal?
-    # (slirp4netns's own default; podman's allow_host_loopback=false is `false` here.)
-    host_loopback: bool = True
+    # No by default, as in rootless Docker and Podman: another user's 127.0.0.1-only
+    # service must stay private. `true` is slirp4netns's allow_host_loopback.
+    host_loopback: bool = False
     default_log_opts: dict[str, str] = field(default_factory=dict)
+    # The CRI streaming server (exec, attach, port-forward URLs): loopback HOST:PORT, 0 = any.
+    stream_address: str = DEFAULT_ADDRESS
     debug: bool = False
+    # Not a setting: the socket is in the runtime's own directory, which is kept private
+    # (a directory the user named for it is used as it is).
+    own_socket_dir: bool = False
     # ulimits every container gets unless --ulimit says otherwise: {name: "soft[:hard]"}.
     default_ulimits: list[tuple[str, int, int]] = field(default_factory=list)
 
@@ -94,6 +101,14 @@ def _choice(allowed: tuple[str, ...]) -> Callable[[object], str]:
     return convert
 
 
+def _stream_address(value: Any) -> str:
+    try:
+        parse_address(str(value))
+    except InvalidArgument as exc:
+        raise ValueError(exc.message.removeprefix("stream_address: ")) from None
+    return str(value)
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{value!r} is not true or false")
@@ -113,6 +128,7 @@ _SETTINGS: dict[str, Callable[[Any], object]] = {
     "network_backend": _choice(("auto", "pasta", "slirp4netns")),
     "host_loopback": _boolean,
     "default_log_opts": lambda v: {str(k): str(x) for k, x in dict(v).items()},
+    "stream_address": _stream_address,
     "debug": bool,
     "default_ulimits": lambda v: [parse_ulimit(f"{k}={x}") for k, x in dict(v).items()],
 }

@@ -44,12 +44,15 @@ def default_socket() -> Path:
 
 def parse_host(value: str) -> Path:
     """Accept `unix:///path`, `unix://path` or a bare path (docker's -H forms we support)."""
-    if value.startswith("unix://"):
-        path = value[len("unix://") :]
-    elif "://" in value:
-        raise InvalidArgument(f"unsupported host {value!r}: only unix:// sockets are supported")
-    else:
+    scheme, sep, path = value.partition("://")
+    if not sep:
         path = value
+    elif scheme == "tcp":
+        raise InvalidArgument(
+            f"cannot use {value}: tcp:// hosts are not supported yet, only unix:///PATH sockets"
+        )
+    elif scheme != "unix":
+        raise InvalidArgument(f"unsupported host {value}: only unix:///PATH sockets are supported")
     if not path:
-        raise InvalidArgument(f"invalid host {value!r}: empty socket path")
+        raise InvalidArgument(f"invalid host {value!r}: empty socket path, use unix:///PATH")
     return Path(path)

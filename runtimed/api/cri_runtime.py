@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
 from runtimed.api import cri_stats
-from runtimed.api.cri_attrs import container_metadata, labels_match, pod_metadata
+from runtimed.api.cri_attrs import container_metadata, cri_containers, labels_match, pod_metadata
+from runtimed.api.cri_logpath import confined_log_path
 from runtimed.api.cri_mounts import cri_mounts, runtime_handlers
 from runtimed.api.cri_network import (
     attach_pod,
@@ -47,9 +47,11 @@ from runtimed.errors import (
 )
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from runtimed.gen.runtime.v1 import api_pb2_grpc
+from runtimed.streaming import requests as streams
 
 if TYPE_CHECKING:
     from runtimed.daemon.server import Runtime
+    from runtimed.streaming.server import StreamServer
 
 # kubelet refuses a runtime whose VersionResponse.version is not this.
 KUBELET_API_VERSION = "0.1.0"
@@ -91,8 +93,9 @@ def pid_mode(options: cri.NamespaceOption) -> str:
 
 
 class CriRuntimeServicer(CriResourceRpcs, api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, streaming: StreamServer) -> None:
         self.rt = runtime
+        self.streaming = streaming
 
     @property
     def containers(self):  # noqa: ANN201 - ContainerService
@@ -304,9 +307,7 @@ class CriRuntimeServicer(CriResourceRpcs, api_pb2_grpc.RuntimeServiceServicer):
         if any(c.name == name for c in self.containers.list()):
             raise AlreadyExists(f"container name {name!r} is already in use in this pod")
         sec = config.linux.security_context
-        log_path = ""
-        if config.log_path:
-            log_path = os.path.join(sandbox.config.log_directory, config.log_path)
+        log_path = confined_log_path(sandbox.config.log_directory, config.log_path)
         binds, volume_extras = cri_mounts(config.mounts)
         security = await container_security(sec)
         container = await self.containers.create(
@@ -389,16 +390,11 @@ class CriRuntimeServicer(CriResourceRpcs, api_pb2_grpc.RuntimeServiceServicer):
     ) -> cri.ListContainersResponse:
         flt = request.filter
         items = []
-        for container in self.containers.list():
-            if container.config.cri is None:
-                continue
-            if flt.id and not container.id.startswith(flt.id):
-                continue
-            if flt.pod_sandbox_id and not container.sandbox_id.startswith(flt.pod_sandbox_id):
-                continue
+        picked = cri_containers(
+            self.containers.list(), flt.id, flt.pod_sandbox_id, flt.label_selector
+        )
+        for container in picked:
             if flt.HasField("state") and _STATE[container.state.status] != flt.state.state:
-                continue
-            if not labels_match(container.config.labels, flt.label_selector):
                 continue
             items.append(
                 cri.Container(
@@ -489,6 +485,53 @@ class CriRuntimeServicer(CriResourceRpcs, api_pb2_grpc.RuntimeServiceServicer):
             with contextlib.suppress(Exception):
                 await stream.close()
         return cri.ExecSyncResponse(stdout=bytes(out), stderr=bytes(err), exit_code=exit_code)
+
+    # -- streaming: URLs of our streaming server, which the client connects to -----------
+
+    def _running(self, container_id: str) -> Container:
+        container = self._container(container_id)
+        if not container.running:
+            state = cri.ContainerState.Name(_STATE[container.state.status])
+            raise FailedPrecondition(f"container {container.id} is in {state} state, not running")
+        return container
+
+    async def Exec(self, request: cri.ExecRequest, context: Any) -> cri.ExecResponse:
+        container = self._running(request.container_id)
+        url = self.streaming.get_exec(
+            streams.ExecRequest(
+                container_id=container.id,
+                cmd=list(request.cmd),
+                tty=request.tty,
+                stdin=request.stdin,
+                stdout=request.stdout,
+                stderr=request.stderr,
+            )
+        )
+        return cri.ExecResponse(url=url)
+
+    async def Attach(self, request: cri.AttachRequest, context: Any) -> cri.AttachResponse:
+        container = self._running(request.container_id)
+        url = self.streaming.get_attach(
+            streams.AttachRequest(
+                container_id=container.id,
+                tty=request.tty,
+                stdin=request.stdin,
+                stdout=request.stdout,
+                stderr=request.stderr,
+            )
+        )
+        return cri.AttachResponse(url=url)
+
+    async def PortForward(
+        self, request: cri.PortForwardRequest, context: Any
+    ) -> cri.PortForwardResponse:
+        sandbox = self.sandboxes.get(request.pod_sandbox_id)
+        if not sandbox.state.ready:
+            raise FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
+        url = self.streaming.get_port_forward(
+            streams.PortForwardRequest(pod_sandbox_id=sandbox.id, ports=list(request.port))
+        )
+        return cri.PortForwardResponse(url=url)
 
     async def ReopenContainerLog(
         self, request: cri.ReopenContainerLogRequest, context: Any

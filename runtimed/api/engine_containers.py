@@ -329,6 +329,7 @@ class ContainerRpcs:
             )
         )
         relay: asyncio.Task[None] | None = None
+        getter: asyncio.Task[pb.StdioOutput | None] | None = None
         try:
             while not connect.done():
                 getter = asyncio.create_task(queue.get())
@@ -345,6 +346,10 @@ class ContainerRpcs:
                 yield item
         finally:
             connect.cancel()
+            # A client that hangs up while we wait for the container leaves the getter
+            # pending: cancelled here, it ends; left alone, it would be collected pending.
+            if getter is not None:
+                getter.cancel()
             if relay is not None:
                 relay.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -19,11 +19,11 @@ from typing import Any
 
 from runtimed.cli import cp, images, networks, volumes
 from runtimed.cli.client import Client, CliError, daemon_error
-from runtimed.cli.format import human_size, print_docs, table
+from runtimed.cli.format import human_size, inspect_template, print_docs, table
 from runtimed.cli.netflags import add_network_flags
 from runtimed.cli.psformat import LogPrinter, format_ps, ps_row
 from runtimed.cli.resourceflags import add_resource_flags
-from runtimed.cli.rpc import RpcError, StatusCode
+from runtimed.cli.rpc import ConnectError, RpcError, StatusCode
 from runtimed.cli.runflags import (
     RM_WAIT,
     build_create_request,
@@ -50,6 +50,14 @@ def start_error_code(message: str) -> int:
     if "permission denied" in lowered or "is a directory" in lowered:
         return 126
     return 125
+
+
+def start_failure(client: Client, exc: RpcError) -> CliError:
+    """A failed create or start: 126/127 speak of the container's command, so a daemon
+    that could not be reached at all is 125."""
+    if isinstance(exc, ConnectError):
+        return CliError(daemon_error(client, exc), 125)
+    return CliError(daemon_error(client, exc), start_error_code(exc.details()))
 
 
 def _display_ref(ref: str) -> str:
@@ -92,7 +100,7 @@ def start_container(client: Client, ident: str) -> None:
     try:
         client.engine.StartContainer(pb.ContainerRef(id=ident))
     except RpcError as exc:
-        raise CliError(daemon_error(client, exc), start_error_code(exc.details())) from None
+        raise start_failure(client, exc) from None
 
 
 def container_doc(client: Client, ref: str) -> dict[str, Any]:
@@ -416,9 +424,7 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
         )
     )
     rows = [ps_row(c, trunc=not args.no_trunc) for c in reply.containers]
-    text = format_ps(rows, args.format, quiet=args.quiet, size=args.size)
-    if text:
-        print(text)
+    sys.stdout.write(format_ps(rows, args.format, quiet=args.quiet, size=args.size))
     return 0
 
 
@@ -444,6 +450,7 @@ def _inspect_one(client: Client, ref: str, kind: str | None) -> dict[str, Any]:
 
 
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
+    template = inspect_template(args.format)
     docs: list[dict[str, Any]] = []
     failed = False
     for ref in args.names:
@@ -455,8 +462,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
         except RpcError as exc:
             print(daemon_error(client, exc), file=sys.stderr)
             failed = True
-    print_docs(docs, args.format)
-    return 1 if failed else 0
+    return 0 if print_docs(docs, template) and not failed else 1
 
 
 def _parse_tail(text: str) -> int:

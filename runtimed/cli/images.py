@@ -7,18 +7,12 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from runtimed.cli.client import Client, CliError, daemon_error
-from runtimed.cli.format import (
-    ago,
-    human_size,
-    print_docs,
-    render,
-    table,
-    template_headers,
-)
+from runtimed.cli.client import Client, CliError, daemon_error, os_error_line
+from runtimed.cli.format import ago, format_rows, human_size, inspect_template, print_docs
 from runtimed.cli.progress import PullDisplay
+from runtimed.cli.psformat import created_at
 from runtimed.cli.rpc import RpcError, StatusCode
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
@@ -71,7 +65,7 @@ def _image_rows(images: list[pb.ImageSummary]) -> Iterator[dict[str, Any]]:
         digests = {d.rsplit("@", 1)[0]: d.rsplit("@", 1)[1] for d in image.repo_digests}
         base = {
             "ID": image.id,
-            "CreatedAt": image.created,
+            "CreatedAt": created_at(image.created),
             "CreatedSince": ago(image.created),
             "Size": human_size(image.size),
             "VirtualSize": human_size(image.size),
@@ -117,43 +111,29 @@ def cmd_images(client: Client, args: argparse.Namespace) -> int:
     for row in rows:
         row["ID"] = row["ID"] if args.no_trunc else short(row["ID"])
     fmt = args.format
-    if fmt == "json":
-        for row in rows:
-            print(
-                json.dumps(
-                    {**row, "CreatedAt": _created_text(row["CreatedAt"])}, separators=(",", ":")
-                )
-            )
-        return 0
-    if fmt and fmt != "table":
-        is_table = fmt.startswith("table ")
-        template = fmt[len("table ") :] if is_table else fmt
-        rendered = [render(template, row).split("\t") for row in rows]
-        if is_table:
-            print(table(template_headers(template), rendered))
-        else:
-            for line in rendered:
-                print("\t".join(line))
-        return 0
-    headers = ["REPOSITORY", "TAG"]
-    if args.digests:
-        headers.append("DIGEST")
-    headers += ["IMAGE ID", "CREATED", "SIZE"]
-    body = []
-    for row in rows:
-        cells = [row["Repository"], row["Tag"]]
-        if args.digests:
-            cells.append(row["Digest"])
-        cells += [row["ID"], row["CreatedSince"], row["Size"]]
-        body.append(cells)
-    print(table(headers, body))
+    if not fmt or fmt == "table":
+        cells = ["{{.Repository}}", "{{.Tag}}"] + (["{{.Digest}}"] if args.digests else [])
+        fmt = "table " + "\t".join([*cells, "{{.ID}}", "{{.CreatedSince}}", "{{.Size}}"])
+    sys.stdout.write(
+        format_rows(rows, fmt, type_name="*formatter.imageContext", headers=IMAGE_HEADERS)
+    )
     return 0
 
 
-def _created_text(stamp: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+# docker's column names for `images --format 'table ...'`.
+IMAGE_HEADERS = {
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "Digest": "DIGEST",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Size": "SIZE",
+    "VirtualSize": "VIRTUAL SIZE",
+    "SharedSize": "SHARED SIZE",
+    "UniqueSize": "UNIQUE SIZE",
+    "Containers": "CONTAINERS",
+}
 
 
 def image_doc(client: Client, ref: str) -> dict[str, Any]:
@@ -165,6 +145,7 @@ def image_doc(client: Client, ref: str) -> dict[str, Any]:
 
 
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
+    template = inspect_template(args.format)
     docs, failed = [], False
     for ref in args.images:
         try:
@@ -176,8 +157,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             failed = True
-    print_docs(docs, args.format)
-    return 1 if failed else 0
+    return 0 if print_docs(docs, template) and not failed else 1
 
 
 def cmd_tag(client: Client, args: argparse.Namespace) -> int:
@@ -230,22 +210,26 @@ def cmd_prune(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_chunks(source: str, options: pb.ImportOptions) -> Iterator[pb.ImportImageChunk]:
+def _import_chunks(stream: BinaryIO, options: pb.ImportOptions) -> Iterator[pb.ImportImageChunk]:
     yield pb.ImportImageChunk(options=options)
-    stream = sys.stdin.buffer if source == "-" else Path(source).open("rb")  # noqa: SIM115
+    while chunk := stream.read(IMPORT_CHUNK):
+        yield pb.ImportImageChunk(data=chunk)
+
+
+def _open_source(source: str) -> BinaryIO:
+    """The tarball, opened before the call: an unreadable file is one line, as docker says it."""
+    if source == "-":
+        return sys.stdin.buffer
     try:
-        while chunk := stream.read(IMPORT_CHUNK):
-            yield pb.ImportImageChunk(data=chunk)
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+        return Path(source).open("rb")  # noqa: SIM115 - cmd_import closes it
+    except OSError as exc:
+        raise CliError(os_error_line(exc, "open"), 125) from None
 
 
 def cmd_import(client: Client, args: argparse.Namespace) -> int:
     if "://" in args.source:
         raise CliError("importing from a URL is not supported: download the file first", 125)
-    if args.source != "-" and not Path(args.source).is_file():
-        raise CliError(f"open {args.source}: no such file or directory", 125)
+    stream = _open_source(args.source)
     options = pb.ImportOptions(
         reference=args.reference or "",
         changes=args.change or [],
@@ -253,7 +237,11 @@ def cmd_import(client: Client, args: argparse.Namespace) -> int:
         platform=args.platform or "",
         source=args.source if args.source != "-" else "-",
     )
-    reply = client.engine.ImportImage(_import_chunks(args.source, options))
+    try:
+        reply = client.engine.ImportImage(_import_chunks(stream, options))
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
     print(reply.image_id)
     return 0
 

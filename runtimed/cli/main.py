@@ -8,7 +8,7 @@ from typing import NoReturn
 
 from runtimed import __version__
 from runtimed.cli import containers, images, networks, system, unshare, update, volumes
-from runtimed.cli.client import Client, CliError, describe_rpc_error
+from runtimed.cli.client import Client, CliError, describe_rpc_error, os_error_line
 from runtimed.cli.lazyparse import LazyArgumentParser
 from runtimed.cli.rpc import RpcError
 
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a local file the command reads or writes: one line, no traceback
+        print(f"runtimectl: {os_error_line(exc)}", file=sys.stderr)
+        return daemon_error
     finally:
         if client is not None:
             client.close()

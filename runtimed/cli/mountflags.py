@@ -11,7 +11,7 @@ from runtimed.cli.client import CliError
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?", re.IGNORECASE | re.ASCII)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -21,7 +21,7 @@ def _usage(message: str) -> CliError:
 
 def parse_ram_size(text: str) -> int:
     """docker's RAMInBytes: 64m = 64 MiB; a bare number is bytes."""
-    match = _SIZE.match(text.strip())
+    match = _SIZE.fullmatch(text.strip())
     if not match:
         raise _usage(f"invalid size: '{text}'")
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
@@ -86,7 +86,10 @@ def parse_mount(text: str) -> pb.MountSpec:
         elif key == "volume-nocopy":
             spec.no_copy = _bool(key, val)
         elif key == "tmpfs-size":
-            spec.tmpfs_size = parse_ram_size(val or "")
+            try:
+                spec.tmpfs_size = parse_ram_size(val or "")
+            except CliError:
+                raise _usage(f"invalid value for {key}: {val}") from None
         elif key == "tmpfs-mode":
             try:
                 spec.tmpfs_mode = int(val or "", 8)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from runtimed.cli.client import Client, CliError, daemon_error
-from runtimed.cli.format import print_docs, render, table
+from runtimed.cli.format import format_rows, inspect_template, print_docs
 from runtimed.cli.rpc import RpcError
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
@@ -112,27 +111,38 @@ def cmd_ls(client: Client, args: argparse.Namespace) -> int:
         for net in nets:
             print(net.id if args.no_trunc else net.id[:12])
         return 0
-    if args.format and args.format != "table":
-        for net in nets:
-            doc = {
-                "ID": net.id if args.no_trunc else net.id[:12],
-                "Name": net.name,
-                "Driver": net.driver,
-                "Scope": "local",
-                "Internal": str(net.internal).lower(),
-                "Labels": ",".join(f"{k}={v}" for k, v in sorted(net.labels.items())),
-                "CreatedAt": net.created_at,
-            }
-            if args.format == "json":
-                print(json.dumps(doc))
-            else:
-                print(render(args.format, doc))
-        return 0
     rows = [
-        [net.id if args.no_trunc else net.id[:12], net.name, net.driver, "local"] for net in nets
+        {
+            "ID": net.id if args.no_trunc else net.id[:12],
+            "Name": net.name,
+            "Driver": net.driver,
+            "Scope": "local",
+            "IPv6": "false",  # IPv6 networks are not supported yet
+            "Internal": str(net.internal).lower(),
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(net.labels.items())),
+            "CreatedAt": net.created_at,
+        }
+        for net in nets
     ]
-    print(table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], rows))
+    fmt = args.format
+    if not fmt or fmt == "table":
+        fmt = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+    sys.stdout.write(
+        format_rows(rows, fmt, type_name="network.networkContext", headers=NETWORK_HEADERS)
+    )
     return 0
+
+
+NETWORK_HEADERS = {
+    "ID": "NETWORK ID",
+    "Name": "NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "IPv6": "IPV6",
+    "Internal": "INTERNAL",
+    "Labels": "LABELS",
+    "CreatedAt": "CREATED",
+}
 
 
 def network_doc(client: Client, name: str) -> dict[str, Any]:
@@ -141,6 +151,7 @@ def network_doc(client: Client, name: str) -> dict[str, Any]:
 
 
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
+    template = inspect_template(args.format)
     docs, failed = [], False
     for name in args.names:
         try:
@@ -148,8 +159,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
         except RpcError as exc:
             print(daemon_error(client, exc), file=sys.stderr)
             failed = True
-    print_docs(docs, args.format)
-    return 1 if failed else 0
+    return 0 if print_docs(docs, template) and not failed else 1
 
 
 def cmd_rm(client: Client, args: argparse.Namespace) -> int:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from runtimed.cli.format import ago, human_size, render, table
+from runtimed.cli.format import ago, format_rows, human_size
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+
+__all__ = ["LogPrinter", "created_at", "ellipsis", "format_ps", "ps_row"]
 
 # --- ps formatting --------------------------------------------------------------------------
 
-PS_HEADERS = {
+PS_HEADERS: dict[str, Any] = {
     "ID": "CONTAINER ID",
     "Image": "IMAGE",
     "Command": "COMMAND",
@@ -28,32 +29,13 @@ PS_HEADERS = {
     "Mounts": "MOUNTS",
     "Networks": "NETWORKS",
     "LocalVolumes": "LOCAL VOLUMES",
+    # docker heads a label's column with its last dotted part: com.example.owner -> owner
+    "Label": lambda name: name.split(".")[-1].replace("-", " ").replace("_", " "),
 }
 PS_DEFAULT = "\t".join(
     f"{{{{.{field}}}}}"
     for field in ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names")
 )
-_TEMPLATE_FIELD = re.compile(r"\{\{\s*(?:json\s+)?\.(\w+)[^}]*\}\}")
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_GO_ESCAPES |= {"\v": "\\v", '"': '\\"', "\\": "\\\\"}
-
-
-def go_quote(text: str) -> str:
-    """Go's strconv.Quote, which docker ps applies to COMMAND."""
-    out = ['"']
-    for ch in text:
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def ellipsis(text: str, width: int) -> str:
@@ -69,8 +51,12 @@ def created_at(stamp: int) -> str:
     return dt.datetime.fromtimestamp(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S %z %Z")
 
 
-def ps_row(c: pb.ContainerSummary, *, trunc: bool) -> dict[str, str]:
+def ps_row(c: pb.ContainerSummary, *, trunc: bool) -> dict[str, Any]:
+    """What a `ps` template sees: docker's ContainerContext fields, and its Label method."""
+    from runtimed.cli.gotemplate.gofmt import go_quote  # docker quotes COMMAND with Go's %q
+
     image = c.image or "<no image>"
+    labels = dict(c.labels)
     if trunc and image.startswith("sha256:"):
         image = short_id(image)
     return {
@@ -84,7 +70,8 @@ def ps_row(c: pb.ContainerSummary, *, trunc: bool) -> dict[str, str]:
         "Status": c.status,
         "Size": human_size(c.size_rw),
         "Names": c.name.lstrip("/"),
-        "Labels": ",".join(sorted(f"{k}={v}" for k, v in c.labels.items())),
+        "Labels": ",".join(sorted(f"{k}={v}" for k, v in labels.items())),
+        "Label": lambda name: labels.get(name, ""),
         "Mounts": "",
         "Networks": "",
         "LocalVolumes": "0",
@@ -92,26 +79,20 @@ def ps_row(c: pb.ContainerSummary, *, trunc: bool) -> dict[str, str]:
 
 
 def format_ps(
-    rows: Sequence[Mapping[str, str]], fmt: str | None, *, quiet: bool, size: bool
+    rows: Sequence[Mapping[str, Any]], fmt: str | None, *, quiet: bool, size: bool
 ) -> str:
     """Render `ps` output: the default table, `json`, a template, or `table TEMPLATE`."""
     if quiet:
-        return "\n".join(row["ID"] for row in rows)
-    if fmt == "json":
-        return "\n".join(json.dumps(row, sort_keys=True, separators=(",", ":")) for row in rows)
+        return "".join(row["ID"] + "\n" for row in rows)
     if not fmt or fmt == "table":
         fmt = "table " + PS_DEFAULT + ("\t{{.Size}}" if size else "")
-    is_table = fmt.startswith("table")
-    template = fmt[len("table") :].lstrip() if is_table else fmt
-    rendered = [render(template, row) for row in rows]
-    if not is_table:
-        return "\n".join(rendered)
-    template = template.replace("\\t", "\t")
-    headers = [
-        _TEMPLATE_FIELD.sub(lambda m: PS_HEADERS.get(m.group(1), m.group(1).upper()), cell)
-        for cell in template.split("\t")
-    ]
-    return table(headers, [line.split("\t") for line in rendered])
+    return format_rows(
+        rows,
+        fmt,
+        type_name="*formatter.ContainerContext",
+        headers=PS_HEADERS,
+        parse_prefix="failed to parse template",
+    )
 
 
 # --- logs -------------------------------------------------------------------------------------

@@ -4,24 +4,40 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
 from runtimed.cli.client import Client, CliError
-from runtimed.cli.format import human_size
+from runtimed.cli.format import human_size, render
 from runtimed.cli.rpc import RpcError
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+
+if TYPE_CHECKING:
+    from runtimed.images.auth import CredentialStore
 
 API_VERSION = "1"
 
 
 def cmd_version(client: Client, args: argparse.Namespace) -> int:
-    print("Client:")
-    print(f" Version:        {__version__}")
-    print(f" API version:    {API_VERSION}")
     import platform  # only here: every runtimectl command loads this module
 
-    print(f" Python version: {platform.python_version()}")
-    print(f" OS/Arch:        {sys.platform}/{platform.machine()}")
+    client_doc = {
+        "Version": __version__,
+        "ApiVersion": API_VERSION,
+        "PythonVersion": platform.python_version(),
+        "Os": sys.platform,
+        "Arch": platform.machine(),
+    }
+    if args.format:
+        v = client.engine.Version(pb.VersionRequest())
+        doc = {"Client": client_doc, "Server": _server_version(v)}
+        print(render(_json_format(args.format), doc, "command.versionInfo"))
+        return 0
+    print("Client:")
+    print(f" Version:        {client_doc['Version']}")
+    print(f" API version:    {client_doc['ApiVersion']}")
+    print(f" Python version: {client_doc['PythonVersion']}")
+    print(f" OS/Arch:        {client_doc['Os']}/{client_doc['Arch']}")
     print()
     try:
         v = client.engine.Version(pb.VersionRequest())
@@ -39,12 +55,72 @@ def cmd_version(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_format(fmt: str) -> str:
+    """docker's `--format json` is the template `{{json .}}`."""
+    return "{{json .}}" if fmt == "json" else fmt
+
+
+def _server_version(v: pb.VersionResponse) -> dict[str, Any]:
+    return {
+        "Version": v.version,
+        "ApiVersion": v.api_version,
+        "CriVersion": v.cri_version,
+        "PythonVersion": v.python_version,
+        "Os": v.os,
+        "Arch": v.arch,
+        "KernelVersion": v.kernel_version,
+    }
+
+
+def info_doc(i: pb.InfoResponse) -> dict[str, Any]:
+    """What `info --format` templates see: docker's field names, then runtimed's own."""
+    return {
+        "Containers": i.containers,
+        "ContainersRunning": i.containers_running,
+        "ContainersPaused": 0,
+        "ContainersStopped": i.containers_stopped,
+        "Images": i.images,
+        "Driver": i.storage_driver,
+        "LoggingDriver": i.default_log_driver,
+        "CgroupVersion": i.cgroup_version,
+        "KernelVersion": i.kernel_version,
+        "OperatingSystem": i.operating_system,
+        "OSType": "linux",
+        "Architecture": i.arch,
+        "NCPU": i.ncpu,
+        "MemTotal": i.mem_total,
+        "DockerRootDir": i.data_dir,
+        "Debug": i.debug,
+        "ServerVersion": i.server_version,
+        "DefaultRuntime": i.runtime,
+        "SecurityOptions": ["name=rootless"] if i.rootless else [],
+        "RuntimePath": i.runtime_path,
+        "RuntimeVersion": i.runtime_version,
+        "Rootless": i.rootless,
+        "UIDMap": i.uid_map,
+        "RunDir": i.run_dir,
+        "Socket": i.socket,
+        "ConfigFile": i.config_file,
+        "RegistriesConf": i.registries_conf,
+        "Registries": [
+            {
+                "Prefix": r.prefix,
+                "Location": r.location,
+                "Insecure": r.insecure,
+                "Blocked": r.blocked,
+                "Mirrors": list(r.mirrors),
+            }
+            for r in i.registries
+        ],
+        "InsecureRegistries": list(i.insecure_registries),
+        "SearchRegistries": list(i.search_registries),
+    }
+
+
 def cmd_info(client: Client, args: argparse.Namespace) -> int:
     i = client.engine.Info(pb.InfoRequest())
-    if args.format == "json":
-        from google.protobuf.json_format import MessageToJson
-
-        print(MessageToJson(i, always_print_fields_with_no_presence=True))
+    if args.format:
+        print(render(_json_format(args.format), info_doc(i), "system.dockerInfo"))
         return 0
     lines = [
         "Server:",
@@ -118,19 +194,16 @@ def cmd_login(client: Client, args: argparse.Namespace) -> int:
     reply = client.engine.Login(
         pb.LoginRequest(server=args.server or "", username=username, password=password)
     )
-    from runtimed.images.auth import CredentialStore  # only login/logout pay for it
-
-    store = CredentialStore()
-    store.store(reply.server, username, password)
+    _credential_store().store(reply.server, username, password)
     print(reply.status)
     return 0
 
 
 def cmd_logout(client: Client | None, args: argparse.Namespace) -> int:
-    from runtimed.images.auth import CredentialStore, normalize_registry
+    store = _credential_store()
+    from runtimed.images.auth import normalize_registry
 
     server = normalize_registry(args.server or "docker.io")
-    store = CredentialStore()
     if store.get(server) is None:
         print(f"Not logged in to {server}")
         return 0
@@ -139,11 +212,23 @@ def cmd_logout(client: Client | None, args: argparse.Namespace) -> int:
     return 0
 
 
+def _credential_store() -> CredentialStore:
+    """The credential store, its warnings (a failing credential helper) sent to stderr:
+    stdout carries only the command's own answer (`Login Succeeded`), as docker's."""
+    import structlog
+
+    from runtimed.images.auth import CredentialStore  # only login/logout pay for it
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    return CredentialStore()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("version", help="show client and daemon versions")
+    p.add_argument("-f", "--format", help="json or a Go template")
     p.set_defaults(func=cmd_version)
     p = sub.add_parser("info", help="show daemon-wide information")
-    p.add_argument("-f", "--format", choices=["json"])
+    p.add_argument("-f", "--format", help="json or a Go template")
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("login", help="log in to a registry")
     p.add_argument("server", nargs="?")

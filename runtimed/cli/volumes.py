@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from runtimed.cli.client import Client, CliError, daemon_error
-from runtimed.cli.format import human_size, print_docs, render, table
+from runtimed.cli.format import format_rows, human_size, inspect_template, print_docs
 from runtimed.cli.rpc import RpcError
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
@@ -82,16 +81,25 @@ def cmd_ls(client: Client, args: argparse.Namespace) -> int:
         for volume in volumes:
             print(volume.name)
         return 0
-    if args.format == "json":
-        for volume in volumes:
-            print(json.dumps(_row(volume), separators=(",", ":")))
-        return 0
-    if args.format and not args.format.startswith("table"):
-        for volume in volumes:
-            print(render(args.format, _row(volume)))
-        return 0
-    print(table(["DRIVER", "VOLUME NAME"], [[v.driver, v.name] for v in volumes]))
+    fmt = args.format
+    if not fmt or fmt == "table":
+        fmt = "table {{.Driver}}\t{{.Name}}"
+    rows = [_row(volume) for volume in volumes]
+    sys.stdout.write(
+        format_rows(rows, fmt, type_name="*formatter.volumeContext", headers=VOLUME_HEADERS)
+    )
     return 0
+
+
+VOLUME_HEADERS = {
+    "Name": "VOLUME NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "Mountpoint": "MOUNTPOINT",
+    "Labels": "LABELS",
+    "Links": "LINKS",
+    "CreatedAt": "CREATED AT",
+}
 
 
 def _row(volume: pb.Volume) -> dict[str, Any]:
@@ -112,6 +120,7 @@ def inspect_volume(client: Client, name: str) -> dict[str, Any]:
 
 
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
+    template = inspect_template(args.format)
     docs, failed = [], False
     for name in args.names:
         try:
@@ -119,8 +128,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
         except RpcError as exc:
             print(daemon_error(client, exc), file=sys.stderr)
             failed = True
-    print_docs(docs, args.format)
-    return 1 if failed else 0
+    return 0 if print_docs(docs, template) and not failed else 1
 
 
 def cmd_rm(client: Client, args: argparse.Namespace) -> int:
@@ -178,15 +186,10 @@ def cmd_plugin_ls(client: Client, args: argparse.Namespace) -> int:
         }
         for p in plugins
     ]
-    if args.format:
-        for row in rows:
-            if args.format == "json":
-                print(json.dumps(row, separators=(",", ":")))
-            else:
-                print(render(args.format, row))
-        return 0
-    headers = ["NAME", "TYPE", "STATE", "ADDRESS", "ERROR"]
-    print(table(headers, [[r[h.title()] for h in headers] for r in rows]))
+    fmt = args.format
+    if not fmt or fmt == "table":
+        fmt = "table {{.Name}}\t{{.Type}}\t{{.State}}\t{{.Address}}\t{{.Error}}"
+    sys.stdout.write(format_rows(rows, fmt, type_name="*formatter.pluginContext"))
     return 0
 
 

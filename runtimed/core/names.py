@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from runtimed.errors import InvalidArgument
+from runtimed.errors import InvalidArgument, shown
 
 _ADJECTIVES = [
     "agile",
@@ -125,7 +125,9 @@ _NAMES = [
     "yao",
 ]
 
-_VALID = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_VALID = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+# Room for any name people give, far below what an error message can carry back.
+MAX_NAME = 255
 
 
 def random_name() -> str:
@@ -134,8 +136,12 @@ def random_name() -> str:
 
 def validate_name(name: str) -> str:
     """docker's rule for container names; a leading slash is accepted and dropped."""
-    if not _VALID.match(name):
+    if not _VALID.fullmatch(name):
         raise InvalidArgument(
-            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            f"Invalid container name ({shown(name)}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+    if len(name.lstrip("/")) > MAX_NAME:
+        raise InvalidArgument(
+            f"Invalid container name ({shown(name)}): at most {MAX_NAME} characters are allowed"
         )
     return name.lstrip("/")

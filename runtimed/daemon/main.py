@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import stat
 import sys
+import traceback
 from pathlib import Path
 
 from runtimed import __version__
 from runtimed.config import Config
 from runtimed.errors import RuntimedError
-from runtimed.paths import parse_host
+from runtimed.paths import default_socket, parse_host
 from runtimed.rootless import userns
 
 LOCK_FD_ENV = "_RUNTIMED_LOCK_FD"
@@ -35,13 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="where images and containers are stored")
     p.add_argument("--run-dir", type=Path, help="run state (default: next to the socket)")
     p.add_argument("--storage-driver", choices=("auto", "overlay", "fuse-overlayfs", "vfs"))
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]|CIDR",
+        help="a registry that may be used over plain HTTP or with unchecked TLS (repeatable; "
+        "added to insecure_registries in runtimed.toml)",
+    )
     p.add_argument("--debug", "-D", action="store_true", help="debug logging")
+    # Set by the parent for its child: the socket is in the runtime's own directory.
+    p.add_argument("--own-socket-dir", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--version", "-v", action="version", version=f"runtimed {__version__}")
     return p
 
 
 def load_config(args: argparse.Namespace) -> Config:
     cfg = Config.load(args.config)
+    # Only the runtime's own (default) directory is made private; one the user named is not.
+    cfg.own_socket_dir = args.own_socket_dir or (not args.socket and cfg.socket == default_socket())
     if args.socket:
         cfg.socket = parse_host(args.socket)
         if not args.run_dir:
@@ -52,6 +66,9 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.run_dir = args.run_dir
     if args.storage_driver:
         cfg.storage_driver = args.storage_driver
+    for registry in args.insecure_registry:  # merged with the file's, as dockerd's
+        if registry not in cfg.insecure_registries:
+            cfg.insecure_registries.append(registry)
     if args.debug:
         cfg.debug = True
     cfg.data_dir = cfg.data_dir.absolute()
@@ -60,11 +77,57 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def os_reason(exc: OSError) -> str:
+    """`/root: permission denied`: the path and the reason, as one short line."""
+    reason = (exc.strerror or str(exc)).lower()
+    return f"{exc.filename}: {reason}" if exc.filename is not None else reason
+
+
+def _refused(flag: str, path: Path, reason: str, at: object = None) -> RuntimedError:
+    where = f" ({at})" if at is not None and str(at) != str(path) else ""
+    return RuntimedError(f"cannot use {flag} {path}: {reason}{where}")
+
+
+def check_dir_usable(flag: str, path: Path, directory: Path) -> None:
+    """`directory` (where `path` goes) is one we may write in, or could create; changes nothing.
+
+    Checked as the user, before the namespaces: there a denied path would only show up
+    as a traceback from deep inside the daemon's start.
+    """
+    probe = directory
+    while True:
+        try:
+            st = os.stat(probe)
+            break
+        except FileNotFoundError:
+            probe = probe.parent
+        except OSError as exc:
+            raise _refused(flag, path, (exc.strerror or str(exc)).lower(), probe) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise _refused(flag, path, "not a directory", probe)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise _refused(flag, path, "permission denied", probe)
+
+
+def check_not_foreign(flag: str, path: Path) -> None:
+    """A file at `path` that another user owns is not ours to replace."""
+    try:
+        owner = os.lstat(path).st_uid
+    except OSError:
+        return  # absent (or unreadable: the bind will say why)
+    if owner != os.geteuid() and os.geteuid() != 0:
+        raise _refused(flag, path, f"it exists and belongs to another user (uid {owner})")
+
+
 def take_lock(data_dir: Path) -> int:
     """Hold an exclusive lock on the data directory for the daemon's lifetime."""
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = data_dir / "runtimed.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = data_dir / "runtimed.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise _refused("--data-dir", data_dir, reason, exc.filename) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -89,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             lock_fd = int(os.environ.pop(LOCK_FD_ENV))
             return _serve(cfg, lock_fd, rootless=True)
         cfg = load_config(args)
+        check_dir_usable("--socket", cfg.socket, cfg.socket.parent)
+        check_not_foreign("--socket", cfg.socket)
+        check_dir_usable("--run-dir", cfg.run_dir, cfg.run_dir)
         lock_fd = take_lock(cfg.data_dir)
         if os.geteuid() == 0:
             return _serve(cfg, lock_fd, rootless=userns.is_rootless())
@@ -105,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             "--run-dir",
             str(cfg.run_dir),
         ]
+        if cfg.own_socket_dir:
+            resolved.append("--own-socket-dir")
         # -I: the child imports the installed runtimed, never a same-named dir in the cwd.
         child_argv = ["-I", "-m", "runtimed.daemon.main", *argv, *resolved]
         return userns.run_parent(mapping, child_argv, (lock_fd,))
@@ -113,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        # A path the host refuses us (a --data-dir or --socket we may not write, ...): one
+        # line, as dockerd says it; the traceback only for --debug.
+        if args.debug:
+            traceback.print_exc()
+        print(f"runtimed: {os_reason(exc)}", file=sys.stderr)
+        return 1
 
 
 def _serve(cfg: Config, lock_fd: int, *, rootless: bool) -> int:

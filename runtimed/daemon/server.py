@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from runtimed.snapshots import Snapshotter, select_snapshotter
 from runtimed.store.containers import ContainerRecords
 from runtimed.store.content import ContentStore
 from runtimed.store.metadata import MetadataStore
+from runtimed.streaming.server import StreamServer
 from runtimed.volumes.hook import VolumeHook
 from runtimed.volumes.mounts import ContainerMounts
 from runtimed.volumes.service import VolumeService
@@ -200,12 +202,26 @@ class Runtime:
         self.metadata.close()
 
 
-def _prepare_socket(path: Path) -> None:
-    """Make the socket's directory private and clear a stale socket, refusing a live one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path.parent, 0o700)
-    if not path.exists():
+def _prepare_socket(path: Path, *, own_dir: bool) -> None:
+    """Clear a stale socket, refusing a live one or anything that is not a socket.
+
+    The runtime's own directory (`own_dir`: the default one) is made and kept private.
+    A directory the user named is used as it is (a missing one is made, 0700): its mode
+    is the user's business; the socket itself is 0600 either way.
+    """
+    directory = path.parent
+    try:
+        if own_dir or not directory.exists():
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if own_dir:
+            os.chmod(directory, 0o700)
+        st = path.lstat()
+    except FileNotFoundError:
         return
+    except OSError as exc:
+        raise FailedPrecondition(f"cannot use {directory} for the socket: {exc.strerror}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise FailedPrecondition(f"{path} exists and is not a socket: pick another --socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(str(path))
@@ -219,10 +235,28 @@ def _prepare_socket(path: Path) -> None:
     )
 
 
+def _check_bind(path: Path) -> None:
+    """Fail now, in one line, if the socket cannot be made there (before anything starts;
+    grpc would only say "Failed to bind")."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.bind(str(path))
+    except OSError as exc:
+        raise FailedPrecondition(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    finally:
+        probe.close()
+    path.unlink()
+
+
 async def serve(config: Config, *, rootless: bool) -> None:
+    _prepare_socket(config.socket, own_dir=config.own_socket_dir)
+    _check_bind(config.socket)
     runtime = Runtime.build(config, rootless=rootless)
-    _prepare_socket(config.socket)
     await runtime.start()
+    streaming = StreamServer(
+        config.stream_address, containers=runtime.containers, sandboxes=runtime.sandboxes
+    )
+    await streaming.start()
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor()],
         options=[
@@ -232,13 +266,18 @@ async def serve(config: Config, *, rootless: bool) -> None:
     )
     engine_pb2_grpc.add_EngineServicer_to_server(EngineServicer(runtime), server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(CriImageServicer(runtime), server)
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(CriRuntimeServicer(runtime), server)
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(
+        CriRuntimeServicer(runtime, streaming), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
         server.add_insecure_port(f"unix:{config.socket}")
         await server.start()
+    except RuntimeError as exc:  # grpc's "Failed to bind" (checked before; a race)
+        await runtime.aclose()
+        raise FailedPrecondition(f"cannot listen on {config.socket}: {exc}") from None
     finally:
         os.umask(old_umask)
     os.chmod(config.socket, 0o600)
@@ -260,6 +299,7 @@ async def serve(config: Config, *, rootless: bool) -> None:
     log.info("daemon_stopping")
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=5)
+    await streaming.aclose()
     await runtime.aclose()
     with contextlib.suppress(FileNotFoundError):
         config.socket.unlink()

@@ -171,7 +171,6 @@ class CredentialStore:
         auths[auth_key(registry)] = {"auth": token}
         doc["auths"] = auths
         self._write(doc)
-        log.info("registry_credentials_stored", registry=normalize_registry(registry))
 
     def erase(self, registry: str) -> bool:
         """Forget `registry`'s credentials; False when there were none."""
@@ -185,7 +184,6 @@ class CredentialStore:
         for key in keys:
             del auths[key]
         self._write(doc)
-        log.info("registry_credentials_erased", registry=normalize_registry(registry))
         return True
 
     def _write(self, doc: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from runtimed.errors import InvalidArgument
+from runtimed.errors import InvalidArgument, shown
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -32,7 +32,7 @@ _DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 
 def _invalid(reason: str, text: str) -> InvalidArgument:
-    return InvalidArgument(f"invalid reference format: {reason} (in {text!r})")
+    return InvalidArgument(f"invalid reference format: {reason} (in {shown(text)!r})")
 
 
 def validate_digest(digest: str) -> str:

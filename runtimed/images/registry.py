@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,17 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _tls_failed(exc: BaseException) -> bool:
+    """The TLS handshake failed (the server speaks plain HTTP, or its certificate is not
+    one we trust), as opposed to no connection at all."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) or "[SSL" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class RegistryClient:
     def __init__(
         self,
@@ -175,9 +187,12 @@ class RegistryClient:
     def _unreachable(ep: Endpoint, scheme: str, exc: BaseException) -> str:
         text = _describe(exc)
         hint = ""
-        if scheme == "https" and "CERTIFICATE_VERIFY_FAILED" in text:
+        if scheme == "https" and _tls_failed(exc):
+            # A plain-HTTP registry, or a certificate we cannot check: say how to allow it.
             hint = (
-                f" (if {ep.registry} is meant to be used without TLS checks, list it as insecure)"
+                f" (if {ep.host} is meant to be used over plain HTTP or without TLS checks, "
+                f"allow it with `runtimed --insecure-registry {ep.host}` or "
+                f'insecure_registries = ["{ep.host}"] in runtimed.toml)'
             )
         return f"cannot reach registry {ep.host} over {scheme}: {text}{hint}"
 

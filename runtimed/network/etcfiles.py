@@ -7,10 +7,10 @@ the container's addresses, links and DNS servers are known.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from runtimed.core.hostfiles import HOSTS_HEADER, resolv_conf
+from runtimed.store.atomicfile import write_atomic
 
 HOST_NAMES = ("host.containers.internal", "host.docker.internal")
 
@@ -63,13 +63,5 @@ def write(path: Path, text: str) -> None:
             return
     except OSError:
         pass
-    replace(path, data)
-
-
-def replace(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode)
-    os.rename(tmp, path)
+    write_atomic(path, data, durable=False)

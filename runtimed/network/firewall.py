@@ -8,7 +8,8 @@ touched: nft runs through nsenter into it, where we are root.
 - prerouting: TCP from a non-internal network to anywhere outside our
   networks is redirected to the egress forwarder (portproxy in egress mode),
   which opens the connection itself from the rootless namespace (or, for the
-  uplink's address of the host, from the host's namespace to its loopback).
+  uplink's address of the host, from the host's namespace to its loopback or its
+  own address, see portproxy).
   Measured here, Debian's 2023 pasta moves 2 Gbit/s for connections made in its
   own namespace but 0.1-0.25 Gbit/s for routed ones (retransmissions), and
   slirp4netns 3.0 against 1.4: terminating TCP in the namespace is the fast way.

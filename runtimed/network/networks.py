@@ -6,10 +6,11 @@ import hashlib
 import ipaddress
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from runtimed.core.model import now_ns
-from runtimed.errors import FailedPrecondition, InvalidArgument
+from runtimed.errors import FailedPrecondition, InvalidArgument, shown
 from runtimed.network.store import NetworkRecord
 
 DEFAULT_NETWORK = "bridge"
@@ -18,6 +19,7 @@ DEFAULT_SUBNET = "10.88.0.0/16"
 POD_SUBNET = "10.85.0.0/16"
 DEFAULT_MTU = 65520
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+MAX_NAME = 255
 _ROOTLESS_IMPOSSIBLE = ("macvlan", "ipvlan")
 _MTU_OPTIONS = ("mtu", "com.docker.network.driver.mtu")
 _BRIDGE_OPTIONS = ("com.docker.network.bridge.name",)
@@ -87,19 +89,31 @@ def check_driver(driver: str) -> str:
     return driver
 
 
-def plan(req: CreateNetwork, existing: list[NetworkRecord], avoid: list[str]) -> NetworkRecord:
-    """The record `network create` would make; InvalidArgument/FailedPrecondition if not."""
-    if not _NAME.fullmatch(req.name or ""):
+def plan(
+    req: CreateNetwork,
+    existing: list[NetworkRecord],
+    avoid: list[str],
+    uplink: Sequence[str] = (),
+) -> NetworkRecord:
+    """The record `network create` would make; InvalidArgument/FailedPrecondition if not.
+
+    A subnet may not overlap another network, the uplink's own network (slirp4netns's
+    10.0.2.0/24, or the host's that pasta copies) or a route of the host (`avoid`):
+    those addresses would stop being reachable from containers.
+    """
+    if not _NAME.fullmatch(req.name or "") or len(req.name) > MAX_NAME:
         raise InvalidArgument(
-            f"invalid network name {req.name!r}: use letters, digits, '_', '.' and '-', "
-            "starting with a letter or digit"
+            f"invalid network name {shown(req.name)!r}: use up to {MAX_NAME} letters, digits, "
+            "'_', '.' and '-', starting with a letter or digit"
         )
     if req.name in ("host", "none", "default") or req.name.startswith("container:"):
         raise InvalidArgument(f"{req.name!r} is a reserved network name")
     driver = check_driver(req.driver)
     if req.ipv6:
         raise InvalidArgument("IPv6 networks are not supported yet: create it without --ipv6")
-    taken = [ipaddress.ip_network(n.subnet) for n in existing]
+    reserved = [(n.subnet, f"network {n.name} ({n.subnet})") for n in existing]
+    reserved += [(r, f"the network of the uplink ({r})") for r in uplink]
+    reserved += [(r, f"a route of the host ({r})") for r in avoid]
     if req.subnet:
         try:
             subnet = ipaddress.ip_network(req.subnet, strict=True)
@@ -109,15 +123,17 @@ def plan(req: CreateNetwork, existing: list[NetworkRecord], avoid: list[str]) ->
             raise InvalidArgument("IPv6 subnets are not supported yet")
         if subnet.num_addresses < 4:
             raise InvalidArgument(f"subnet {subnet} is too small: use /30 or larger")
-        for other in existing:
-            if subnet.overlaps(ipaddress.ip_network(other.subnet)):
+        for other, what in reserved:
+            if subnet.overlaps(ipaddress.ip_network(other, strict=False)):
+                # Docker's words first, then which one.
                 raise FailedPrecondition(
-                    f"subnet {subnet} overlaps with network {other.name} ({other.subnet})"
+                    "invalid pool request: Pool overlaps with other one on this address "
+                    f"space: {subnet} overlaps {what}"
                 )
     else:
         if req.ip_range or req.gateway:
             raise InvalidArgument("--ip-range and --gateway need --subnet")
-        subnet = _pick_subnet(taken + [ipaddress.ip_network(a, strict=False) for a in avoid])
+        subnet = _pick_subnet([ipaddress.ip_network(r, strict=False) for r, _ in reserved])
     gateway = str(subnet.network_address + 1)
     if req.gateway:
         try:
@@ -180,15 +196,17 @@ def _pick_subnet(
     raise FailedPrecondition("no free subnet left in 10.89.0.0-10.255.255.0: give --subnet")
 
 
-def host_routes(path: str = "/proc/net/route") -> list[str]:
-    """The host's IPv4 routes (destination/prefix), which our subnets must not shadow."""
+def host_routes(path: str = "/proc/net/route", iface: str = "") -> list[str]:
+    """The IPv4 routes (destination/prefix, not the default) of the namespace `path`
+    shows, of every interface or of `iface`: the host's, which our subnets must not
+    shadow. (The daemon's process is in the host's network namespace.)"""
     out = []
     try:
         with open(path) as f:
             next(f, None)
             for line in f:
                 fields = line.split()
-                if len(fields) < 8:
+                if len(fields) < 8 or (iface and fields[0] != iface):
                     continue
                 dest = ipaddress.IPv4Address(bytes.fromhex(fields[1])[::-1])
                 mask = ipaddress.IPv4Address(bytes.fromhex(fields[7])[::-1])

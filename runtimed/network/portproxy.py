@@ -21,9 +21,12 @@ In egress mode (one per daemon) it takes the containers' outbound TCP that the
 rootless namespace's firewall redirects to it and opens each connection itself
 from that namespace, through the uplink. A connection to the uplink's address
 for the host (host.containers.internal) is opened instead from the host's
-network namespace, to its loopback: where slirp4netns and pasta would have
-taken it, minus their user-space TCP (measured here: slirp4netns moves about
-3 Gbit/s at full CPU; a socket pair on loopback, several times that).
+network namespace, to the spec's `host_target`: the host's loopback when
+runtimed.toml allows it (host_loopback = true), else the host's own address,
+where only services bound to it or to every address answer. That is where
+slirp4netns and pasta would have taken it, minus their user-space TCP
+(measured here: slirp4netns moves about 3 Gbit/s at full CPU; a socket pair on
+loopback, several times that).
 
 It exits on SIGTERM, or when its lifeline file disappears. Standard library
 only: it starts on every `run -p`.
@@ -55,7 +58,6 @@ _F_SETPIPE_SZ = 1031
 _UDP_IDLE = 60.0
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 _SO_ORIGINAL_DST = 80
-_HOST_LOOPBACK = "127.0.0.1"
 
 T = TypeVar("T")
 
@@ -212,13 +214,16 @@ class Proxy:
         listeners: list[tuple[socket.socket, str, int]],
         *,
         host_address: str = "",
+        host_target: str = "",
         host_socket: Callable[[], socket.socket] | None = None,
     ) -> None:
         """`target_ip` None: egress mode, each connection goes where it was going before
-        the firewall redirected it here; to `host_address` it goes to the host's
-        loopback, through a socket `host_socket` made in the host's namespace."""
+        the firewall redirected it here; to `host_address` it goes to `host_target` (the
+        host's loopback or its own address), through a socket `host_socket` made in the
+        host's namespace."""
         self.target_ip = target_ip
         self.host_address = host_address
+        self.host_target = host_target
         self.host_socket = host_socket
         self.sel = selectors.DefaultSelector()
         self.flows: dict[tuple[int, tuple], _Flow] = {}
@@ -266,7 +271,7 @@ class Proxy:
                     except OSError:
                         client.close()
                         continue
-                    target = (_HOST_LOOPBACK, target[1])
+                    target = (self.host_target, target[1])
             client.setblocking(False)
             if upstream is None:
                 upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -375,7 +380,8 @@ def main(argv: list[str]) -> int:
         sock = socket.socket(family, kind, fileno=item["fd"])
         listeners.append((sock, item["protocol"], int(item["container_port"])))
     egress_port = spec.get("egress_port")
-    host_address = (spec.get("host_address") or "") if egress_port else ""
+    host_target = spec.get("host_target") or ""
+    host_address = (spec.get("host_address") or "") if egress_port and host_target else ""
     # To reach host_address the main thread stays in the host's namespace until after the
     # fork (threads do not survive it), to leave a thread there that makes host sockets;
     # until then a thread does the work inside. Without one, the main thread moves now.
@@ -406,7 +412,11 @@ def main(argv: list[str]) -> int:
         host_socket = functools.partial(_Thread().call, _tcp_socket)
         helperproc.enter_netns(spec["netns"])  # it worked for the listener's thread
     proxy = Proxy(
-        spec.get("target_ip") or None, listeners, host_address=host_address, host_socket=host_socket
+        spec.get("target_ip") or None,
+        listeners,
+        host_address=host_address,
+        host_target=host_target,
+        host_socket=host_socket,
     )
     proxy.run(spec["lifeline"])
     return 0

@@ -26,7 +26,7 @@ from pathlib import Path
 import structlog
 
 from runtimed.errors import FailedPrecondition
-from runtimed.network import helperproc, links
+from runtimed.network import helperproc, links, networks
 from runtimed.network.netns import NetnsWorker, is_pinned, unpin
 from runtimed.store.atomicfile import write_atomic
 
@@ -53,13 +53,13 @@ class Uplink:
     pid: int
     host_address: str  # what host.containers.internal resolves to
     dns: str  # a forwarder to the host's resolver, reachable from the namespace
-    # host_address leads to the host's loopback (runtimed.toml host_loopback).
-    host_loopback: bool = True
+    # TCP to host_address may reach the host's loopback (runtimed.toml host_loopback).
+    host_loopback: bool = False
 
 
 class RootlessNetns:
     def __init__(
-        self, run_dir: Path, worker: NetnsWorker, backend: str = "auto", host_loopback: bool = True
+        self, run_dir: Path, worker: NetnsWorker, backend: str = "auto", host_loopback: bool = False
     ) -> None:
         if backend not in BACKENDS:
             raise FailedPrecondition(
@@ -185,6 +185,14 @@ class RootlessNetns:
             argv.insert(-2, "--disable-host-loopback")
         pid = await asyncio.to_thread(helperproc.spawn, argv)
         return Uplink("slirp4netns", pid, SLIRP_HOST, SLIRP_DNS, self.host_loopback)
+
+    async def uplink_routes(self) -> list[str]:
+        """The networks the uplink's interface reaches directly (slirp4netns's 10.0.2.0/24,
+        the host's own that pasta copies): seen from inside the namespace."""
+        if self.uplink is None:
+            return []
+        # /proc/thread-self: the worker thread's namespace, not the process's.
+        return await self.worker.run(networks.host_routes, "/proc/thread-self/net/route", UPLINK_IF)
 
     # -- tear down -----------------------------------------------------------------------
 

@@ -28,8 +28,18 @@ import structlog
 
 from runtimed.core.model import Container, Sandbox
 from runtimed.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from runtimed.network import etcfiles, firewall, helperproc, links, networks, portproxy, ports
+from runtimed.network import (
+    etcfiles,
+    firewall,
+    helperproc,
+    hostaddr,
+    links,
+    networks,
+    portproxy,
+    ports,
+)
 from runtimed.network.dnsctl import DnsControl
+from runtimed.network.legacylinks import add_to_spec, link_targets
 from runtimed.network.netns import NetnsWorker, is_pinned, unpin
 from runtimed.network.networks import DEFAULT_NETWORK, POD_NETWORK, CreateNetwork
 from runtimed.network.request import NetRequest, parse_extra_host
@@ -75,7 +85,7 @@ class NetworkService:
         run_dir: Path,
         containers: ContainerService,
         backend: str = "auto",
-        host_loopback: bool = True,
+        host_loopback: bool = False,
     ) -> None:
         self.store = NetworkStore(data_dir / "network.db")
         self.containers = containers
@@ -154,6 +164,7 @@ class NetworkService:
             if self.ready:
                 with contextlib.suppress(Exception):
                     await self.worker.run(self._reap, owner_id, names)
+        self.dns.close()  # the resolver outlives us unless idle: a next daemon watches it
         if idle and self.ready:
             with contextlib.suppress(Exception):
                 await self.dns.stop()
@@ -220,7 +231,8 @@ class NetworkService:
             existing = self.store.networks()
             if any(n.name == req.name for n in existing):
                 raise AlreadyExists(f"network with name {req.name} already exists")
-            net = networks.plan(req, existing, networks.host_routes())
+            uplink = await self.rootless.uplink_routes()
+            net = networks.plan(req, existing, networks.host_routes(), uplink)
             self.store.add_network(net)
             if not self.ready:
                 return net
@@ -373,6 +385,8 @@ class NetworkService:
                 spec.namespaces.network = None
             await asyncio.to_thread(self._copy_peer_files, container, doc["peer"])
             return
+        if mode == "bridge" and doc.get("links"):
+            self._add_link_env(container, doc["links"], spec)
         self._require_ready()
         await self._release_runtime(container.id)
         try:
@@ -393,6 +407,28 @@ class NetworkService:
             with contextlib.suppress(Exception):
                 await self._release_runtime(container.id)
             raise
+
+    def _add_link_env(self, container: Container, links: list[Any], spec: SpecRequest) -> None:
+        """docker's legacy link variables: on the default bridge only, as in docker."""
+        targets = link_targets(
+            container,
+            links,
+            self.containers,
+            ip_of=self._bridge_ip,
+            image_config=self._image_config,
+            published=lambda owner_id: [
+                ports.PortSpec.from_dict(p)
+                for p in (self.store.owner(owner_id) or {}).get("ports") or []
+            ],
+        )
+        add_to_spec(spec, container.name, targets)
+
+    def _bridge_ip(self, owner_id: str) -> str:
+        """`owner_id`'s address on the default bridge, else on its first network."""
+        endpoints = self.store.endpoints(owner_id=owner_id)
+        bridge = self.store.network(DEFAULT_NETWORK)
+        on_bridge = [e for e in endpoints if bridge is not None and e.network_id == bridge.id]
+        return (on_bridge or endpoints)[0].ip if endpoints else ""
 
     async def before_run(self, container: Container) -> None:
         wiring = self._wiring.pop(container.id, None)
@@ -751,15 +787,20 @@ class NetworkService:
         """The forwarder that terminates containers' outbound TCP in the rootless namespace."""
         assert self.uplink is not None
         pid_file = self.rootless.dir / "egress.pid"
-        # TCP to the host's address goes to its loopback only when that is allowed.
-        host_address = self.uplink.host_address if self.uplink.host_loopback else ""
+        # TCP to the uplink's address for the host is opened from the host's namespace:
+        # to its loopback when runtimed.toml allows that, else to the host's own address
+        # (services bound only to 127.0.0.1 stay out of reach, as in rootless Docker).
+        # (primary_address: a few syscalls, no packet sent.)
+        loopback = self.uplink.host_loopback
+        host_target = "127.0.0.1" if loopback else hostaddr.primary_address()
         lifeline = self.rootless.dir / "egress.lifeline"
         spec = {
             "netns": str(self.rootless.pin),
             "lifeline": str(lifeline),
             "sockets": [],
             "egress_port": EGRESS_PORT,
-            "host_address": host_address,
+            "host_address": self.uplink.host_address,
+            "host_target": host_target,
         }
         # The spec is its command line's last word: one made for another uplink is replaced.
         pid = helperproc.read_pid(pid_file)

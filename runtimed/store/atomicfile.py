@@ -1,38 +1,26 @@
-"""Whole-file writes that a crash cannot tear.
+"""Whole-file writes that a crash cannot tear, and that racing writers cannot mix up.
 
-Write to a temporary name in the same directory, fsync the file, rename over
-the target, fsync the directory. A crash leaves either the old file or the
-new one, never a prefix of the new one; a temporary left behind by a crash has
-a `.tmp-` prefix and is removed by whoever cleans the directory.
+Write to a temporary name of its own in the same directory, fsync the file,
+rename over the target, fsync the directory. A crash leaves either the old
+file or the new one, never a prefix of the new one; a temporary left behind
+by a crash has a `.tmp-` prefix and is removed by whoever cleans the
+directory. The implementation is the shim's (runtimed_shim.atomicfile), so
+daemon and shim replace files the same way.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
+
+from runtimed_shim.atomicfile import fsync_dir as _fsync_dir
+from runtimed_shim.atomicfile import replace_file
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync_dir(str(path))
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Replace `path` whole. durable=False skips the fsyncs, for files that are checked
+    again at every start (a crash cannot leave a stale one in use)."""
+    replace_file(str(path), data, mode, durable=durable)

@@ -19,11 +19,11 @@ from pathlib import Path
 from runtimed.errors import DataLoss, InvalidArgument, NotFound
 from runtimed.store.atomicfile import fsync_dir, write_atomic
 
-_DIGEST_RE = re.compile(r"^(sha256):([a-f0-9]{64})$")
+_DIGEST_RE = re.compile(r"(sha256):([a-f0-9]{64})")
 
 
 def parse_digest(digest: str) -> tuple[str, str]:
-    match = _DIGEST_RE.match(digest)
+    match = _DIGEST_RE.fullmatch(digest)
     if not match:
         raise InvalidArgument(f"invalid digest {digest!r}: want sha256:<64 hex digits>")
     return match.group(1), match.group(2)

@@ -105,6 +105,7 @@ class MetadataStore:
         self._lock = self._database.lock
         self.fetchall = self._database.fetchall
         self.transaction = self._database.transaction
+        self.removal = self._database.removal
         self._check_version()
 
     def _check_version(self) -> None:
@@ -161,8 +162,7 @@ class MetadataStore:
         return [_layer(r) for r in rows]
 
     def delete_layer(self, chain_id: str) -> None:
-        with self.transaction() as tx:
-            tx.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,))
+        self.removal(lambda tx: tx.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,)))
 
     def blob_in_use(self, digest: str) -> bool:
         with self._lock:
@@ -235,8 +235,7 @@ class MetadataStore:
             )
 
     def remove_name(self, name: str) -> None:
-        with self.transaction() as tx:
-            tx.execute("DELETE FROM image_names WHERE name=?", (name,))
+        self.removal(lambda tx: tx.execute("DELETE FROM image_names WHERE name=?", (name,)))
 
     def image_for_name(self, name: str) -> str | None:
         with self._lock:
@@ -265,8 +264,7 @@ class MetadataStore:
             return [self._image(r) for r in rows]
 
     def delete_image(self, image_id: str) -> None:
-        with self.transaction() as tx:
-            tx.execute("DELETE FROM images WHERE id=?", (image_id,))
+        self.removal(lambda tx: tx.execute("DELETE FROM images WHERE id=?", (image_id,)))
 
     def _image(self, row: sqlite3.Row) -> ImageRecord:
         names = self._db.execute(

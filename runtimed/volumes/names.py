@@ -9,7 +9,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from runtimed.errors import InvalidArgument
+from runtimed.errors import InvalidArgument, shown
 
 # docker's rule: a letter or digit, then letters, digits, '_', '.' or '-' (two or more).
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
@@ -19,9 +19,13 @@ ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 
 def check_name(name: str) -> str:
     """`name` if it may name a volume; InvalidArgument saying why not otherwise."""
-    if not _NAME.fullmatch(name) or len(name) > MAX_NAME:
+    if len(name) > MAX_NAME:
         raise InvalidArgument(
-            f'volume name "{name}" includes invalid characters for a local volume name, '
+            f'volume name "{shown(name)}" is too long: at most {MAX_NAME} characters are allowed'
+        )
+    if not _NAME.fullmatch(name):
+        raise InvalidArgument(
+            f'volume name "{shown(name)}" includes invalid characters for a local volume name, '
             "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed (two characters or more)"
         )
     return name

@@ -9,6 +9,7 @@ start builds the OCI mounts.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,25 @@ _TMPFS_WORDS = (
         "nomand",
     }
 )
-_TMPFS_KEYS = ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "huge", "mpol")
+_COUNT = r"[0-9]+[kKmMgGtTpPeE]?"  # the kernel's memparse suffixes
+# tmpfs(5)'s value syntax per key, and how to say it: a bad value is named before start.
+_TMPFS_VALUES = {
+    "size": (
+        rf"{_COUNT}|[0-9]+%",
+        "a number of bytes with an optional k, m or g suffix, or a percentage of memory",
+    ),
+    "nr_inodes": (_COUNT, "a number with an optional k, m or g suffix"),
+    "nr_blocks": (_COUNT, "a number with an optional k, m or g suffix"),
+    "mode": ("[0-7]{1,4}", "an octal mode such as 1777"),
+    "uid": ("[0-9]+", "a numeric user id"),
+    "gid": ("[0-9]+", "a numeric group id"),
+    "huge": ("never|always|within_size|advise|deny|force", "never, always, within_size or advise"),
+    "mpol": (
+        "(default|prefer|bind|interleave|local)(:[0-9,-]+)?",
+        "default, prefer:N, bind:NODES, interleave[:NODES] or local",
+    ),
+}
+_TMPFS_KEYS = tuple(_TMPFS_VALUES)
 
 
 @dataclass
@@ -126,10 +145,13 @@ def check_tmpfs_options(words: list[str]) -> list[str]:
             raise InvalidArgument(f"invalid tmpfs option {word!r}: one option per entry")
         key, eq, value = word.partition("=")
         if eq:
-            if key not in _TMPFS_KEYS or not value:
+            if key not in _TMPFS_KEYS:
                 raise InvalidArgument(
                     f"invalid tmpfs option {word!r}: keys are {', '.join(_TMPFS_KEYS)}"
                 )
+            pattern, what = _TMPFS_VALUES[key]
+            if not re.fullmatch(pattern, value):
+                raise InvalidArgument(f"invalid tmpfs option {word!r}: {key} must be {what}")
         elif word not in _TMPFS_WORDS:
             raise InvalidArgument(
                 f"invalid tmpfs option {word!r}: use size=, mode=, uid=, gid=, nr_inodes= "

@@ -37,6 +37,7 @@ class ExecSession:
         "console",
         "files",
         "exit_code",
+        "pending_size",
     )
 
     def __init__(
@@ -60,6 +61,8 @@ class ExecSession:
         self.exit_code: int | None = None
         self.io = ProcessIo(loop, self._output, self._output_end)
         self.console: ConsoleSocket | None = None
+        # A size asked for before crun handed us the pty (clients send one right away).
+        self.pending_size: tuple[int, int] | None = None
         base = f"exec-{exec_id}"  # relative to the shim's cwd, its state dir
         if os.path.exists(base + ".json"):
             raise ExecError(f"exec {exec_id} exists already")
@@ -119,6 +122,9 @@ class ExecSession:
         finally:
             console.close()
         self.io.set_tty(master)
+        if self.pending_size is not None:
+            with contextlib.suppress(OSError):
+                set_size(master, *self.pending_size)
 
     def _output(self, kind: int, data: bytes) -> None:
         if self.client is not None:
@@ -135,10 +141,14 @@ class ExecSession:
                 self.io.paused.append(client.resume)
         elif kind == CLOSE_STDIN:
             self.io.close_stdin()
-        elif kind == RESIZE and self.io.tty >= 0:
+        elif kind == RESIZE:
             with contextlib.suppress(ValueError, OSError, TypeError, KeyError):
                 size = json.loads(payload)
-                set_size(self.io.tty, int(size["rows"]), int(size["cols"]))
+                rows, cols = int(size["rows"]), int(size["cols"])
+                if self.io.tty >= 0:
+                    set_size(self.io.tty, rows, cols)
+                else:
+                    self.pending_size = (rows, cols)
 
     def _client_gone(self, _client: Client) -> None:
         # A detached exec (docker exec -d) keeps running; its output goes nowhere.

@@ -1,32 +1,15 @@
-"""Whole-file writes that survive a crash, and the exit facts of a process."""
+"""The exit facts of a process, and writing them so that they survive a crash."""
 
 from __future__ import annotations
 
 import json
 import os
 
-
-def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Temporary name, fsync, rename: readers see the old file or the whole new one."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+from runtimed_shim.atomicfile import replace_file
 
 
 def write_json_atomic(path: str, obj: object) -> None:
-    write_atomic(path, json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+    replace_file(path, json.dumps(obj, separators=(",", ":")).encode() + b"\n")
 
 
 def exit_code(status: int) -> int:

@@ -32,7 +32,7 @@ import sys
 
 from runtimed_shim import podinfra
 from runtimed_shim import shim as shim_module
-from runtimed_shim.exitfile import write_atomic
+from runtimed_shim.atomicfile import replace_file
 from runtimed_shim.host import libc, set_name
 from runtimed_shim.loop import Loop
 from runtimed_shim.protocol import MAX_REQUEST, bind_unix, connect_unix, encode_line
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     launcher = Launcher(socket_path)
     launcher.listen()
     if pid_file:
-        write_atomic(pid_file, f"{os.getpid()}\n".encode())
+        replace_file(pid_file, f"{os.getpid()}\n".encode())
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     # The daemon may go away: stdin and stdout must not tie us to it.

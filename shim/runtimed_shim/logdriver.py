@@ -69,19 +69,25 @@ def parse_bool(text: str) -> bool:
     raise OptionError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
 
 
+_INT64 = 1 << 63
+
+
 def parse_int(text: str) -> int:
-    """strconv.Atoi."""
-    if re.fullmatch(r"[+-]?\d+", text or ""):
-        return int(text)
-    raise OptionError(f'strconv.Atoi: parsing "{text}": invalid syntax')
+    """strconv.Atoi (a 64-bit int): syntax and range errors in Go's words."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text or ""):
+        raise OptionError(f'strconv.Atoi: parsing "{text}": invalid syntax')
+    value = int(text)
+    if not -_INT64 <= value < _INT64:
+        raise OptionError(f'strconv.Atoi: parsing "{text}": value out of range')
+    return value
 
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_SIZE = re.compile(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?", re.ASCII)
 _UNITS = "kmgtp"
 
 
 def _size(text: str, base: int) -> int:
-    match = _SIZE.match(text)
+    match = _SIZE.fullmatch(text)
     if not match:
         raise OptionError(f"invalid size: '{text}'")
     unit = match.group(2)
@@ -100,7 +106,7 @@ def ram_in_bytes(text: str) -> int:
 
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", re.ASCII)
 
 
 def parse_duration(text: str) -> float:

@@ -26,6 +26,7 @@ import os
 import stat
 import time
 
+from runtimed_shim.atomicfile import create_temp
 from runtimed_shim.logdriver import PartialTracker
 
 TYPE_CHECKING = False
@@ -437,9 +438,13 @@ class LogFile:
             return
         self._wait_compressor()
         suffix = ".gz" if self.compress else ""
-        for i in range(self.max_file - 1, 1, -1):
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(f"{self.path}.{i - 1}{suffix}", f"{self.path}.{i}{suffix}")
+        # Shift only the rotated files that exist (.1 .. .n, contiguous): the cost follows
+        # what is on disk, not max-file (which may be huge).
+        present = 0
+        while present < self.max_file - 1 and os.path.exists(f"{self.path}.{present + 1}{suffix}"):
+            present += 1
+        for i in range(min(present + 1, self.max_file - 1), 1, -1):
+            os.rename(f"{self.path}.{i - 1}{suffix}", f"{self.path}.{i}{suffix}")
         os.rename(self.path, f"{self.path}.1")
         self.reopen()
         if self.compress:
@@ -461,9 +466,9 @@ def compress_file(path: str) -> None:
     both read only the plain one."""
     import zlib
 
-    tmp = f"{path}.gz.tmp"
+    fd, tmp = create_temp(f"{path}.gz", 0o640)
     try:
-        with open(path, "rb") as src, open(tmp, "wb") as dst:
+        with open(fd, "wb") as dst, open(path, "rb") as src:
             # Level 1: a rotated log is compressed while the container keeps logging,
             # in the shim's own CPU time; the fastest level costs a third of the default.
             packer = zlib.compressobj(1, zlib.DEFLATED, 31)

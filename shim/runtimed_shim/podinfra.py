@@ -24,7 +24,7 @@ import os
 import select
 import signal
 
-from runtimed_shim.exitfile import write_atomic
+from runtimed_shim.atomicfile import replace_file
 from runtimed_shim.host import libc, libc_error, reaped, set_name, state
 
 TYPE_CHECKING = False  # typing costs every shim ~2 MB; annotations are strings
@@ -62,7 +62,7 @@ def start(pid_file: str, report_fd: int, shed: Callable[[], None]) -> NoReturn:
                 os._exit(1)
         try:
             record = {"pid": pid, "pid_ns": os.stat(f"/proc/{pid}/ns/pid").st_ino}
-            write_atomic(pid_file, json.dumps(record).encode() + b"\n", 0o600)
+            replace_file(pid_file, json.dumps(record).encode() + b"\n", 0o600)
         except OSError:
             os.kill(pid, signal.SIGKILL)
             raise

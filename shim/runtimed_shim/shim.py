@@ -18,10 +18,11 @@ import socket
 import time
 
 from runtimed_shim import cgroups
+from runtimed_shim.atomicfile import replace_file
 from runtimed_shim.client import Client
 from runtimed_shim.console import ConsoleSocket, set_size
 from runtimed_shim.execs import ExecError, ExecSession
-from runtimed_shim.exitfile import exit_code, oom_kills, reason_for, write_atomic, write_json_atomic
+from runtimed_shim.exitfile import exit_code, oom_kills, reason_for, write_json_atomic
 from runtimed_shim.host import descendants, in_namespace, namespace_inode, reaped, remove_tree
 from runtimed_shim.logpipe import LogPipeline, LogSetupError, open_pipeline
 from runtimed_shim.logs import NoLog
@@ -200,7 +201,7 @@ class Shim:
         os.chmod(CONTROL_SOCKET, 0o600)
         self.server.listen(64)
         self.server.setblocking(False)
-        write_atomic(PID_FILE, f"{os.getpid()}\n".encode())
+        replace_file(PID_FILE, f"{os.getpid()}\n".encode())
 
     def _console_arg(self) -> str:
         """The console socket as crun create can reach it: absolute if that fits in

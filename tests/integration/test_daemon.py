@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 import subprocess
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.daemon import BIN, Daemon
+from tests.support.images import PushedImages
 
 pytestmark = pytest.mark.integration
 
@@ -136,4 +140,88 @@ def test_health_reports_not_serving_after_stop() -> None:
             )
     finally:
         channel.close()
+        d.cleanup()
+
+
+def test_a_socket_directory_the_user_named_is_used_as_it_is(tmp_path) -> None:  # noqa: ANN001
+    """`--socket DIR/x.sock`: DIR keeps its mode (it may be $HOME), the socket is 0600."""
+    d = Daemon()
+    shared = d.root / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    d.socket = shared / "x.sock"
+    try:
+        d.start()
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+        assert stat.S_IMODE(d.socket.stat().st_mode) == 0o600
+        assert d.ok("version").returncode == 0
+    finally:
+        d.cleanup()
+    # Not a socket: refused, and left alone.
+    precious = tmp_path / "notes.txt"
+    precious.write_text("mine")
+    result = _runtimed(tmp_path, "--socket", str(precious))
+    assert result.returncode == 1 and "exists and is not a socket" in result.stderr
+    assert precious.read_text() == "mine"
+
+
+def test_a_socket_in_a_directory_of_someone_elses(tmp_path) -> None:  # noqa: ANN001
+    """/tmp is root's: it is used (not chmodded, which would fail), the socket is 0600;
+    where the user may not write at all, one line says why, not a traceback."""
+    d = Daemon(extra_args=("--run-dir", str(tmp_path / "run")))
+    d.socket = Path(f"/tmp/runtimed-test-{os.getpid()}-{tmp_path.name}.sock")
+    try:
+        d.start()
+        assert stat.S_IMODE(Path("/tmp").stat().st_mode) == 0o1777
+        assert stat.S_IMODE(d.socket.stat().st_mode) == 0o600
+        assert d.ok("version").returncode == 0
+    finally:
+        d.cleanup()
+        _stop_holder(tmp_path / "run")
+    assert not d.socket.exists()
+    result = _runtimed(tmp_path, "--socket", "/etc/runtimed-test.sock")
+    assert result.returncode == 1, result
+    assert "cannot listen on /etc/runtimed-test.sock: Permission denied" in result.stderr
+    assert "Traceback" not in result.stderr
+    _stop_holder(tmp_path / "etc-run")
+
+
+def _runtimed(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(BIN / "runtimed"),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--run-dir",
+            str(tmp_path / "etc-run"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _stop_holder(run_dir: Path) -> None:
+    """The shim launcher holds the namespaces past the daemon: ours goes with the test."""
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int((run_dir / "ns-holder.pid").read_text()), signal.SIGKILL)
+
+
+def test_no_task_is_leaked_by_pulls_and_runs(pushed_images: PushedImages) -> None:
+    """asyncio reports a task that was garbage-collected while pending ("Task was
+    destroyed but it is pending!"): pulls, attached runs whose start fails (the client
+    hangs up while the daemon waits for the container) and runs that work leave none."""
+    d = Daemon().start()
+    try:
+        ref = pushed_images.busybox.ref
+        d.ok("pull", ref)
+        for _ in range(5):
+            assert d.ctl("run", "--rm", ref, "/no/such/program").returncode == 127
+            assert d.ok("run", "--rm", ref, "echo", "ok").stdout == "ok\n"
+            d.ok("pull", ref)
+            d.ok("ps", "-a")
+        assert d.stop() == 0
+        assert "Task was destroyed" not in d.log(), d.log()
+    finally:
         d.cleanup()

@@ -98,3 +98,33 @@ def test_restart_always_after_daemon_restart() -> None:
         assert not state(d, "halted")["Running"]  # manually stopped: stays stopped
     finally:
         d.cleanup()
+
+
+def test_auto_remove_containers_that_ended_are_removed_at_restart() -> None:
+    """`--rm` containers the crash left Created (between create and start) or that exited
+    while no daemon was there are removed when it comes back, with their anonymous
+    volumes, as docker's restore does; a running one stays until it ends."""
+    d = Daemon()
+    try:
+        d.start()
+        d.import_busybox("bb:restore")
+        d.ok("create", "--rm", "--name", "created", "-v", "/anon", "bb:restore", "true")
+        volumes_before = set(d.ok("volume", "ls", "-q").stdout.split())
+        assert volumes_before
+        d.ok("run", "-d", "--rm", "--name", "ends", "bb:restore", "sleep", "1")
+        d.ok("run", "-d", "--rm", "--name", "runs", "bb:restore", "sleep", "1000")
+        d.ok("create", "--name", "kept", "bb:restore", "true")  # no --rm: stays
+
+        d.kill9()
+        time.sleep(1.5)  # `ends` exits while no daemon is there
+        d.start()
+        names = set(d.ok("ps", "-a", "--format", "{{.Names}}").stdout.split())
+        assert names == {"runs", "kept"}
+        assert d.ok("volume", "ls", "-q").stdout.split() == []
+        d.ok("stop", "-t", "0", "runs")
+        wait_for(
+            lambda: d.ok("ps", "-a", "-q", "--filter", "name=runs").stdout == "",
+            what="runs to be removed once it stopped",
+        )
+    finally:
+        d.cleanup()

@@ -417,6 +417,14 @@ def test_option_errors_use_dockers_words(logd: Daemon, names: list[str]) -> None
             "compress cannot be true when max-file is less than 2 or max-size is not set",
         ),  # fmt: skip
         (["--log-opt", "max-size=lots"], "invalid size: 'lots'"),
+        (
+            ["--log-opt", "max-size=1k", "--log-opt", "max-file=99999999999999999999"],
+            'strconv.Atoi: parsing "99999999999999999999": value out of range',
+        ),  # fmt: skip
+        (
+            ["--log-driver", "local", "--log-opt", "max-file=-99999999999999999999"],
+            'strconv.Atoi: parsing "-99999999999999999999": value out of range',
+        ),  # fmt: skip
         (["--log-opt", "mode=sometimes"], "logger: logging mode not supported: sometimes"),
         (
             ["--log-opt", "max-buffer-size=1m"],

@@ -2,7 +2,8 @@
 
 Servers and clients are busybox applets, or the host's python3 run inside a
 container through read-only binds of /usr (for UDP and a DNS upstream).
-Every host-side peer listens on loopback only.
+Every host-side peer listens on loopback, or on the host's own address (where
+host.containers.internal leads by default).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import pytest
 
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+from runtimed.network.hostaddr import primary_address
+from runtimed.network.networks import host_routes
 from tests.support.daemon import Daemon
 from tests.support.hostserver import LoopbackServer
 from tests.support.waiting import wait_for
@@ -124,18 +127,27 @@ def retry_http(url: str, timeout: float = 15) -> str:
             time.sleep(0.1)
 
 
-def host_server(received: list[bytes]) -> LoopbackServer:
-    """Records what each client sends first and answers "from-host"."""
+def host_ip() -> str:
+    """The host's own address, where host.containers.internal leads by default."""
+    address = primary_address()
+    assert address, "these tests need a host with an address besides loopback"
+    return address
+
+
+def host_server(received: list[bytes], host: str = "") -> LoopbackServer:
+    """Records what each client sends first and answers "from-host"; on the host's own
+    address unless `host` says otherwise."""
 
     def greet(conn: socket.socket) -> None:
         received.append(conn.recv(1024))
         conn.sendall(b"from-host\n")
 
-    return LoopbackServer(greet)
+    return LoopbackServer(greet, host=host or host_ip())
 
 
 def host_sink() -> LoopbackServer:
-    """Answers each connection with its byte count and sha256 once the client half-closed."""
+    """On the host's own address: answers each connection with its byte count and sha256
+    once the client half-closed."""
 
     def digest(conn: socket.socket) -> None:
         sha, count = hashlib.sha256(), 0
@@ -144,7 +156,7 @@ def host_sink() -> LoopbackServer:
             count += len(data)
         conn.sendall(f"{count} {sha.hexdigest()}".encode())
 
-    return LoopbackServer(digest)
+    return LoopbackServer(digest, host=host_ip())
 
 
 def bulk_to_host(daemon: Daemon, image: str, size: int) -> None:
@@ -466,6 +478,29 @@ def test_network_commands_and_static_addresses(
     assert {"bridge", "cri"} <= left and not {"spare", "lab"} & left
 
 
+def test_subnets_overlapping_the_uplink_the_host_or_a_network_are_refused(
+    daemon: Daemon, names: list[str]
+) -> None:
+    """Docker's "Pool overlaps with other one on this address space": the uplink's own
+    network (slirp4netns's 10.0.2.0/24; pasta copies the host's), a route of the host and
+    another network would become unreachable from containers."""
+    uplink = json.loads((daemon.socket.parent / "network" / "uplink.json").read_text())
+    routes = host_routes()
+    assert routes, "this test needs a host with a route besides the default one"
+    uplink_net = "10.0.2.0/24" if uplink["backend"] == "slirp4netns" else routes[0]
+    names.append("net:first")
+    daemon.ok("network", "create", "--subnet", "10.204.0.0/24", "first")
+    for subnet in (uplink_net, routes[0], "10.204.0.128/25", "10.0.0.0/8"):
+        res = daemon.ctl("network", "create", "--subnet", subnet, "overlap")
+        assert res.returncode == 1, (subnet, res)
+        assert "Pool overlaps with other one on this address space" in res.stderr, res.stderr
+    assert "overlap" not in _networks(daemon)
+    assert (
+        "the network of the uplink"
+        in daemon.ctl("network", "create", "--subnet", uplink_net, "overlap").stderr
+    )
+
+
 def test_host_and_none_rows_and_only_live_endpoints(
     daemon: Daemon, image: str, names: list[str]
 ) -> None:
@@ -628,52 +663,73 @@ def test_pasta_uplink_when_asked_for(tmp_path: Path) -> None:
         assert retry_http(f"http://127.0.0.1:{port}/hostname").strip() == web_id[:12]
 
 
+# UDP to host.containers.internal:ARGV1, then TCP to host.containers.internal:ARGV2 and
+# to gw.test:ARGV3 (--add-host gw.test:host-gateway); prints what each TCP server said.
 TRY_THE_HOST = """
 import socket, sys
 host = next(l.split()[0] for l in open("/etc/hosts") if "host.containers.internal" in l)
 socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"udp", (host, int(sys.argv[1])))
-try:
-    with socket.create_connection((host, int(sys.argv[2])), timeout=3) as conn:
-        conn.settimeout(3)
-        conn.sendall(b"tcp\\n")
-        print("reply:", conn.recv(100))
-except OSError as exc:
-    print("tcp:", exc)
+for name, port in (("host.containers.internal", sys.argv[2]), ("gw.test", sys.argv[3])):
+    try:
+        with socket.create_connection((name, int(port)), timeout=3) as conn:
+            conn.settimeout(3)
+            conn.sendall(b"tcp\\n")
+            print(f"{name}:", conn.recv(100))
+    except OSError as exc:
+        print(f"{name}: failed:", exc)
 print("attempted")
 """
 
 
-def test_host_loopback_can_be_closed_to_containers(tmp_path: Path) -> None:
-    """runtimed.toml `host_loopback = false` (podman's allow_host_loopback=false): a
-    service on the host's 127.0.0.1 is out of the containers' reach, TCP and UDP."""
-    config = tmp_path / "runtimed.toml"
-    config.write_text("host_loopback = false\n")
-    received: list[bytes] = []
-    server = host_server(received)
+def test_host_loopback_is_closed_by_default_and_host_gateway_reaches_the_host(
+    daemon: Daemon, image: str
+) -> None:
+    """By default (as in rootless Docker and Podman) a service on the host's 127.0.0.1 is
+    out of the containers' reach, TCP and UDP, through host.containers.internal; one bound
+    to the host's own address answers, also through `--add-host NAME:host-gateway`."""
+    private: list[bytes] = []
+    public: list[bytes] = []
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
     udp.settimeout(0.5)
+    with host_server(private, "127.0.0.1") as loopback, host_server(public) as own:
+        out = daemon.ok(
+            "run", "--rm", "--add-host", "gw.test:host-gateway", *PY, image,
+            "/usr/bin/python3", "-c", TRY_THE_HOST, str(udp.getsockname()[1]),
+            str(loopback.port), str(own.port),
+        ).stdout  # fmt: skip
     try:
-        with Daemon(extra_args=("--config", str(config))) as d:
-            uplink = json.loads((d.socket.parent / "network" / "uplink.json").read_text())
-            assert uplink["host_loopback"] is False
-            img = d.import_busybox("netbox:1")
-            out = d.ok(
-                "run", "--rm", *PY, img, "/usr/bin/python3", "-c", TRY_THE_HOST,
-                str(udp.getsockname()[1]), str(server.port),
-            ).stdout  # fmt: skip
-            # The egress forwarder accepts first and then finds the host refusing, so the
-            # connection may open and close at once: what counts is that nothing arrived.
-            assert "attempted" in out and "from-host" not in out, out
-            assert received == []
-            with pytest.raises(TimeoutError):
-                udp.recvfrom(100)
-            # The setting closes only the host's loopback: a published port still answers.
-            port = free_port()
-            d.ok("run", "-d", "--name", "web", "-p", f"{port}:80", img, "httpd", "-f",
-                 "-p", "80", "-h", "/etc")  # fmt: skip
-            assert retry_http(f"http://127.0.0.1:{port}/hostname").strip()
-            d.ok("rm", "-f", "web")
+        # The egress forwarder accepts first and then finds the host refusing, so the
+        # connection may open and close at once: what counts is that nothing arrived.
+        assert "attempted" in out and out.count("from-host") == 1, out
+        assert "gw.test: b'from-host\\n'" in out, out
+        assert private == [] and public == [b"tcp\n"]
+        with pytest.raises(TimeoutError):
+            udp.recvfrom(100)
     finally:
-        server.close()
         udp.close()
+
+
+def test_host_loopback_true_opens_the_hosts_loopback(tmp_path: Path) -> None:
+    """runtimed.toml `host_loopback = true` (slirp4netns's allow_host_loopback): the host's
+    127.0.0.1 is open to containers; a published port answers as always."""
+    config = tmp_path / "runtimed.toml"
+    config.write_text("host_loopback = true\n")
+    received: list[bytes] = []
+    with (
+        host_server(received, "127.0.0.1") as server,
+        Daemon(extra_args=("--config", str(config))) as d,
+    ):
+        uplink = json.loads((d.socket.parent / "network" / "uplink.json").read_text())
+        assert uplink["host_loopback"] is True
+        img = d.import_busybox("netbox:1")
+        out = d.ok(
+            "run", "--rm", "--add-host", "gw.test:host-gateway", *PY, img,
+            "/usr/bin/python3", "-c", TRY_THE_HOST, "9", str(server.port), str(server.port),
+        ).stdout  # fmt: skip
+        assert out.count("from-host") == 2 and received == [b"tcp\n", b"tcp\n"], out
+        port = free_port()
+        d.ok("run", "-d", "--name", "web", "-p", f"{port}:80", img, "httpd", "-f",
+             "-p", "80", "-h", "/etc")  # fmt: skip
+        assert retry_http(f"http://127.0.0.1:{port}/hostname").strip()
+        d.ok("rm", "-f", "web")

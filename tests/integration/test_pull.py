@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import stat
 import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from runtimed.network.hostaddr import primary_address
 from tests.support.daemon import BIN, Daemon
 from tests.support.fixtures import AUTH_PASSWORD, AUTH_USER
 from tests.support.images import PushedImages, big_image, build_image, busybox_rootfs_layer, push
@@ -140,7 +146,7 @@ def test_login_then_pull_from_auth_registry(daemon: Daemon, auth_registry: Regis
     ok = daemon.ok(
         "login", "-u", AUTH_USER, "--password-stdin", auth_registry.host, input=AUTH_PASSWORD + "\n"
     )
-    assert "Login Succeeded" in ok.stdout
+    assert ok.stdout == "Login Succeeded\n"  # only that on stdout, as docker's
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     auths = json.loads(config.read_text())["auths"]
     assert auth_registry.host in auths
@@ -148,7 +154,7 @@ def test_login_then_pull_from_auth_registry(daemon: Daemon, auth_registry: Regis
     daemon.ok("pull", ref)
     daemon.ok("rmi", ref)
     out = daemon.ok("logout", auth_registry.host).stdout
-    assert f"Removing login credentials for {auth_registry.host}" in out
+    assert out == f"Removing login credentials for {auth_registry.host}\n"
     assert auth_registry.host not in json.loads(config.read_text()).get("auths", {})
     assert daemon.ctl("pull", ref).returncode == 1
 
@@ -179,3 +185,59 @@ def test_interrupted_pull_leaves_no_half_image(registry: Registry, tmp_path: os.
         assert d.ok("pull", ref).out_lines[-1] == image.config_digest
     finally:
         d.cleanup()
+
+
+@contextlib.contextmanager
+def relay(host: str, port: int) -> Iterator[str]:
+    """host:ANY relayed to 127.0.0.1:port: the test registry on the host's own address,
+    where it is not insecure by default as on loopback. Yields HOST:PORT."""
+    server = socket.create_server((host, 0))
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", port))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pump, args=(src, dst), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"{host}:{server.getsockname()[1]}"
+    finally:
+        server.close()
+
+
+def test_a_plain_http_registry_is_refused_until_allowed(
+    daemon: Daemon, registry: Registry, pushed_images: PushedImages, tmp_path: Path
+) -> None:
+    """Not loopback and not declared insecure: TLS is required, and the error says how to
+    allow the registry; `runtimed --insecure-registry` (repeatable, merged with the
+    config file's insecure_registries) does."""
+    host_ip = primary_address()
+    assert host_ip, "this test needs a host with an address besides loopback"
+    with relay(host_ip, registry.port) as host:
+        ref = pushed_images.busybox.ref.replace(registry.host, host, 1)
+        refused = daemon.ctl("pull", ref)
+        assert refused.returncode == 1, refused
+        assert f"cannot reach registry {host} over https" in refused.stderr
+        assert f"runtimed --insecure-registry {host}" in refused.stderr
+        assert f'insecure_registries = ["{host}"] in runtimed.toml' in refused.stderr
+        config = tmp_path / "runtimed.toml"
+        config.write_text('insecure_registries = ["other.example:5000"]\n')
+        flags = ("--config", str(config), "--insecure-registry", host,
+                 "--insecure-registry", "10.99.0.0/16")  # fmt: skip
+        with Daemon(extra_args=flags) as allowed:
+            info = allowed.ok("info").stdout
+            assert all(r in info for r in ("other.example:5000", host, "10.99.0.0/16")), info
+            image_id = allowed.ok("pull", ref).out_lines[-1]
+            assert image_id == pushed_images.busybox.image.config_digest

@@ -219,6 +219,18 @@ def test_prune_keeps_named_and_used_volumes(daemon: Daemon, image: str, names: l
     assert "pr-named" not in volume_names(daemon)
 
 
+def test_a_bad_tmpfs_value_names_the_option(daemon: Daemon, image: str) -> None:
+    before = daemon.ok("ps", "-a", "-q").stdout
+    res = daemon.ctl("run", "--rm", "--tmpfs", "/t:size=bogus", image, "true")
+    assert res.returncode == 125, res
+    assert "invalid tmpfs option 'size=bogus': size must be a number of bytes" in res.stderr
+    res = daemon.ctl("run", "--rm", "--tmpfs", "/t:mode=rwx", image, "true")
+    assert res.returncode == 125 and "'mode=rwx': mode must be an octal mode" in res.stderr
+    res = daemon.ctl("run", "--rm", "--mount", "type=tmpfs,dst=/t,tmpfs-size=bogus", image, "true")
+    assert res.returncode == 125 and "invalid value for tmpfs-size: bogus" in res.stderr
+    assert daemon.ok("ps", "-a", "-q").stdout == before  # nothing was created
+
+
 def test_binds_and_tmpfs(daemon: Daemon, image: str, tmp_path: Path, names: list[str]) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()

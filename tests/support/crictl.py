@@ -28,9 +28,10 @@ def crictl_argv(socket: Path) -> list[str]:
     return [crictl_path(), "-r", endpoint, "-i", endpoint, "--timeout", "30s"]
 
 
-def crictl(daemon: Daemon, *args: str, timeout: float = 60) -> CliResult:
+def crictl(daemon: Daemon, *args: str, input: str | None = None, timeout: float = 60) -> CliResult:
     proc = subprocess.run(
         [*crictl_argv(daemon.socket), *args],
+        input=None if input is None else input.encode(),
         capture_output=True,
         timeout=timeout,
         env=daemon.env,

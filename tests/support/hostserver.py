@@ -1,5 +1,6 @@
-"""A TCP server on the host's loopback for containers to reach (host.containers.internal):
-each connection is handed to a function of the test's, in a thread of its own."""
+"""A TCP server on the host for containers to reach (host.containers.internal): on its
+loopback, or on another of the host's own addresses; each connection is handed to a
+function of the test's, in a thread of its own."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ from collections.abc import Callable
 
 
 class LoopbackServer:
-    def __init__(self, handle: Callable[[socket.socket], None], *, backlog: int = 64) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+    def __init__(
+        self,
+        handle: Callable[[socket.socket], None],
+        *,
+        backlog: int = 64,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.sock = socket.create_server((host, 0), backlog=backlog)
         self.port: int = self.sock.getsockname()[1]
         self._handle = handle
         threading.Thread(target=self._serve, daemon=True).start()

@@ -31,8 +31,9 @@ def test_file_settings_and_errors(tmp_path: Path) -> None:
     path.write_text('runtime = "kata"\n')
     with pytest.raises(InvalidArgument, match="runtime: must be one of"):
         Config.load(path)
-    path.write_text("host_loopback = false\n")
-    assert Config.load(path).host_loopback is False and Config().host_loopback is True
+    # Closed by default (another user's 127.0.0.1-only service stays private); opt-in.
+    path.write_text("host_loopback = true\n")
+    assert Config.load(path).host_loopback is True and Config().host_loopback is False
     path.write_text('host_loopback = "no"\n')  # a string is not a boolean, even "no"
     with pytest.raises(InvalidArgument, match="host_loopback"):
         Config.load(path)
@@ -50,3 +51,13 @@ def test_parse_host() -> None:
         parse_host("tcp://1.2.3.4:2375")
     with pytest.raises(InvalidArgument):
         parse_host("unix://")
+
+
+def test_stream_address(tmp_path: Path) -> None:
+    path = tmp_path / "runtimed.toml"
+    assert Config().stream_address == "127.0.0.1:0"
+    path.write_text('stream_address = "127.0.0.1:10010"\n')
+    assert Config.load(path).stream_address == "127.0.0.1:10010"
+    path.write_text('stream_address = "0.0.0.0:10010"\n')
+    with pytest.raises(InvalidArgument, match="stream_address: '0.0.0.0:10010' is not a loopback"):
+        Config.load(path)

@@ -23,6 +23,7 @@ from runtimed_shim.logdriver import (
     from_human_size,
     parse_bool,
     parse_duration,
+    parse_int,
     ram_in_bytes,
 )
 from runtimed_shim.logpipe import LogPipeline
@@ -73,6 +74,14 @@ def info(opts: dict[str, str] | None = None, **extra: Any) -> LogInfo:
         ("json-file", {"max-size": "0"}, "max-size must be a positive number"),
         ("json-file", {"max-file": "0"}, "max-file cannot be less than 1"),
         ("json-file", {"max-file": "x"}, 'strconv.Atoi: parsing "x": invalid syntax'),
+        ("json-file", {"max-file": "\u0661"}, "invalid syntax"),  # Go's Atoi: ASCII digits only
+        (
+            "json-file",
+            {"max-file": "99999999999999999999"},
+            'strconv.Atoi: parsing "99999999999999999999": value out of range',
+        ),
+        ("json-file", {"max-file": str(1 << 63)}, "value out of range"),
+        ("local", {"max-file": "99999999999999999999"}, "value out of range"),
         ("json-file", {"compress": "true"}, "compress cannot be true when max-file is less than 2"),
         ("local", {"max-file": "1"}, "compression cannot be enabled when max file count is 1"),
         ("local", {"max-size": "big"}, "invalid value for max-size: big: invalid size: 'big'"),
@@ -142,6 +151,7 @@ def test_go_value_parsers() -> None:
     assert parse_duration("1.5s") == 1.5 and parse_duration("1h2m") == 3720
     assert parse_duration("100ms") == pytest.approx(0.1)
     assert parse_bool("T") is True and parse_bool("0") is False
+    assert parse_int(str((1 << 63) - 1)) == (1 << 63) - 1 and parse_int("-" + str(1 << 63)) < 0
     with pytest.raises(OptionError):
         parse_bool("yes")
 

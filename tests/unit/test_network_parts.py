@@ -15,7 +15,13 @@ from runtimed.cli.netflags import parse_publish
 from runtimed.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from runtimed.network import dnswire, firewall, portproxy, ports
 from runtimed.network.dnsd import Table
-from runtimed.network.networks import CreateNetwork, builtin_networks, check_driver, plan
+from runtimed.network.networks import (
+    CreateNetwork,
+    builtin_networks,
+    check_driver,
+    host_routes,
+    plan,
+)
 from runtimed.network.portproxy import Proxy
 from runtimed.network.request import NetRequest, parse_extra_host
 from runtimed.network.store import Endpoint, NetworkStore
@@ -90,6 +96,33 @@ def test_plan_picks_free_subnets_and_refuses_overlaps() -> None:
         plan(CreateNetwork(name="-bad"), [], [])
     with pytest.raises(InvalidArgument, match="IPv6"):
         plan(CreateNetwork(name="v6", ipv6=True), [], [])
+
+
+def test_plan_refuses_the_uplinks_network_and_the_hosts_routes(tmp_path: Path) -> None:
+    """As Docker refuses a pool that overlaps another: slirp4netns's 10.0.2.0/24 (or the
+    host's network that pasta copies) and the host's own routes would become unreachable."""
+    pool = "invalid pool request: Pool overlaps with other one on this address space"
+    uplink = ["10.0.2.0/24"]
+    with pytest.raises(FailedPrecondition, match=f"{pool}: 10.0.2.0/24 overlaps the network of"):
+        plan(CreateNetwork(name="u", subnet="10.0.2.0/24"), [], [], uplink)
+    with pytest.raises(FailedPrecondition, match=pool):
+        plan(CreateNetwork(name="wide", subnet="10.0.0.0/8"), [], [], uplink)
+    with pytest.raises(FailedPrecondition, match="a route of the host .192.0.2.0/24."):
+        plan(CreateNetwork(name="h", subnet="192.0.2.128/25"), [], ["192.0.2.0/24"], uplink)
+    with pytest.raises(FailedPrecondition, match=f"{pool}: 10.88.5.0/24 overlaps network bridge"):
+        plan(CreateNetwork(name="b", subnet="10.88.5.0/24"), builtin_networks(), [])
+    ok = plan(CreateNetwork(name="ok", subnet="10.0.3.0/24"), [], ["192.0.2.0/24"], uplink)
+    assert ok.subnet == "10.0.3.0/24"
+    # The routes of one interface only (the uplink's, read inside its namespace).
+    routes = tmp_path / "route"
+    routes.write_text(
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+        "tap0\t00000000\t0202000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        "tap0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+        "rd-x\t0000590A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+    )
+    assert host_routes(str(routes), "tap0") == ["10.0.2.0/24"]
+    assert host_routes(str(routes)) == ["10.0.2.0/24", "10.89.0.0/24"]
 
 
 def test_macvlan_and_ipvlan_are_refused_with_the_reason() -> None:
@@ -362,7 +395,7 @@ def test_egress_sends_the_hosts_address_to_the_host_loopback(
     lifeline.touch()
     proxy = Proxy(
         None, [(egress, "tcp", egress.getsockname()[1])], host_address="10.0.2.2",
-        host_socket=host_socket,
+        host_target="127.0.0.1", host_socket=host_socket,
     )  # fmt: skip
     runner = threading.Thread(target=proxy.run, args=(str(lifeline),), daemon=True)
     runner.start()

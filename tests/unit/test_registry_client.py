@@ -528,10 +528,15 @@ async def test_secure_endpoint_does_not_fall_back_to_http(
     publish(registry, "app", "v1", make_image("s"))
     client = RegistryClient(StrictConfig(), creds, user_agent="t", timeout=5.0)
     try:
-        with pytest.raises(Unavailable, match=f"cannot reach registry {registry.host} over https"):
+        with pytest.raises(
+            Unavailable, match=f"cannot reach registry {registry.host} over https"
+        ) as err:
             await client.resolve(parse_reference(f"{registry.host}/app:v1"), platform=AMD64)
     finally:
         await client.aclose()
+    # A plain-HTTP registry: the error says how to allow it.
+    assert f"runtimed --insecure-registry {registry.host}" in err.value.message
+    assert f'insecure_registries = ["{registry.host}"] in runtimed.toml' in err.value.message
     assert registry.tls_attempts == 1
     assert registry.of("/v2/") == []
 
@@ -557,7 +562,7 @@ async def test_https_with_self_signed_certificate(creds: CredentialStore, tmp_pa
         image = await lenient.resolve(ref, platform=AMD64)
         await lenient.fetch_blob(image, image.config, tmp_path / "config")
         assert (tmp_path / "config").stat().st_size == image.config.size
-        with pytest.raises(Unavailable, match="CERTIFICATE_VERIFY_FAILED.*list it as insecure"):
+        with pytest.raises(Unavailable, match="CERTIFICATE_VERIFY_FAILED.*--insecure-registry"):
             await strict.resolve(ref, platform=AMD64)
     finally:
         await lenient.aclose()

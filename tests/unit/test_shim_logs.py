@@ -172,6 +172,32 @@ def test_json_file_rotates_by_size_and_keeps_max_file(tmp_path: Path) -> None:
     assert all(p.stat().st_size <= 210 for p in tmp_path.iterdir())
 
 
+def test_rotation_renames_only_the_files_that_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A huge max-file (the 1e20 that once wedged a shim in a rename loop) costs what is
+    on disk: each rotation renames the rotated files there are, no more."""
+    renames: list[tuple[str, str]] = []
+    real_rename = os.rename
+
+    def counting_rename(src: str, dst: str) -> None:
+        renames.append((src, dst))
+        assert len(renames) < 100, "rotation renames files that do not exist"
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", counting_rename)
+    path = tmp_path / "c-json.log"
+    log = JsonFileLog(str(path), max_size=210, max_file=10**20)
+    for i in range(10):
+        log.write("stdout", f"line{i}\n".encode(), SECOND * 10**9)
+    log.close()
+    # 3 rotations: .1 moved to .2 once, .2 to .3 and .1 to .2 the next time; plus 3 of the log.
+    assert len(renames) == 6
+    assert _records(tmp_path / "c-json.log.3") == ["line0\n", "line1\n", "line2\n"]
+    assert _records(tmp_path / "c-json.log.1") == ["line6\n", "line7\n", "line8\n"]
+    assert _records(path) == ["line9\n"]
+
+
 def test_json_file_with_one_file_truncates(tmp_path: Path) -> None:
     path = tmp_path / "c-json.log"
     log = JsonFileLog(str(path), max_size=150, max_file=1)

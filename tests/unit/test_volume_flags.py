@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,18 @@ def test_tmpfs_options_merge_over_docker_defaults() -> None:
         check_tmpfs_options(["remount"])
     with pytest.raises(InvalidArgument, match="one option per entry"):
         check_tmpfs_options(["uid=0,remount"])
+    # A bad value says which option and what it takes, before anything is mounted.
+    for word, said in [
+        ("size=bogus", "'size=bogus': size must be a number of bytes"),
+        ("size=", "'size=': size must be"),
+        ("mode=999", "'mode=999': mode must be an octal mode"),
+        ("uid=root", "'uid=root': uid must be a numeric user id"),
+        ("nr_inodes=1x", "'nr_inodes=1x': nr_inodes must be a number"),
+    ]:
+        with pytest.raises(InvalidArgument, match=re.escape(said)):
+            check_tmpfs_options([word])
+    good = ["size=64m", "size=50%", "mode=1777", "uid=1000", "nr_inodes=10k", "huge=never"]
+    assert check_tmpfs_options(good) == good
 
 
 # --- Engine and CRI translation ---------------------------------------------------------

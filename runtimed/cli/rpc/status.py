@@ -77,6 +77,7 @@ class ConnectError(RpcError):
             StatusCode.UNAVAILABLE,
             f"failed to connect to all addresses; last error: unix:{path}: {reason}",
         )
+        self.reason = reason
 
 
 def status_from_trailers(headers: dict[str, str]) -> RpcError | None:
