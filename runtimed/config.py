@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtimed.cgroups.units import parse_ulimit
 from runtimed.errors import InvalidArgument
 from runtimed.paths import config_dir, data_dir, default_socket, runtime_dir
 from runtimed.streaming.address import DEFAULT_ADDRESS, parse_address
@@ -47,6 +48,8 @@ class Config:
     # Not a setting: the socket is in the runtime's own directory, which is kept private
     # (a directory the user named for it is used as it is).
     own_socket_dir: bool = False
+    # ulimits every container gets unless --ulimit says otherwise: {name: "soft[:hard]"}.
+    default_ulimits: list[tuple[str, int, int]] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | None) -> Config:
@@ -127,4 +130,5 @@ _SETTINGS: dict[str, Callable[[Any], object]] = {
     "default_log_opts": lambda v: {str(k): str(x) for k, x in dict(v).items()},
     "stream_address": _stream_address,
     "debug": bool,
+    "default_ulimits": lambda v: [parse_ulimit(f"{k}={x}") for k, x in dict(v).items()],
 }

@@ -78,6 +78,7 @@ class ContainerState:
     # Stopped by a person (stop/kill): restart policies other than `always` stand down.
     manually_stopped: bool = False
     error: str = ""
+    paused: bool = False  # frozen by `pause` (its cgroup freezer)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerState:
@@ -118,6 +119,8 @@ class SandboxConfig:
     namespace_options: dict[str, Any] = field(default_factory=dict)
     ns_dir: str = ""  # where the pinned namespaces live, for pods
     runtime_handler: str = ""
+    # CRI: {"cgroup_parent": ..., "limits": Resources dict} for the pod's cgroup.
+    resources: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SandboxConfig:

@@ -6,13 +6,17 @@ the daemon builds it (daemon.server.build_runtime) and hands it to them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from runtimed.cgroups.wiring import sweep_cgroups
 from runtimed.rootless import userns
 
 if TYPE_CHECKING:
+    from runtimed.cgroups.manager import CgroupManager
+    from runtimed.cgroups.service import ResourceService
     from runtimed.config import Config
     from runtimed.core.containers import ContainerService
     from runtimed.core.sandboxes import SandboxService
@@ -53,6 +57,8 @@ class Runtime:
     network: NetworkService
     stats: StatsService
     pod_cidr: str = ""
+    cgroups: CgroupManager | None = None
+    resources: ResourceService | None = None
 
     async def start(self) -> None:
         """Bring up the shim launcher (it also holds our namespaces) and find every shim."""
@@ -60,6 +66,8 @@ class Runtime:
         self.sandboxes.restore()
         await self.network.start()
         await self.containers.restore()
+        if self.cgroups is not None:
+            await asyncio.to_thread(sweep_cgroups, self.cgroups, self.containers.list())
         await self.network.reconcile()
         await self.volume_mounts.reconcile()
 

@@ -24,6 +24,13 @@ from runtimed.api.cri_network import (
     network_condition,
     pod_network_status,
 )
+from runtimed.api.cri_resources import (
+    CriResourceRpcs,
+    cgroup_driver,
+    container_extras,
+    pod_extras,
+    to_cri,
+)
 from runtimed.api.cri_security import container_security
 from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.core.containers import PID_CONTAINER, PID_HOST, PID_OWN, PID_POD, CreateRequest
@@ -85,7 +92,7 @@ def pid_mode(options: cri.NamespaceOption) -> str:
     return PID_OWN
 
 
-class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
+class CriRuntimeServicer(CriResourceRpcs, api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self, runtime: Runtime, streaming: StreamServer) -> None:
         self.rt = runtime
         self.streaming = streaming
@@ -138,9 +145,9 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def RuntimeConfig(
         self, request: cri.RuntimeConfigRequest, context: Any
     ) -> cri.RuntimeConfigResponse:
-        # kubelet matches its cgroupDriver to this; crun runs with its cgroupfs manager.
+        # kubelet matches its cgroupDriver to this.
         return cri.RuntimeConfigResponse(
-            linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cri.CGROUPFS)
+            linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cgroup_driver(self.rt))
         )
 
     # -- sandboxes -------------------------------------------------------------
@@ -175,6 +182,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 namespace_options={"network": ns.network, "pid": ns.pid, "ipc": ns.ipc},
                 runtime_handler=request.runtime_handler,
                 sysctls=dict(config.linux.sysctls),
+                resources=pod_extras(config.linux),
             )
         )
         await attach_pod(self.rt, sandbox, config)
@@ -322,7 +330,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 log_path=log_path,
                 sandbox_id=sandbox.id,
                 cri={"name": meta.name, "attempt": meta.attempt},
-                extras={"volumes": volume_extras},
+                extras={"volumes": volume_extras, "resources": container_extras(config)},
                 pid_mode=pid_mode(sec.namespace_options),
                 **security,
             )
@@ -432,6 +440,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             mounts=mounts,
             log_path=container.config.log_path if container.config.log_driver == "cri" else "",
             image_id=container.config.image_id,
+            resources=to_cri(container),
             **self._image_fields(container),
         )
         info = {}

@@ -17,6 +17,7 @@ from runtimed.api.engine_containers import ContainerRpcs
 from runtimed.api.engine_images import ImageMakingRpcs
 from runtimed.api.engine_networks import NetworkRpcs
 from runtimed.api.engine_push import PushRpcs, request_credential
+from runtimed.api.engine_resources import ResourceRpcs, info_fields
 from runtimed.api.engine_volumes import VolumeRpcs
 from runtimed.api.progress_stream import event_fields, stream_progress
 from runtimed.api.unimplemented import fill_unimplemented
@@ -39,6 +40,7 @@ class EngineServicer(
     NetworkRpcs,
     VolumeRpcs,
     PushRpcs,
+    ResourceRpcs,
     engine_pb2_grpc.EngineServicer,
 ):
     def __init__(self, runtime: Runtime) -> None:
@@ -94,6 +96,7 @@ class EngineServicer(
             uid_map=_uid_map(),
             default_log_driver=cfg.default_log_driver,
             debug=cfg.debug,
+            **info_fields(rt.cgroups),
         )
 
     async def PullImage(

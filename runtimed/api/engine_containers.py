@@ -15,6 +15,7 @@ import structlog
 from runtimed.api import containerview
 from runtimed.api.containerfilter import select
 from runtimed.api.engine_networks import network_extras
+from runtimed.api.engine_resources import create_resources
 from runtimed.api.engine_volumes import volume_extras
 from runtimed.core import restart
 from runtimed.core.containers import PID_CONTAINER, PID_HOST, CreateRequest
@@ -204,8 +205,11 @@ class ContainerRpcs:
                 raise
             # Engine clients pull with progress themselves; this is the API's fallback.
             await self.rt.images.pull(request.image, platform=request.platform)
+        core_req.extras["resources"], warnings = create_resources(
+            self.rt.cgroups, request.resources
+        )
         container = await self.containers.create(core_req)
-        return pb.CreateContainerResponse(id=container.id, name=container.name)
+        return pb.CreateContainerResponse(id=container.id, name=container.name, warnings=warnings)
 
     async def StartContainer(self, request: pb.ContainerRef, context: Any) -> pb.Empty:
         await self.containers.start(request.id)

@@ -7,7 +7,17 @@ import sys
 from typing import NoReturn
 
 from runtimed import __version__
-from runtimed.cli import containers, images, imagework, networks, push, system, unshare, volumes
+from runtimed.cli import (
+    containers,
+    images,
+    imagework,
+    networks,
+    push,
+    system,
+    unshare,
+    update,
+    volumes,
+)
 from runtimed.cli.client import Client, CliError, describe_rpc_error, os_error_line
 from runtimed.cli.lazyparse import LazyArgumentParser
 from runtimed.cli.rpc import RpcError
@@ -40,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     containers.register(sub, container_sub)
     imagework.register(sub, image_sub, container_sub)
+    update.register(sub, container_sub)
     system.register(sub)
     volumes.register(sub)
     networks.register(sub)

@@ -11,6 +11,7 @@ from pathlib import Path
 from runtimed.cli.client import CliError
 from runtimed.cli.mountflags import check_duplicates, parse_mount, parse_tmpfs
 from runtimed.cli.netflags import apply_network_flags
+from runtimed.cli.resourceflags import resources_from_args
 from runtimed.cli.stdio import (
     DEFAULT_DETACH_KEYS,
     parse_detach_keys,
@@ -266,6 +267,7 @@ def build_create_request(
         req.has_cmd = True
         req.cmd.extend(args.cmd)
     apply_network_flags(args, req)
+    req.resources.CopyFrom(resources_from_args(args)[0])
     return req
 
 

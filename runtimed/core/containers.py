@@ -488,6 +488,8 @@ class ContainerService:
             # ... and in a pid namespace it joins, they go to that namespace's init.
             "shared_pid": request.namespaces.pid is not None and not request.namespaces.host_pid,
         }
+        for hook in self.hooks:
+            shim_config.update(hook.shim_options(container))
         try:
             _shim_pid, pid = await self.launcher.spawn(shim_config)
         except FailedPrecondition as exc:
@@ -582,6 +584,7 @@ class ContainerService:
             state.message = exit_state.get("message") or ""
             state.finished_at = int(exit_state.get("finished_at") or now_ns())
             state.pid = 0
+            state.paused = False
             # On a full disk the exit stays in the shim's exit file and in memory.
             await self._save(container, deferrable=True)
             log.info("container_exited", container_id=container_id, exit_code=state.exit_code)

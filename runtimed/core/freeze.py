@@ -32,8 +32,8 @@ _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictio
 @contextlib.asynccontextmanager
 async def paused(service: ContainerService, container: Container, what: str) -> AsyncIterator[bool]:
     """The container frozen for `what`, where its runtime can freeze it; yields whether it is."""
-    if not container.running:
-        yield False
+    if not container.running or container.state.paused:  # a paused one is frozen already
+        yield container.state.paused
         return
     lock = _locks.setdefault(container.id, asyncio.Lock())
     async with lock:

@@ -19,6 +19,8 @@ from runtimed.api.cri_image import CriImageServicer
 from runtimed.api.cri_runtime import CriRuntimeServicer
 from runtimed.api.engine import EngineServicer
 from runtimed.api.errors import ErrorInterceptor
+from runtimed.cgroups.service import ResourceService
+from runtimed.cgroups.wiring import build_cgroups
 from runtimed.config import Config
 from runtimed.core.containers import ContainerService
 from runtimed.core.logdrivers import LogDrivers, LoggingHook
@@ -117,9 +119,11 @@ def build_runtime(config: Config, *, rootless: bool) -> Runtime:
         host_loopback=config.host_loopback,
     )
     containers.hooks.append(NetworkHook(network))
-    # CPU and memory from /proc until containers get cgroups of their own.
+    cgroups = build_cgroups(config, records)
+    containers.hooks.append(cgroups.hook)
+    # CPU and memory from a container's cgroup, or from /proc without one.
     stats = StatsService(
-        source=ProcSource(infra_pid=sandboxes.infra_pid),
+        source=cgroups.source(ProcSource(infra_pid=sandboxes.infra_pid)),
         snapshotter=snapshotter,
         layer_root=data / "snapshots",
         netns=network.worker,
@@ -143,6 +147,8 @@ def build_runtime(config: Config, *, rootless: bool) -> Runtime:
         volume_mounts=volume_mounts,
         network=network,
         stats=stats,
+        cgroups=cgroups.manager,
+        resources=ResourceService(cgroups.manager, containers),
     )
 
 

@@ -170,6 +170,13 @@ class ContainerRecords:
         with self.db.transaction() as tx:
             tx.execute("UPDATE containers SET state=? WHERE id=?", (_dump(state), container_id))
 
+    def save_config(self, container: Container) -> None:
+        """The config changes only by `update` (its resources)."""
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE containers SET config=? WHERE id=?", (_dump(container.config), container.id)
+            )
+
     def rename(self, container_id: str, new_name: str) -> None:
         try:
             with self.db.transaction() as tx:

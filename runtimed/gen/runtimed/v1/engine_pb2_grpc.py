@@ -279,6 +279,21 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.PushImageRequest.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.PushImageProgress.FromString,
                 _registered_method=True)
+        self.UpdateContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/UpdateContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.UpdateContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.UpdateContainerResponse.FromString,
+                _registered_method=True)
+        self.PauseContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/PauseContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.UnpauseContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/UnpauseContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class EngineServicer:
@@ -602,6 +617,25 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateContainer(self, request, context):
+        """Resources (cgroups): docker update, pause and unpause.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpauseContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -849,6 +883,21 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.PushImage,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.PushImageRequest.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.PushImageProgress.SerializeToString,
+            ),
+            'UpdateContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.UpdateContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.UpdateContainerResponse.SerializeToString,
+            ),
+            'PauseContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'UnpauseContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpauseContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2174,6 +2223,87 @@ class Engine:
             '/runtimed.v1.Engine/PushImage',
             runtimed_dot_v1_dot_engine__pb2.PushImageRequest.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.PushImageProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/UpdateContainer',
+            runtimed_dot_v1_dot_engine__pb2.UpdateContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.UpdateContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/PauseContainer',
+            runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpauseContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/UnpauseContainer',
+            runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
