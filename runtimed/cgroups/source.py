@@ -39,6 +39,7 @@ class CgroupSource:
             memory_limit=usage.memory_limit,
             io_read_bytes=usage.blkio_read,
             io_write_bytes=usage.blkio_write,
+            measured_by=self.name,
         )
 
     def pod(self, sandbox: Sandbox, containers: Sequence[Counters]) -> Counters | None:

@@ -278,6 +278,14 @@ class VolumeService:
         log.info("volume_removed", volume=name, driver=record.driver)
         return True
 
+    async def size(self, record: VolumeRecord) -> int:
+        """Bytes of the volume's files; -1 where its driver cannot tell (docker's "N/A")."""
+        with contextlib.suppress(Exception):
+            usage = getattr(self.driver(record.driver), "usage", None)
+            if usage is not None:
+                return int(await asyncio.to_thread(usage, record.name))
+        return -1
+
     async def prune(
         self, filters: Iterable[tuple[str, str]] = (), *, all_volumes: bool = False
     ) -> tuple[list[str], int]:
@@ -299,11 +307,7 @@ class VolumeService:
                 continue
             if self.used_by(record.name):
                 continue
-            size = 0
-            with contextlib.suppress(Exception):
-                usage = getattr(self.driver(record.driver), "usage", None)
-                if usage is not None:
-                    size = await asyncio.to_thread(usage, record.name)
+            size = max(0, await self.size(record))
             try:
                 if await self.remove(record.name):
                     deleted.append(record.name)

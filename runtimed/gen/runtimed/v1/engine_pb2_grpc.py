@@ -294,6 +294,16 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ContainerStats = channel.unary_stream(
+                '/runtimed.v1.Engine/ContainerStats',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerStatsRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerStatsBatch.FromString,
+                _registered_method=True)
+        self.SystemDf = channel.unary_unary(
+                '/runtimed.v1.Engine/SystemDf',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.SystemDfRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.SystemDfResponse.FromString,
+                _registered_method=True)
 
 
 class EngineServicer:
@@ -636,6 +646,21 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ContainerStats(self, request, context):
+        """docker stats: one batch of samples per second (stream), or a single batch
+        measured over one second (stream = false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SystemDf(self, request, context):
+        """docker system df: images, containers, local volumes and build cache on disk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -898,6 +923,16 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.UnpauseContainer,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'ContainerStats': grpc.unary_stream_rpc_method_handler(
+                    servicer.ContainerStats,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerStatsRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerStatsBatch.SerializeToString,
+            ),
+            'SystemDf': grpc.unary_unary_rpc_method_handler(
+                    servicer.SystemDf,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.SystemDfRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.SystemDfResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2304,6 +2339,60 @@ class Engine:
             '/runtimed.v1.Engine/UnpauseContainer',
             runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/ContainerStats',
+            runtimed_dot_v1_dot_engine__pb2.ContainerStatsRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.ContainerStatsBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SystemDf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/SystemDf',
+            runtimed_dot_v1_dot_engine__pb2.SystemDfRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.SystemDfResponse.FromString,
             options,
             channel_credentials,
             insecure,
