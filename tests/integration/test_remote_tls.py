@@ -138,3 +138,20 @@ def test_plain_tcp_is_refused_at_start(tmp_path) -> None:
     with socket.create_server(("127.0.0.1", port)):
         pass
     assert not (tmp_path / "run" / "d.sock").exists()
+
+
+def test_python_client_from_env_over_tls(remote: tuple[Daemon, int], pki: Pki) -> None:
+    from runtimed.client import Client, Unavailable
+
+    _, port = remote
+    env = {
+        "RUNTIMED_HOST": f"tcp://127.0.0.1:{port}",
+        "RUNTIMED_TLS_VERIFY": "1",
+        "RUNTIMED_CERT_PATH": str(pki.cert_dir),
+    }
+    with Client.from_env(env) as client:
+        assert client.containers.run("tlsbox:1", "echo over tls", remove=True) == b"over tls\n"
+    refused = {**env, "RUNTIMED_CERT_PATH": str(pki.refused["another CA"].ca.parent)}
+    with Client.from_env(refused) as client, pytest.raises(Unavailable) as err:
+        client.ping()
+    assert err.value.status_code == 503
