@@ -145,7 +145,7 @@ def test_runtimed_refuses_paths_it_may_not_use_in_one_line(
         assert line.startswith(f"runtimed: cannot use {flag} {named}: {reason}"), line
         assert not ok_socket.exists()
     result = runtimed("--data-dir", str(ok_data), "--socket", "tcp://127.0.0.1:2375")
-    assert "tcp:// hosts are not supported yet" in one_line(result, 1)
+    assert "only unix:///PATH sockets (tcp:// is for -H)" in one_line(result, 1)
 
 
 def test_a_120k_name_is_refused_with_a_short_message_by_runtimectl(
