@@ -337,3 +337,68 @@ def test_tls_generate_writes_a_usable_set(tmp_path: Path, capsys: pytest.Capture
     assert (out / "ca.pem").read_bytes() == before
     assert main(["tls", "generate", "--dir", str(out), "--force"]) == 0
     assert (out / "ca.pem").read_bytes() != before
+
+
+async def test_docker_listener_hook(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contract runtimed.dockerapi fills: serve_socket(runtime, sock, ssl_context=ctx)
+    returns something with aclose(); the socket is bound, the context demands our CA."""
+    import asyncio
+    import importlib.machinery
+    import sys
+    import types
+
+    calls: list[tuple[object, int]] = []
+
+    async def serve_socket(runtime: object, sock: socket.socket, *, ssl_context: ssl.SSLContext):
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, sock=sock, ssl=ssl_context)
+        calls.append((runtime, sock.getsockname()[1]))
+
+        class Closer:
+            async def aclose(self) -> None:
+                server.close()
+                await server.wait_closed()
+
+        return Closer()
+
+    fake = types.ModuleType("runtimed.dockerapi")
+    fake.__spec__ = importlib.machinery.ModuleSpec("runtimed.dockerapi", None)
+    fake.serve_socket = serve_socket  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "runtimed.dockerapi", fake)
+    cfg = Config(
+        docker_tcp_hosts=["tcp://127.0.0.1:0"],
+        tlsverify=True,
+        tlscacert=pki.server.ca,
+        tlscert=pki.server.cert,
+        tlskey=pki.server.key,
+    )
+    remote = RemoteAccess.plan(cfg)
+    runtime = object()
+    await remote.start_docker(runtime)
+    [(seen, port)] = calls
+    assert seen is runtime
+
+    def get(files: TlsFiles | None) -> bytes:
+        ctx = ssl.create_default_context(cafile=str(pki.client.ca))
+        if files is not None:
+            ctx.load_cert_chain(str(files.cert), str(files.key))
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+            ):
+                tls.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                return tls.recv(1024)
+        except (ssl.SSLError, OSError):  # refused (TLS 1.3: after our side's handshake)
+            return b""
+
+    assert (await asyncio.to_thread(get, pki.client)).endswith(b"\r\n\r\nOK")
+    for files in (None, pki.refused["expired"]):
+        assert await asyncio.to_thread(get, files) == b"", files
+    await remote.aclose()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
