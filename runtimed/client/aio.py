@@ -3,6 +3,7 @@ with `await` (streams are async iterators), on grpc.aio in the running event loo
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -372,7 +373,7 @@ class AsyncImageCollection:
 
     async def remove(
         self, image: str, force: bool = False, noprune: bool = False
-    ) -> list[dict[str, str]]:
+    ) -> builtins.list[dict[str, str]]:
         with translated(image=True):
             reply = await self.client.api.RemoveImage(
                 pb.RemoveImageRequest(reference=image, force=force, no_prune=noprune)

@@ -3,6 +3,7 @@ manages. Each call is one or a few Engine RPCs; errors are runtimed.client.error
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -402,7 +403,7 @@ class ImageCollection:
 
     def remove(
         self, image: str, force: bool = False, noprune: bool = False
-    ) -> list[dict[str, str]]:
+    ) -> builtins.list[dict[str, str]]:
         """Untag (or delete) `image`: docker's [{"Untagged": ...}, {"Deleted": ...}]."""
         with translated(image=True):
             reply = self.client.api.RemoveImage(

@@ -156,7 +156,7 @@ class TlsSocket:
             count: int | None = None
             with self._lock:
                 try:
-                    count = self._obj.read(len(buffer), buffer) or self._eof()
+                    count = int(self._obj.read(len(buffer), buffer)) or self._eof()
                 except ssl.SSLWantReadError:
                     pass
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
