@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
 from runtimed.api import imageview
+from runtimed.api.engine_build import BuildRpcs
 from runtimed.api.engine_containers import ContainerRpcs
 from runtimed.api.engine_networks import NetworkRpcs
 from runtimed.api.engine_volumes import VolumeRpcs
@@ -31,7 +32,9 @@ API_VERSION = "1"
 CRI_VERSION = "v1"
 
 
-class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.EngineServicer):
+class EngineServicer(
+    ContainerRpcs, NetworkRpcs, VolumeRpcs, BuildRpcs, engine_pb2_grpc.EngineServicer
+):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
 
@@ -144,8 +147,13 @@ class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.Eng
     async def ListImages(
         self, request: pb.ListImagesRequest, context: Any
     ) -> pb.ListImagesResponse:
+        listed = self.rt.images.list()
+        if not request.all:
+            # Build steps nobody named stay out of sight, as docker hides intermediate images.
+            hidden = self.rt.builds.hidden_images()
+            listed = [r for r in listed if r.id not in hidden]
         records = imageview.filter_images(
-            self.rt.images, self.rt.images.list(), dict(request.filters), request.reference
+            self.rt.images, listed, dict(request.filters), request.reference
         )
         return pb.ListImagesResponse(images=[imageview.summary(self.rt.images, r) for r in records])
 

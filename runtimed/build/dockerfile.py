@@ -212,7 +212,9 @@ def parse(text: str | bytes) -> Dockerfile:
             rest = f"{more} {rest}"
         keyword = keyword.upper()
         if keyword not in INSTRUCTIONS:
-            raise InvalidArgument(f"dockerfile parse error on line {first}: unknown instruction: {keyword}")
+            raise InvalidArgument(
+                f"dockerfile parse error on line {first}: unknown instruction: {keyword}"
+            )
         flags, args = _split_flags(rest.strip())
         inst = Instruction(keyword=keyword, args=args, line=first, text=joined, flags=flags)
         heredoc_keyword = keyword
@@ -225,7 +227,9 @@ def parse(text: str | bytes) -> Dockerfile:
         if keyword in JSON_INSTRUCTIONS:
             inst.json_args = parse_json_array(args)
         if not args and not inst.heredocs:
-            raise InvalidArgument(f"dockerfile parse error on line {first}: {keyword} requires at least one argument")
+            raise InvalidArgument(
+                f"dockerfile parse error on line {first}: {keyword} requires at least one argument"
+            )
         instructions.append(inst)
     return Dockerfile(instructions=instructions, escape=escape, directives=directives)
 

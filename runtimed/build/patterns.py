@@ -163,7 +163,7 @@ class IgnoreRules:
             if exclusion:
                 text = text[1:].strip()
                 if not text:
-                    raise InvalidArgument("illegal exclusion pattern: \"!\"")
+                    raise InvalidArgument('illegal exclusion pattern: "!"')
             cleaned = _clean(text)
             self.rules.append(
                 _Rule(cleaned, _ignore_regex(cleaned), exclusion, tuple(cleaned.split("/")))

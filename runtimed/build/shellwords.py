@@ -97,7 +97,9 @@ class _Lexer:
     def single_quoted(self) -> None:
         end = self.text.find("'", self.pos)
         if end < 0:
-            raise InvalidArgument(f"unexpected end of statement while looking for matching ' in {self.text!r}")
+            raise InvalidArgument(
+                f"unexpected end of statement while looking for matching ' in {self.text!r}"
+            )
         self.emit(self.text[self.pos : end])
         self.pos = end + 1
 
@@ -230,4 +232,3 @@ def split_quoted(text: str, escape: str = "\\") -> list[str]:
     if word:
         words.append("".join(word))
     return words
-

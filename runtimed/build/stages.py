@@ -113,7 +113,9 @@ def _stage(
             f"line {inst.line}: FROM requires either one or three arguments (FROM IMAGE [AS NAME])"
         )
     if not words[0]:
-        raise InvalidArgument(f"line {inst.line}: FROM: base name ({inst.args}) should not be blank")
+        raise InvalidArgument(
+            f"line {inst.line}: FROM: base name ({inst.args}) should not be blank"
+        )
     platform = expand_word(inst.flag("platform") or "", meta, escape)
     return Stage(index=index, name=name, base=words[0], platform=platform, from_line=inst)
 
@@ -129,7 +131,9 @@ def find_stage(stages: list[Stage], ref: str, before: int | None = None) -> Stag
         index = int(ref)
         if index < len(pool):
             return pool[index]
-        raise InvalidArgument(f"invalid stage index {ref}: only {len(pool)} stage(s) before this one")
+        raise InvalidArgument(
+            f"invalid stage index {ref}: only {len(pool)} stage(s) before this one"
+        )
     return None
 
 
@@ -156,9 +160,7 @@ def stage_refs(stage: Stage, stages: list[Stage], meta: dict[str, str], escape: 
     return needed
 
 
-def needed_stages(
-    plan_: Plan, target: str, escape: str
-) -> tuple[list[Stage], Stage]:
+def needed_stages(plan_: Plan, target: str, escape: str) -> tuple[list[Stage], Stage]:
     """The stages to build for `target` (default: the last), in order; and the target."""
     stages = plan_.stages
     if target:

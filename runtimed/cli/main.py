@@ -7,7 +7,7 @@ import sys
 from typing import NoReturn
 
 from runtimed import __version__
-from runtimed.cli import containers, images, networks, system, unshare, volumes
+from runtimed.cli import build, containers, images, networks, system, unshare, volumes
 from runtimed.cli.client import Client, CliError, describe_rpc_error, os_error_line
 from runtimed.cli.lazyparse import LazyArgumentParser
 from runtimed.cli.rpc import RpcError
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="manage images")
     image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
     images.register(sub, image_sub)
+    build.register(sub, image_sub)
     container = sub.add_parser("container", help="manage containers")
     container_sub = container.add_subparsers(
         dest="container_command", metavar="COMMAND", required=True

@@ -20,6 +20,7 @@ from runtimed.api.cri_image import CriImageServicer
 from runtimed.api.cri_runtime import CriRuntimeServicer
 from runtimed.api.engine import EngineServicer
 from runtimed.api.errors import ErrorInterceptor
+from runtimed.build.service import BuildService
 from runtimed.config import Config
 from runtimed.core.containers import ContainerService
 from runtimed.core.logdrivers import LogDrivers, LoggingHook
@@ -73,6 +74,7 @@ class Runtime:
     volume_mounts: ContainerMounts
     network: NetworkService
     stats: StatsService
+    builds: BuildService
     pod_cidr: str = ""
 
     @classmethod
@@ -166,6 +168,7 @@ class Runtime:
             volume_mounts=volume_mounts,
             network=network,
             stats=stats,
+            builds=BuildService(images, containers, data),
         )
 
     async def start(self) -> None:
