@@ -148,7 +148,9 @@ class Builder:
             text = "LABEL " + " ".join(
                 f"{k}={json.dumps(v)}" for k, v in self.options.labels.items()
             )
-            await self._config_step(state, text, lambda c: c.__setitem__("Labels", labels))
+            await self._config_step(
+                state, text, lambda doc: doc.setdefault("config", {}).__setitem__("Labels", labels)
+            )
         if state.image_id is None:
             raise InvalidArgument("the build made no image: FROM scratch with no step adds nothing")
         unused = sorted(set(self.options.build_args) - self.used_args - PROXY_ARGS)
@@ -234,8 +236,9 @@ class Builder:
                 if key == "CMD":
                     state.cmd_set = True
 
-                def change(conf: dict[str, Any]) -> None:
-                    cfg.apply(inst, conf, state.doc, env, self.escape, cmd_set=state.cmd_set)
+                def change(doc: dict[str, Any]) -> None:
+                    conf = doc.setdefault("config", {})
+                    cfg.apply(inst, conf, doc, env, self.escape, cmd_set=state.cmd_set)
 
                 await self._config_step(state, inst.text, change)
             else:
@@ -302,7 +305,7 @@ class Builder:
         self, state: StageState, text: str, change: Callable[[dict[str, Any]], None]
     ) -> None:
         doc = self._next_doc(state, NOP + " " + text, empty=True)
-        change(doc.setdefault("config", {}))
+        change(doc)
         config_json = json.dumps(doc["config"], sort_keys=True)
         key = cache_key(
             state.image_id or "scratch",
