@@ -8,6 +8,7 @@ from typing import NoReturn
 
 from runtimed import __version__
 from runtimed.cli import (
+    build,
     containers,
     images,
     imagework,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
     images.register(sub, image_sub)
     push.register(sub, image_sub)
+    build.register(sub, image_sub)
     container = sub.add_parser("container", help="manage containers")
     container_sub = container.add_subparsers(
         dest="container_command", metavar="COMMAND", required=True

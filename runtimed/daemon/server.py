@@ -19,6 +19,7 @@ from runtimed.api.cri_image import CriImageServicer
 from runtimed.api.cri_runtime import CriRuntimeServicer
 from runtimed.api.engine import EngineServicer
 from runtimed.api.errors import ErrorInterceptor
+from runtimed.build.service import BuildService
 from runtimed.cgroups.service import ResourceService
 from runtimed.cgroups.wiring import build_cgroups
 from runtimed.config import Config
@@ -150,6 +151,7 @@ def build_runtime(config: Config, *, rootless: bool) -> Runtime:
         stats=stats,
         cgroups=cgroups.manager,
         resources=ResourceService(cgroups.manager, containers),
+        builds=BuildService(images, containers, data),
     )
 
 
