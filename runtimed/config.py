@@ -45,6 +45,14 @@ class Config:
     # The CRI streaming server (exec, attach, port-forward URLs): loopback HOST:PORT, 0 = any.
     stream_address: str = DEFAULT_ADDRESS
     debug: bool = False
+    # Remote access (dockerd's hosts/tlsverify/tlscacert/tlscert/tlskey): tcp:// listeners
+    # for the gRPC API and for the Docker API, served only with mutual TLS.
+    tcp_hosts: list[str] = field(default_factory=list)
+    docker_tcp_hosts: list[str] = field(default_factory=list)
+    tlsverify: bool = False
+    tlscacert: Path | None = None
+    tlscert: Path | None = None
+    tlskey: Path | None = None
     # Not a setting: the socket is in the runtime's own directory, which is kept private
     # (a directory the user named for it is used as it is).
     own_socket_dir: bool = False
@@ -131,4 +139,10 @@ _SETTINGS: dict[str, Callable[[Any], object]] = {
     "stream_address": _stream_address,
     "debug": bool,
     "default_ulimits": lambda v: [parse_ulimit(f"{k}={x}") for k, x in dict(v).items()],
+    "tcp_hosts": lambda v: [str(x) for x in v],
+    "docker_tcp_hosts": lambda v: [str(x) for x in v],
+    "tlsverify": _boolean,
+    "tlscacert": Path,
+    "tlscert": Path,
+    "tlskey": Path,
 }

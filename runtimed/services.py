@@ -15,6 +15,7 @@ from runtimed.cgroups.wiring import sweep_cgroups
 from runtimed.rootless import userns
 
 if TYPE_CHECKING:
+    from runtimed.build.service import BuildService
     from runtimed.cgroups.manager import CgroupManager
     from runtimed.cgroups.service import ResourceService
     from runtimed.config import Config
@@ -56,6 +57,7 @@ class Runtime:
     volume_mounts: ContainerMounts
     network: NetworkService
     stats: StatsService
+    builds: BuildService
     pod_cidr: str = ""
     cgroups: CgroupManager | None = None
     resources: ResourceService | None = None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
 from runtimed.api import imageview
+from runtimed.api.engine_build import BuildRpcs
 from runtimed.api.engine_containers import ContainerRpcs
 from runtimed.api.engine_images import ImageMakingRpcs
 from runtimed.api.engine_networks import NetworkRpcs
@@ -41,6 +42,7 @@ class EngineServicer(
     VolumeRpcs,
     PushRpcs,
     ResourceRpcs,
+    BuildRpcs,
     engine_pb2_grpc.EngineServicer,
 ):
     def __init__(self, runtime: Runtime) -> None:
@@ -121,9 +123,14 @@ class EngineServicer(
     async def ListImages(
         self, request: pb.ListImagesRequest, context: Any
     ) -> pb.ListImagesResponse:
+        listed = self.rt.images.list()
+        if not request.all:
+            # Build steps nobody named stay out of sight, as docker hides intermediate images.
+            hidden = self.rt.builds.hidden_images()
+            listed = [r for r in listed if r.id not in hidden]
         records = imageview.filter_images(
             self.rt.images,
-            self.rt.images.list(),
+            listed,
             dict(request.filters),
             request.reference,
             intermediate=request.all,

@@ -19,6 +19,7 @@ from runtimed.api.cri_image import CriImageServicer
 from runtimed.api.cri_runtime import CriRuntimeServicer
 from runtimed.api.engine import EngineServicer
 from runtimed.api.errors import ErrorInterceptor
+from runtimed.build.service import BuildService
 from runtimed.cgroups.service import ResourceService
 from runtimed.cgroups.wiring import build_cgroups
 from runtimed.config import Config
@@ -28,6 +29,7 @@ from runtimed.core.sandboxes import SandboxService
 from runtimed.core.shim_client import ShimLauncher
 from runtimed.core.stats import ProcSource, StatsService
 from runtimed.daemon import logging as daemon_logging
+from runtimed.daemon.remote import RemoteAccess
 from runtimed.errors import FailedPrecondition
 from runtimed.gen.runtime.v1 import api_pb2_grpc
 from runtimed.gen.runtimed.v1 import engine_pb2_grpc
@@ -149,6 +151,7 @@ def build_runtime(config: Config, *, rootless: bool) -> Runtime:
         stats=stats,
         cgroups=cgroups.manager,
         resources=ResourceService(cgroups.manager, containers),
+        builds=BuildService(images, containers, data),
     )
 
 
@@ -201,6 +204,8 @@ def _check_bind(path: Path) -> None:
 async def serve(config: Config, *, rootless: bool) -> None:
     _prepare_socket(config.socket, own_dir=config.own_socket_dir)
     _check_bind(config.socket)
+    remote = RemoteAccess.plan(config)  # tcp:// listeners, mutual TLS only
+    remote.check_bind()
     runtime = build_runtime(config, rootless=rootless)
     await runtime.start()
     streaming = StreamServer(
@@ -224,13 +229,18 @@ async def serve(config: Config, *, rootless: bool) -> None:
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
         server.add_insecure_port(f"unix:{config.socket}")
+        remote.add_grpc_ports(server)
         await server.start()
     except RuntimeError as exc:  # grpc's "Failed to bind" (checked before; a race)
         await runtime.aclose()
         raise FailedPrecondition(f"cannot listen on {config.socket}: {exc}") from None
+    except FailedPrecondition:
+        await runtime.aclose()
+        raise
     finally:
         os.umask(old_umask)
     os.chmod(config.socket, 0o600)
+    await remote.start_docker(runtime)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "daemon_started",
@@ -248,6 +258,7 @@ async def serve(config: Config, *, rootless: bool) -> None:
     await stop.wait()
     log.info("daemon_stopping")
     await health_servicer.enter_graceful_shutdown()
+    await remote.aclose()
     await server.stop(grace=5)
     await streaming.aclose()
     await runtime.aclose()

@@ -1355,6 +1355,76 @@ class UpdateContainerResponse(_message.Message):
     warnings: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class BuildOptions(_message.Message):
+    __slots__ = ("tags", "dockerfile", "dockerfile_path", "build_args", "target", "no_cache", "pull", "labels", "platform", "network")
+    class BuildArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_PATH_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ARGS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    PULL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    dockerfile: bytes
+    dockerfile_path: str
+    build_args: _containers.ScalarMap[str, str]
+    target: str
+    no_cache: bool
+    pull: bool
+    labels: _containers.ScalarMap[str, str]
+    platform: str
+    network: str
+    def __init__(self, tags: _Optional[_Iterable[str]] = ..., dockerfile: _Optional[bytes] = ..., dockerfile_path: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., pull: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., platform: _Optional[str] = ..., network: _Optional[str] = ...) -> None: ...
+
+class BuildInput(_message.Message):
+    __slots__ = ("options", "context")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    options: BuildOptions
+    context: bytes
+    def __init__(self, options: _Optional[_Union[BuildOptions, _Mapping]] = ..., context: _Optional[bytes] = ...) -> None: ...
+
+class BuildOutput(_message.Message):
+    __slots__ = ("stream", "error", "image_id", "tags")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    error: str
+    image_id: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, stream: _Optional[str] = ..., error: _Optional[str] = ..., image_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PruneBuildCacheRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PruneBuildCacheResponse(_message.Message):
+    __slots__ = ("deleted", "space_reclaimed")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    SPACE_RECLAIMED_FIELD_NUMBER: _ClassVar[int]
+    deleted: _containers.RepeatedScalarFieldContainer[str]
+    space_reclaimed: int
+    def __init__(self, deleted: _Optional[_Iterable[str]] = ..., space_reclaimed: _Optional[int] = ...) -> None: ...
+
 class ContainerStatsRequest(_message.Message):
     __slots__ = ("containers", "all", "stream")
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]

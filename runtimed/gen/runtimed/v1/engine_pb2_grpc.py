@@ -294,6 +294,16 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Build = channel.stream_stream(
+                '/runtimed.v1.Engine/Build',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.BuildInput.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.BuildOutput.FromString,
+                _registered_method=True)
+        self.PruneBuildCache = channel.unary_unary(
+                '/runtimed.v1.Engine/PruneBuildCache',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheResponse.FromString,
+                _registered_method=True)
         self.ContainerStats = channel.unary_stream(
                 '/runtimed.v1.Engine/ContainerStats',
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerStatsRequest.SerializeToString,
@@ -646,6 +656,22 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Build(self, request_iterator, context):
+        """docker build: the first message carries the options, the next ones the
+        context as a tar stream (after .dockerignore); the build's output flows
+        back as it happens and ends with the result or the error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneBuildCache(self, request, context):
+        """builder prune: the build cache's step images that nothing else needs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ContainerStats(self, request, context):
         """docker stats: one batch of samples per second (stream), or a single batch
         measured over one second (stream = false).
@@ -923,6 +949,16 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.UnpauseContainer,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'Build': grpc.stream_stream_rpc_method_handler(
+                    servicer.Build,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.BuildInput.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.BuildOutput.SerializeToString,
+            ),
+            'PruneBuildCache': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneBuildCache,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheResponse.SerializeToString,
             ),
             'ContainerStats': grpc.unary_stream_rpc_method_handler(
                     servicer.ContainerStats,
@@ -2339,6 +2375,60 @@ class Engine:
             '/runtimed.v1.Engine/UnpauseContainer',
             runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Build(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/runtimed.v1.Engine/Build',
+            runtimed_dot_v1_dot_engine__pb2.BuildInput.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.BuildOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneBuildCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/PruneBuildCache',
+            runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheResponse.FromString,
             options,
             channel_credentials,
             insecure,
