@@ -51,7 +51,9 @@ def entry(container: Container, now: Sample, before: Sample | None) -> pb.Contai
 class StatsRpcs:
     rt: Runtime
 
-    def _stats_targets(self, request: pb.ContainerStatsRequest, named: list[str]) -> list[Container]:
+    def _stats_targets(
+        self, request: pb.ContainerStatsRequest, named: list[str]
+    ) -> list[Container]:
         if not named:
             everything = sorted(self.rt.containers.list(), key=lambda c: c.created_at)
             return [c for c in everything if request.all or c.state.status == Status.RUNNING]
@@ -65,8 +67,10 @@ class StatsRpcs:
 
     async def _sample_all(self, containers: Sequence[Container]) -> dict[str, Sample]:
         def measure() -> dict[str, Sample]:
-            return {c.id: sample(self.rt.stats.source, c, own_network=self._own_network(c))
-                    for c in containers}
+            return {
+                c.id: sample(self.rt.stats.source, c, own_network=self._own_network(c))
+                for c in containers
+            }
 
         return await asyncio.to_thread(measure)
 

@@ -9,6 +9,7 @@ is read in the container's own network namespace.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -73,10 +74,8 @@ def sample(source: UsageSource, container: Container, *, own_network: bool) -> S
         return Sample(container.id, timestamp, running=False)
     rx = tx = 0
     if own_network and container.state.pid:
-        try:
+        with contextlib.suppress(OSError):  # its init ended meanwhile
             rx, tx = net_totals(read_net_dev(container.state.pid))
-        except OSError:
-            pass  # its init ended meanwhile
     return Sample(
         container_id=container.id,
         timestamp=timestamp,
