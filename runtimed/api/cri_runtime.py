@@ -14,7 +14,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
-from runtimed.api import cri_stats
+from runtimed.api import cri_metrics, cri_stats
 from runtimed.api.cri_attrs import container_metadata, cri_containers, labels_match, pod_metadata
 from runtimed.api.cri_logpath import confined_log_path
 from runtimed.api.cri_mounts import cri_mounts, runtime_handlers
@@ -288,6 +288,16 @@ class CriRuntimeServicer(CriResourceRpcs, api_pb2_grpc.RuntimeServiceServicer):
         self, request: cri.ListPodSandboxStatsRequest, context: Any
     ) -> cri.ListPodSandboxStatsResponse:
         return await cri_stats.list_pod_sandbox_stats(self.rt, request.filter)
+
+    async def ListMetricDescriptors(
+        self, request: cri.ListMetricDescriptorsRequest, context: Any
+    ) -> cri.ListMetricDescriptorsResponse:
+        return cri_metrics.list_metric_descriptors()
+
+    async def ListPodSandboxMetrics(
+        self, request: cri.ListPodSandboxMetricsRequest, context: Any
+    ) -> cri.ListPodSandboxMetricsResponse:
+        return await cri_metrics.list_pod_sandbox_metrics(self.rt)
 
     # -- containers ------------------------------------------------------------
 

@@ -53,6 +53,7 @@ class ProcessUsage:
     rss: int  # resident bytes: anonymous, file-backed and shared memory
     anon: int  # resident anonymous bytes
     pss: int  # resident bytes, each page shared by n processes counted 1/n
+    threads: int = 1
     io_read: int = 0  # bytes it had read from / written to storage (/proc/PID/io)
     io_write: int = 0
 
@@ -63,6 +64,7 @@ class StatFields:
     cpu_ticks: int  # utime + stime + cutime + cstime
     minor_faults: int  # minflt + cminflt
     major_faults: int  # majflt + cmajflt
+    threads: int = 1  # num_threads
 
 
 def parse_stat(data: bytes) -> StatFields:
@@ -76,6 +78,7 @@ def parse_stat(data: bytes) -> StatFields:
         cpu_ticks=utime + stime + cutime + cstime,
         minor_faults=minflt + cminflt,
         major_faults=majflt + cmajflt,
+        threads=int(fields[17]),
     )
 
 
@@ -128,6 +131,7 @@ def read_process(pid: int) -> ProcessUsage | None:
         rss=rss,
         anon=anon,
         pss=pss,
+        threads=stat.threads,
         io_read=io_read,
         io_write=io_write,
     )

@@ -35,7 +35,7 @@ class Sample:
     net_tx: int = 0
     block_read: int = 0
     block_write: int = 0
-    pids: int = 0
+    pids: int = 0  # tasks, as the pids controller counts them
     source: str = ""  # what measured CPU and memory: "cgroup" | "proc"
 
 
@@ -89,6 +89,6 @@ def sample(source: UsageSource, container: Container, *, own_network: bool) -> S
         net_tx=tx,
         block_read=counters.io_read_bytes,
         block_write=counters.io_write_bytes,
-        pids=counters.processes,
+        pids=counters.threads or counters.processes,
         source=counters.measured_by,
     )

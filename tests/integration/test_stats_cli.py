@@ -64,9 +64,10 @@ def test_busy_loop_and_allocation_show_in_the_default_table(
     daemon: Daemon, image: str, names: list[str]
 ) -> None:
     run(daemon, names, "busy", image, "while :; do :; done")
-    # The shell keeps the 50 MiB string in its own (anonymous) memory.
-    run(daemon, names, "hog", image,
-        f"x=$(head -c {FIFTY_MIB} /dev/zero | tr '\\000' a); echo ready; sleep 100000")  # fmt: skip
+    # The shell keeps the 50 MiB string in its own (anonymous) memory, and waits: it would
+    # exec a last command in its place and drop the variable.
+    hold = f"x=$(head -c {FIFTY_MIB} /dev/zero | tr '\\000' a)"
+    run(daemon, names, "hog", image, f"{hold}; echo ready; sleep 100000 & wait")
     wait_for(lambda: "ready" in daemon.ok("logs", "hog").stdout, timeout=60)
 
     out = daemon.ok("stats", "--no-stream", "busy", "hog").stdout
