@@ -84,9 +84,7 @@ def test_descriptors_and_pod_metrics(
 
     own = metrics_of(daemon, pod.id).metrics
     eth0 = {
-        m.name: m.value.value
-        for m in own
-        if labelled(described[m.name], m)["interface"] == "eth0"
+        m.name: m.value.value for m in own if labelled(described[m.name], m)["interface"] == "eth0"
     }
     assert "container_network_receive_bytes_total" in eth0
     assert "container_network_transmit_bytes_total" in eth0
