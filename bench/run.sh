@@ -2,7 +2,7 @@
 # Run the benchmarks from a fresh Debian 12 machine (as root): installs what the
 # daemon needs plus podman, stages the tree for the unprivileged test user and
 # runs the benches as that user.
-# Usage: bench/run.sh [pull|push|containers|volumes|logs|logmem|network|streaming|images|build|all] [ARGS...]
+# Usage: bench/run.sh [pull|push|containers|volumes|logs|logmem|network|streaming|images|build|stats|all] [ARGS...]
 #   all (the default) runs every bench with its defaults; ARGS go to the bench
 #   named (bench/pull_bench.py, bench/push_bench.py, bench/container_bench.py,
 #   bench/volume_bench.py, bench/log_bench.py, bench/log_memory.py, bench/net_bench.py,
@@ -17,7 +17,7 @@ stage="${RUNTIMED_BENCH_DIR:-/var/tmp/runtimed-bench}"
 
 which=all
 case "${1:-}" in
-  pull | push | containers | volumes | logs | logmem | network | streaming | images | build | all) which="$1"; shift ;;
+  pull | push | containers | volumes | logs | logmem | network | streaming | images | build | stats | all) which="$1"; shift ;;
 esac
 if [[ $which == all && $# -gt 0 ]]; then
   echo "bench/run.sh: name the bench these arguments are for, e.g." \
@@ -47,9 +47,10 @@ case "$which" in
   streaming) modules=(bench.stream_bench) ;;
   images) modules=(bench.image_bench) ;;
   build) modules=(bench.build_bench) ;;
+  stats) modules=(bench.stats_bench) ;;
   all) modules=(bench.pull_bench bench.push_bench bench.container_bench bench.volume_bench
                 bench.log_bench bench.log_memory bench.net_bench bench.stream_bench
-                bench.image_bench bench.build_bench) ;;
+                bench.image_bench bench.build_bench bench.stats_bench) ;;
 esac
 
 # Each bench cleans up after itself (daemons, shims, registry, podman's containers
