@@ -88,19 +88,25 @@ def test_busy_loop_and_allocation_show_in_the_default_table(
     assert busy["ID"] == full[:12] and busy["Container"] == "busy"
 
 
-def test_network_bytes_between_two_containers(daemon: Daemon, image: str, names: list[str]) -> None:
-    run(daemon, names, "sink", image, "nc -l -p 9000 > /dev/null; sleep 100000")
+def test_network_bytes_between_two_containers(
+    daemon: Daemon, image: str, names: list[str]
+) -> None:
+    run(daemon, names, "sink", image, "nc -l -p 9000 > /dev/null; echo done; sleep 100000")
     ip = json.loads(daemon.ok("inspect", "sink").stdout)[0]["NetworkSettings"]["IPAddress"]
+    assert ip
     before = pair(fields(daemon, "sink")["sink"]["NetIO"])
+    # Until the sink listens (its nc may start a moment after `run -d` returns).
+    send = f"head -c {TEN_MB} /dev/zero | nc {ip} 9000"
     run(daemon, names, "source", image,
-        f"head -c {TEN_MB} /dev/zero | nc -w 3 {ip} 9000; echo sent; sleep 100000")  # fmt: skip
-    wait_for(lambda: "sent" in daemon.ok("logs", "source").stdout, timeout=60)
+        f"until {send}; do sleep 0.2; done; echo sent; sleep 100000")  # fmt: skip
+    wait_for(lambda: "done" in daemon.ok("logs", "sink").stdout, timeout=60)
 
     sample = fields(daemon, "sink", "source")
     sink_rx, _ = pair(sample["sink"]["NetIO"])
     _, source_tx = pair(sample["source"]["NetIO"])
-    assert sink_rx - before[0] >= TEN_MB, sample
-    assert source_tx >= TEN_MB, sample
+    shown = {name: row["NetIO"] for name, row in sample.items()}
+    assert sink_rx - before[0] >= TEN_MB, shown
+    assert source_tx >= TEN_MB, shown
 
 
 def test_format_no_trunc_and_all(daemon: Daemon, image: str, names: list[str]) -> None:
