@@ -88,9 +88,7 @@ def test_busy_loop_and_allocation_show_in_the_default_table(
     assert busy["ID"] == full[:12] and busy["Container"] == "busy"
 
 
-def test_network_bytes_between_two_containers(
-    daemon: Daemon, image: str, names: list[str]
-) -> None:
+def test_network_bytes_between_two_containers(daemon: Daemon, image: str, names: list[str]) -> None:
     run(daemon, names, "sink", image, "nc -l -p 9000 > /dev/null; echo done; sleep 100000")
     ip = json.loads(daemon.ok("inspect", "sink").stdout)[0]["NetworkSettings"]["IPAddress"]
     assert ip
