@@ -1,6 +1,6 @@
 """runtimectl stats against what the containers do: a busy loop shows CPU, a 50 MiB
-allocation shows memory, 10 MB sent from one container to another shows on both
-sides' NET I/O; --format, --no-trunc, -a, and a stream of tables."""
+allocation shows memory, 10 MB sent from one container to another (HTTP) shows on
+both sides' NET I/O; --format, --no-trunc, -a, and a stream of tables."""
 
 from __future__ import annotations
 
@@ -89,22 +89,22 @@ def test_busy_loop_and_allocation_show_in_the_default_table(
 
 
 def test_network_bytes_between_two_containers(daemon: Daemon, image: str, names: list[str]) -> None:
-    run(daemon, names, "sink", image, "nc -l -p 9000 > /dev/null; echo done; sleep 100000")
-    ip = json.loads(daemon.ok("inspect", "sink").stdout)[0]["NetworkSettings"]["IPAddress"]
+    serve = f"mkdir /www && head -c {TEN_MB} /dev/zero > /www/big && exec httpd -f -p 80 -h /www"
+    run(daemon, names, "web", image, serve)
+    ip = json.loads(daemon.ok("inspect", "web").stdout)[0]["NetworkSettings"]["IPAddress"]
     assert ip
-    before = pair(fields(daemon, "sink")["sink"]["NetIO"])
-    # Until the sink listens (its nc may start a moment after `run -d` returns).
-    send = f"head -c {TEN_MB} /dev/zero | nc {ip} 9000"
-    run(daemon, names, "source", image,
-        f"until {send}; do sleep 0.2; done; echo sent; sleep 100000")  # fmt: skip
-    wait_for(lambda: "done" in daemon.ok("logs", "sink").stdout, timeout=60)
+    before = pair(fields(daemon, "web")["web"]["NetIO"])
+    # Until the server listens (it starts a moment after `run -d` returns).
+    fetch = f"until wget -q -O /dev/null http://{ip}/big; do sleep 0.2; done; echo got"
+    run(daemon, names, "client", image, f"{fetch}; sleep 100000")
+    wait_for(lambda: "got" in daemon.ok("logs", "client").stdout, timeout=60)
 
-    sample = fields(daemon, "sink", "source")
-    sink_rx, _ = pair(sample["sink"]["NetIO"])
-    _, source_tx = pair(sample["source"]["NetIO"])
+    sample = fields(daemon, "web", "client")
+    _, web_tx = pair(sample["web"]["NetIO"])
+    client_rx, _ = pair(sample["client"]["NetIO"])
     shown = {name: row["NetIO"] for name, row in sample.items()}
-    assert sink_rx - before[0] >= TEN_MB, shown
-    assert source_tx >= TEN_MB, shown
+    assert web_tx - before[1] >= TEN_MB, shown
+    assert client_rx >= TEN_MB, shown
 
 
 def test_format_no_trunc_and_all(daemon: Daemon, image: str, names: list[str]) -> None:
