@@ -53,10 +53,10 @@ class Counters:
     page_faults: int = 0  # minor and major
     major_page_faults: int = 0
     processes: int = 0
-    threads: int = 0  # tasks: what the pids controller counts
     memory_limit: int | None = None  # None: no limit known
     io_read_bytes: int = 0  # block I/O (the cgroup's, or what /proc/PID/io counts)
     io_write_bytes: int = 0
+    threads: int = 0  # tasks: what the pids controller counts
     measured_by: str = "proc"  # or "cgroup"
 
     def __add__(self, other: Counters) -> Counters:
