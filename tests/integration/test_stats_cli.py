@@ -22,6 +22,7 @@ HEADER = re.compile(
 _UNITS = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}  # fmt: skip
 TEN_MB = 10 * 10**6
+TEN_MIB = 10 * 2**20  # sent: 10 MB and then some, as the shown sizes have 3 digits
 FIFTY_MIB = 50 * 2**20
 
 
@@ -89,7 +90,7 @@ def test_busy_loop_and_allocation_show_in_the_default_table(
 
 
 def test_network_bytes_between_two_containers(daemon: Daemon, image: str, names: list[str]) -> None:
-    serve = f"mkdir /www && head -c {TEN_MB} /dev/zero > /www/big && exec httpd -f -p 80 -h /www"
+    serve = f"mkdir /www && head -c {TEN_MIB} /dev/zero > /www/big && exec httpd -f -p 80 -h /www"
     run(daemon, names, "web", image, serve)
     ip = json.loads(daemon.ok("inspect", "web").stdout)[0]["NetworkSettings"]["IPAddress"]
     assert ip
