@@ -83,7 +83,6 @@ def test_failing_check_is_unhealthy_after_retries(daemon: Daemon) -> None:
     # It goes on probing; only the last five results are kept.
     wait_for(lambda: health(daemon, "hc-bad")["FailingStreak"] >= 7, what="seven failures")
     assert len(health(daemon, "hc-bad")["Log"]) == 5
-    # A check that passes again makes it healthy again.
     daemon.ok("rm", "-f", "hc-bad")
 
 
