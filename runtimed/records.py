@@ -79,6 +79,8 @@ class ContainerState:
     manually_stopped: bool = False
     error: str = ""
     paused: bool = False  # frozen by `pause` (its cgroup freezer)
+    # Docker's State.Health {Status, FailingStreak, Log}; None without a health check.
+    health: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerState:

@@ -6,7 +6,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
-from runtimed.api import resourceview
+from runtimed.api import healthview, resourceview
 from runtimed.core.model import PID_POD, Container, Status
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.humanize import human_duration
@@ -30,12 +30,17 @@ def status_text(container: Container) -> str:
     now = time.time_ns()
     if state.status == Status.RUNNING:
         up = "Up " + human_duration((now - state.started_at) / 1e9)
-        return up + " (Paused)" if state.paused else up
+        return up + " (Paused)" if state.paused else up + healthview.status_suffix(container)
     if state.status == Status.EXITED:
         return f"Exited ({state.exit_code}) {human_duration((now - state.finished_at) / 1e9)} ago"
     if state.status == Status.UNKNOWN:
         return "Unknown"
     return "Created"
+
+
+def _present(key: str, value: Any) -> dict[str, Any]:
+    """{key: value}, or nothing when value is None (docker omits such fields)."""
+    return {} if value is None else {key: value}
 
 
 def _state_word(container: Container) -> str:
@@ -85,6 +90,7 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
             "Error": state.error,
             "StartedAt": rfc3339(state.started_at),
             "FinishedAt": rfc3339(state.finished_at),
+            **_present("Health", healthview.state(container, rfc3339)),
         },
         "Image": cfg.image_id,
         "ResolvConfPath": str(files / "resolv.conf"),
@@ -128,6 +134,7 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
             "Labels": cfg.labels,
             "StopSignal": cfg.stop_signal,
             "StopTimeout": cfg.stop_timeout,
+            **_present("Healthcheck", healthview.config(container)),
         },
         "NetworkSettings": netview.network_settings(service, container),
     }

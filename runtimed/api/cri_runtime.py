@@ -7,8 +7,6 @@ stopping or removing what is already stopped or gone returns OK.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -34,16 +32,15 @@ from runtimed.api.cri_resources import (
 from runtimed.api.cri_security import container_security
 from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.core.containers import PID_CONTAINER, PID_HOST, PID_OWN, PID_POD, CreateRequest
+from runtimed.core.execsync import run_to_exit
 from runtimed.core.model import Container, RestartPolicy, Sandbox, Status
 from runtimed.core.sandboxes import PodRequest
-from runtimed.core.shim_client import EXIT, STDERR, STDOUT
 from runtimed.errors import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    Unavailable,
 )
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from runtimed.gen.runtime.v1 import api_pb2_grpc
@@ -468,33 +465,21 @@ class CriRuntimeServicer(CriResourceRpcs, api_pb2_grpc.RuntimeServiceServicer):
 
     async def ExecSync(self, request: cri.ExecSyncRequest, context: Any) -> cri.ExecSyncResponse:
         container = self._container(request.container_id)
-        exec_id = secrets.token_hex(8)
-        stream = await self.containers.exec(container.id, list(request.cmd), exec_id=exec_id)
-        out, err = bytearray(), bytearray()
-
-        async def pump() -> int:
-            while (frame := await stream.read()) is not None:
-                kind, data = frame
-                if kind == STDOUT:
-                    out.extend(data)
-                elif kind == STDERR:
-                    err.extend(data)
-                elif kind == EXIT:
-                    return int(json.loads(data or b"{}").get("exit_code") or 0)
-            raise Unavailable(f"the shim of {container.id} went away during exec")
-
         try:
-            timeout = request.timeout if request.timeout > 0 else None
-            exit_code = await asyncio.wait_for(pump(), timeout)
+            done = await run_to_exit(
+                self.containers,
+                container.id,
+                list(request.cmd),
+                timeout=request.timeout if request.timeout > 0 else None,
+                exec_id=secrets.token_hex(8),
+            )
         except TimeoutError:
-            await self.containers.kill_exec(container.id, exec_id)
             raise DeadlineExceeded(
                 f"command {list(request.cmd)!r} timed out after {request.timeout}s"
             ) from None
-        finally:
-            with contextlib.suppress(Exception):
-                await stream.close()
-        return cri.ExecSyncResponse(stdout=bytes(out), stderr=bytes(err), exit_code=exit_code)
+        return cri.ExecSyncResponse(
+            stdout=bytes(done.stdout), stderr=bytes(done.stderr), exit_code=done.exit_code
+        )
 
     # -- streaming: URLs of our streaming server, which the client connects to -----------
 

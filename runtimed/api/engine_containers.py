@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from runtimed.api import containerview
+from runtimed.api import containerview, healthview
 from runtimed.api.containerfilter import select
 from runtimed.api.engine_df import layer_sizes
 from runtimed.api.engine_networks import network_extras
@@ -21,6 +21,7 @@ from runtimed.api.engine_volumes import volume_extras
 from runtimed.core import restart
 from runtimed.core.containers import PID_CONTAINER, PID_HOST, CreateRequest
 from runtimed.core.copy import copy_from_container, copy_to_container
+from runtimed.core.health import EXTRAS_KEY
 from runtimed.core.logs import DETAILS_METADATA, details_prefix, parse_since, read_logs
 from runtimed.core.model import Container, Status
 from runtimed.core.shim_client import EXIT, STDERR, STDOUT, AttachStream
@@ -53,6 +54,8 @@ def create_request(req: pb.CreateContainerRequest) -> CreateRequest:
     extras: dict = {}
     extras["volumes"] = volume_extras(req)
     extras["network"] = network_extras(req)
+    if req.HasField("healthcheck"):
+        extras[EXTRAS_KEY] = healthview.override(req.healthcheck)
     binds = []
     for bind in req.binds:
         if not bind.source.startswith("/"):

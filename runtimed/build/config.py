@@ -96,7 +96,8 @@ def parse_duration(text: str, what: str) -> int:
     return total
 
 
-def _healthcheck(inst: Instruction, config: dict[str, Any]) -> None:
+def healthcheck(inst: Instruction, config: dict[str, Any]) -> None:
+    """HEALTHCHECK [--interval=...] CMD ... | NONE into config.Healthcheck (also `import -c`)."""
     words = inst.args.split(None, 1)
     kind = words[0].upper()
     if kind == "NONE":
@@ -209,7 +210,7 @@ def apply(
             raise InvalidArgument(f"line {line}: SHELL requires the arguments to be in JSON form")
         config["Shell"] = list(inst.json_args)
     elif key == "HEALTHCHECK":
-        _healthcheck(inst, config)
+        healthcheck(inst, config)
     elif key == "ONBUILD":
         trigger = inst.args.strip()
         word = trigger.partition(" ")[0].upper()

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runtimed.cli.client import CliError
+from runtimed.cli.healthflags import apply_health_flags
 from runtimed.cli.mountflags import check_duplicates, parse_mount, parse_tmpfs
 from runtimed.cli.netflags import apply_network_flags
 from runtimed.cli.resourceflags import resources_from_args
@@ -267,6 +268,7 @@ def build_create_request(
         req.has_cmd = True
         req.cmd.extend(args.cmd)
     apply_network_flags(args, req)
+    apply_health_flags(args, req)
     req.resources.CopyFrom(resources_from_args(args)[0])
     return req
 

@@ -208,6 +208,19 @@ class ContainerService:
         async with cond:
             cond.notify_all()
 
+    async def update_state(
+        self, container_id: str, change: Callable[[Container], None]
+    ) -> Container | None:
+        """Apply `change` to the container's latest state under its lock and save it (for
+        parts that keep state of their own there, such as health checks); None: gone."""
+        async with self._lock(container_id):
+            container = self.records.get(container_id)
+            if container is None:
+                return None
+            change(container)
+            await self._save(container)
+            return container
+
     async def _flush_deferred(self) -> None:
         delay = DEFERRED_RETRY_FIRST
         while True:

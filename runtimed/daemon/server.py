@@ -24,6 +24,7 @@ from runtimed.cgroups.service import ResourceService
 from runtimed.cgroups.wiring import build_cgroups
 from runtimed.config import Config
 from runtimed.core.containers import ContainerService
+from runtimed.core.health import HealthMonitor
 from runtimed.core.logdrivers import LogDrivers, LoggingHook
 from runtimed.core.sandboxes import SandboxService
 from runtimed.core.shim_client import ShimLauncher
@@ -123,6 +124,7 @@ def build_runtime(config: Config, *, rootless: bool) -> Runtime:
     containers.hooks.append(NetworkHook(network))
     cgroups = build_cgroups(config, records)
     containers.hooks.append(cgroups.hook)
+    containers.hooks.append(HealthMonitor(containers))
     # CPU and memory from a container's cgroup, or from /proc without one.
     stats = StatsService(
         source=cgroups.source(ProcSource(infra_pid=sandboxes.infra_pid)),

@@ -37,7 +37,7 @@ class RestartPolicy(_message.Message):
     def __init__(self, name: _Optional[str] = ..., max_retries: _Optional[int] = ...) -> None: ...
 
 class CreateContainerRequest(_message.Message):
-    __slots__ = ("image", "name", "entrypoint", "has_entrypoint", "cmd", "has_cmd", "env", "working_dir", "user", "hostname", "labels", "tty", "stdin_open", "stdin_once", "read_only", "restart_policy", "stop_signal", "stop_timeout", "binds", "auto_remove", "pull_if_missing", "platform", "log_driver", "log_opts", "mounts", "volumes_from", "network", "network_aliases", "ip", "links", "dns", "dns_search", "dns_options", "extra_hosts", "mac_address", "ports", "publish_all", "pid_mode", "resources")
+    __slots__ = ("image", "name", "entrypoint", "has_entrypoint", "cmd", "has_cmd", "env", "working_dir", "user", "hostname", "labels", "tty", "stdin_open", "stdin_once", "read_only", "restart_policy", "stop_signal", "stop_timeout", "binds", "auto_remove", "pull_if_missing", "platform", "log_driver", "log_opts", "mounts", "volumes_from", "network", "network_aliases", "ip", "links", "dns", "dns_search", "dns_options", "extra_hosts", "mac_address", "ports", "publish_all", "pid_mode", "resources", "healthcheck")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,7 @@ class CreateContainerRequest(_message.Message):
     PUBLISH_ALL_FIELD_NUMBER: _ClassVar[int]
     PID_MODE_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     image: str
     name: str
     entrypoint: _containers.RepeatedScalarFieldContainer[str]
@@ -130,7 +131,24 @@ class CreateContainerRequest(_message.Message):
     publish_all: bool
     pid_mode: str
     resources: Resources
-    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., entrypoint: _Optional[_Iterable[str]] = ..., has_entrypoint: _Optional[bool] = ..., cmd: _Optional[_Iterable[str]] = ..., has_cmd: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., stdin_once: _Optional[bool] = ..., read_only: _Optional[bool] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., binds: _Optional[_Iterable[_Union[Bind, _Mapping]]] = ..., auto_remove: _Optional[bool] = ..., pull_if_missing: _Optional[bool] = ..., platform: _Optional[str] = ..., log_driver: _Optional[str] = ..., log_opts: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[MountSpec, _Mapping]]] = ..., volumes_from: _Optional[_Iterable[str]] = ..., network: _Optional[str] = ..., network_aliases: _Optional[_Iterable[str]] = ..., ip: _Optional[str] = ..., links: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., mac_address: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., publish_all: _Optional[bool] = ..., pid_mode: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ...) -> None: ...
+    healthcheck: HealthConfig
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., entrypoint: _Optional[_Iterable[str]] = ..., has_entrypoint: _Optional[bool] = ..., cmd: _Optional[_Iterable[str]] = ..., has_cmd: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., stdin_once: _Optional[bool] = ..., read_only: _Optional[bool] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., binds: _Optional[_Iterable[_Union[Bind, _Mapping]]] = ..., auto_remove: _Optional[bool] = ..., pull_if_missing: _Optional[bool] = ..., platform: _Optional[str] = ..., log_driver: _Optional[str] = ..., log_opts: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[MountSpec, _Mapping]]] = ..., volumes_from: _Optional[_Iterable[str]] = ..., network: _Optional[str] = ..., network_aliases: _Optional[_Iterable[str]] = ..., ip: _Optional[str] = ..., links: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., mac_address: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., publish_all: _Optional[bool] = ..., pid_mode: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ...) -> None: ...
+
+class HealthConfig(_message.Message):
+    __slots__ = ("test", "interval", "timeout", "start_period", "start_interval", "retries")
+    TEST_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    START_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    START_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    test: _containers.RepeatedScalarFieldContainer[str]
+    interval: int
+    timeout: int
+    start_period: int
+    start_interval: int
+    retries: int
+    def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[int] = ..., timeout: _Optional[int] = ..., start_period: _Optional[int] = ..., start_interval: _Optional[int] = ..., retries: _Optional[int] = ...) -> None: ...
 
 class MountSpec(_message.Message):
     __slots__ = ("type", "source", "target", "readonly", "volume_driver", "volume_opts", "volume_labels", "no_copy", "bind_propagation", "tmpfs_size", "tmpfs_mode", "tmpfs_options")
