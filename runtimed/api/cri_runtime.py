@@ -12,10 +12,11 @@ import contextlib
 import json
 import os
 import secrets
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
-from runtimed.api import cri_stats
+from runtimed.api import cri_events, cri_stats
 from runtimed.api.cri_attrs import container_metadata, labels_match, pod_metadata
 from runtimed.api.cri_mounts import cri_mounts, runtime_handlers
 from runtimed.api.cri_network import (
@@ -480,6 +481,12 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             with contextlib.suppress(Exception):
                 await stream.close()
         return cri.ExecSyncResponse(stdout=bytes(out), stderr=bytes(err), exit_code=exit_code)
+
+    async def GetContainerEvents(
+        self, request: cri.GetEventsRequest, context: Any
+    ) -> AsyncIterator[cri.ContainerEventResponse]:
+        async for response in cri_events.container_events(self):
+            yield response
 
     async def ReopenContainerLog(
         self, request: cri.ReopenContainerLogRequest, context: Any

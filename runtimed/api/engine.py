@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from runtimed import __version__
 from runtimed.api import imageview
 from runtimed.api.engine_containers import ContainerRpcs
+from runtimed.api.engine_events import EventRpcs
 from runtimed.api.engine_networks import NetworkRpcs
 from runtimed.api.engine_volumes import VolumeRpcs
 from runtimed.api.unimplemented import fill_unimplemented
@@ -31,7 +32,9 @@ API_VERSION = "1"
 CRI_VERSION = "v1"
 
 
-class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.EngineServicer):
+class EngineServicer(
+    ContainerRpcs, EventRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.EngineServicer
+):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
 

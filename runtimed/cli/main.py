@@ -7,7 +7,7 @@ import sys
 from typing import NoReturn
 
 from runtimed import __version__
-from runtimed.cli import containers, images, networks, system, unshare, volumes
+from runtimed.cli import containers, events, images, networks, system, unshare, volumes
 from runtimed.cli.client import Client, CliError, describe_rpc_error
 from runtimed.cli.lazyparse import LazyArgumentParser
 from runtimed.cli.rpc import RpcError
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     containers.register(sub, container_sub)
     system.register(sub)
+    events.register(sub)
     volumes.register(sub)
     networks.register(sub)
     unshare.register(sub)

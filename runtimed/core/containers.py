@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from runtimed.core import restart
+from runtimed.core.events import CONTAINER, EventBus, container_attributes
 from runtimed.core.hooks import ContainerHook
 from runtimed.core.hostfiles import write_host_files
 from runtimed.core.logdrivers import LogDrivers
@@ -154,6 +155,7 @@ class ContainerService:
         self._changed: dict[str, asyncio.Condition] = {}
         self._pre_start: dict[str, list[_PreStartAttach]] = {}
         self.hooks: list[ContainerHook] = []
+        self.events = EventBus()  # the daemon's shared bus replaces this one
         # Images in use may not be removed: the image service asks us.
         images.containers_using = records.using_image
 
@@ -191,6 +193,11 @@ class ContainerService:
 
     def _condition(self, container_id: str) -> asyncio.Condition:
         return self._changed.setdefault(container_id, asyncio.Condition())
+
+    def _announce(self, container: Container, action: str, **extra: str) -> None:
+        self.events.publish(
+            CONTAINER, action, container.id, container_attributes(container, **extra)
+        )
 
     async def _save(self, container: Container) -> None:
         self.records.save_state(container)
@@ -315,6 +322,7 @@ class ContainerService:
             with contextlib.suppress(Exception):
                 await self.remove(container_id, force=True, remove_volumes=True)
             raise
+        self._announce(container, "create")
         log.info("container_created", container_id=container_id, name=name, image=image.id)
         return container
 
@@ -440,6 +448,7 @@ class ContainerService:
         self._monitor(container)
         for hook in self.hooks:
             await hook.after_start(container)
+        self._announce(container, "start")
         log.info("container_started", container_id=container.id, pid=pid)
 
     async def _create_and_start(
@@ -561,6 +570,10 @@ class ContainerService:
             state.finished_at = int(exit_state.get("finished_at") or now_ns())
             state.pid = 0
             await self._save(container)
+            if state.reason == "OOMKilled":
+                self._announce(container, "oom")
+            ran = max(0, state.finished_at - state.started_at) // 1_000_000_000
+            self._announce(container, "die", exitCode=str(state.exit_code), execDuration=str(ran))
             log.info("container_exited", container_id=container_id, exit_code=state.exit_code)
         for hook in self.hooks:
             try:
@@ -654,18 +667,22 @@ class ContainerService:
         grace = container.config.stop_timeout if timeout is None or timeout < 0 else timeout
         client = self.shim(container)
         try:
+            self._announce(container, "kill", signal=str(sig))
             with contextlib.suppress(FailedPrecondition):  # it exited on its own meanwhile
                 await client.kill(sig, all_processes=False)
             try:
-                return await self.wait_exit(container.id, timeout=grace)
+                stopped = await self.wait_exit(container.id, timeout=grace)
             except TimeoutError:
                 log.info("container_stop_timeout", container_id=container.id, seconds=grace)
-            with contextlib.suppress(FailedPrecondition):
-                await client.kill(SIGKILL, all_processes=True)
-            return await self.wait_exit(container.id, timeout=30)
+                self._announce(container, "kill", signal=str(SIGKILL))
+                with contextlib.suppress(FailedPrecondition):
+                    await client.kill(SIGKILL, all_processes=True)
+                stopped = await self.wait_exit(container.id, timeout=30)
         except Unavailable:
             await self._record_exit(container.id, self._exit_file(container.id))
-            return self.get(container.id)
+            stopped = self.get(container.id)
+        self._announce(stopped, "stop")
+        return stopped
 
     async def kill(self, ref: str, signal: str = "") -> None:
         container = self.get(ref)
@@ -673,11 +690,15 @@ class ContainerService:
             raise FailedPrecondition(
                 f"Cannot kill container: {ref}: container {container.id} is not running"
             )
-        await self.shim(container).kill(parse_signal(signal or "SIGKILL"), all_processes=False)
+        sig = parse_signal(signal or "SIGKILL")
+        self._announce(container, "kill", signal=str(sig))
+        await self.shim(container).kill(sig, all_processes=False)
 
     async def restart(self, ref: str, *, timeout: int | None = None) -> Container:
         container = await self.stop(ref, timeout=timeout)
-        return await self.start(container.id)
+        container = await self.start(container.id)
+        self._announce(container, "restart")
+        return container
 
     async def rename(self, ref: str, new_name: str) -> None:
         container = self.get(ref)
@@ -687,6 +708,8 @@ class ContainerService:
                 f"Renaming a container with the same name as its current name: {new_name}"
             )
         self.records.rename(container.id, new_name)
+        old_name, container.name = container.name, new_name
+        self._announce(container, "rename", oldName=f"/{old_name}")
 
     # -- remove ----------------------------------------------------------------
 
@@ -724,6 +747,7 @@ class ContainerService:
         async with cond:
             cond.notify_all()
         self._locks.pop(container.id, None)
+        self._announce(container, "destroy")
         log.info("container_removed", container_id=container.id)
         return container
 
@@ -754,6 +778,7 @@ class ContainerService:
         the first bytes of output.
         """
         container = self.get(ref)
+        self._announce(container, "attach")
         if container.running:
             return await self.shim(container).attach(stdin=stdin, stdout=stdout, stderr=stderr)
         gate = _PreStartAttach()
@@ -797,9 +822,18 @@ class ContainerService:
         process = await asyncio.to_thread(
             build_exec_process, base, args, list(env or []), user, working_dir, tty, rootfs
         )
-        return await self.shim(container).exec(
-            process, tty=tty, stdin=stdin, exec_id=exec_id or secrets.token_hex(8)
-        )
+        exec_id = exec_id or secrets.token_hex(8)
+        command = " ".join(args)
+        self._announce(container, f"exec_create: {command}", execID=exec_id)
+        stream = await self.shim(container).exec(process, tty=tty, stdin=stdin, exec_id=exec_id)
+        self._announce(container, f"exec_start: {command}", execID=exec_id)
+
+        def died(exit_doc: dict[str, Any]) -> None:
+            code = str(int(exit_doc.get("exit_code") or 0))
+            self._announce(container, "exec_die", execID=exec_id, exitCode=code)
+
+        stream.on_exit = died
+        return stream
 
     async def kill_exec(self, ref: str, exec_id: str, signal: int = SIGKILL) -> None:
         with contextlib.suppress(Unavailable, FailedPrecondition):

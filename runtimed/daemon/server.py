@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -19,8 +19,10 @@ from runtimed.api.cri_image import CriImageServicer
 from runtimed.api.cri_runtime import CriRuntimeServicer
 from runtimed.api.engine import EngineServicer
 from runtimed.api.errors import ErrorInterceptor
+from runtimed.api.rpclog import RpcLogInterceptor
 from runtimed.config import Config
 from runtimed.core.containers import ContainerService
+from runtimed.core.events import EventBus
 from runtimed.core.logdrivers import LogDrivers, LoggingHook
 from runtimed.core.sandboxes import SandboxService
 from runtimed.core.shim_client import ShimLauncher
@@ -42,6 +44,7 @@ from runtimed.rootless import userns
 from runtimed.snapshots import Snapshotter, select_snapshotter
 from runtimed.store.containers import ContainerRecords
 from runtimed.store.content import ContentStore
+from runtimed.store.events import EventRing
 from runtimed.store.metadata import MetadataStore
 from runtimed.volumes.hook import VolumeHook
 from runtimed.volumes.mounts import ContainerMounts
@@ -72,6 +75,7 @@ class Runtime:
     network: NetworkService
     stats: StatsService
     pod_cidr: str = ""
+    events: EventBus = field(default_factory=EventBus)
 
     @classmethod
     def build(cls, config: Config, *, rootless: bool) -> Runtime:
@@ -146,6 +150,9 @@ class Runtime:
             netns=network.worker,
         )
         sandboxes.node_network = network.rootless.pin
+        # One bus for every service: the Engine, CRI (and Docker) streams read the same events.
+        events = EventBus(EventRing(data / "events.db"))
+        containers.events = images.events = volumes.events = network.events = events
         return cls(
             config=config,
             rootless=rootless,
@@ -164,6 +171,7 @@ class Runtime:
             volume_mounts=volume_mounts,
             network=network,
             stats=stats,
+            events=events,
         )
 
     async def start(self) -> None:
@@ -187,6 +195,7 @@ class Runtime:
                 (self.config.run_dir / userns.HOLDER_PID_FILE).unlink()
         await self.registry.aclose()
         self.metadata.close()
+        self.events.close()
 
 
 def _prepare_socket(path: Path) -> None:
@@ -212,8 +221,10 @@ async def serve(config: Config, *, rootless: bool) -> None:
     runtime = Runtime.build(config, rootless=rootless)
     _prepare_socket(config.socket)
     await runtime.start()
+    # -D: every RPC served is logged (outermost, so it sees the status of an error too).
+    interceptors = [RpcLogInterceptor()] if config.debug else []
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        interceptors=[*interceptors, ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.max_send_message_length", 16 * 1024 * 1024),
@@ -248,6 +259,7 @@ async def serve(config: Config, *, rootless: bool) -> None:
     await stop.wait()
     log.info("daemon_stopping")
     await health_servicer.enter_graceful_shutdown()
+    runtime.events.shutdown()  # live event streams end now rather than after the grace
     await server.stop(grace=5)
     await runtime.aclose()
     with contextlib.suppress(FileNotFoundError):
