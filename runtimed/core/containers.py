@@ -727,6 +727,7 @@ class ContainerService:
                 container = self.get(container.id)
                 container.state.manually_stopped = True
                 await self._save(container)
+            self._announce(container, "kill", signal=str(SIGKILL))
             with contextlib.suppress(Unavailable, FailedPrecondition):
                 await self.shim(container).kill(SIGKILL, all_processes=True)
             with contextlib.suppress(TimeoutError):

@@ -154,6 +154,7 @@ class EventBus:
         self._memory: deque[Event] = deque(maxlen=MEMORY_EVENTS)
         self._queue_limit = queue_limit
         self._subscribers: set[_Subscriber] = set()
+        self._outbox: deque[Event] = deque()  # published, not yet handed to subscribers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._lock = threading.Lock()  # time and seq of concurrent publishers agree
@@ -179,20 +180,29 @@ class EventBus:
             self._seq = seq
             if self._ring is None:
                 self._memory.append(event)
-        if self._subscribers and self._loop is not None:
+            deliver = bool(self._subscribers) and self._loop is not None
+            if deliver:
+                self._outbox.append(event)
+        if deliver:
             if threading.get_ident() == self._loop_thread:
-                self._fan_out(event)
+                self._drain()
             else:
-                self._loop.call_soon_threadsafe(self._fan_out, event)
+                self._loop.call_soon_threadsafe(self._drain)  # type: ignore[union-attr]
         return event
 
-    def _fan_out(self, event: Event) -> None:
-        for sub in self._subscribers:
-            if len(sub.pending) >= self._queue_limit:
-                sub.overflowed = True  # it reads the rest from the ring
-            elif not sub.overflowed:
-                sub.pending.append(event)
-            sub.wake.set()
+    def _drain(self) -> None:
+        """Hand out what was published, in publish order (a thread's event may have been
+        numbered before one the loop published since)."""
+        with self._lock:
+            events = list(self._outbox)
+            self._outbox.clear()
+        for event in events:
+            for sub in self._subscribers:
+                if len(sub.pending) >= self._queue_limit:
+                    sub.overflowed = True  # it reads the rest from the ring
+                elif not sub.overflowed:
+                    sub.pending.append(event)
+                sub.wake.set()
 
     # -- reading -----------------------------------------------------------------
 
