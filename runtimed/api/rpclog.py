@@ -22,6 +22,7 @@ log = structlog.get_logger(__name__)
 
 def _code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
     if isinstance(exc, asyncio.CancelledError):
+        # The call is gone: its context must not be asked anything any more.
         return grpc.StatusCode.CANCELLED.name
     code = context.code()
     if code is None:
@@ -30,27 +31,35 @@ def _code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else grpc.StatusCode(code).name
 
 
-def _served(method: str, context: grpc.aio.ServicerContext, start: float, exc: Any) -> None:
-    log.debug(
-        "rpc_served",
-        method=method,
-        peer=context.peer(),
-        duration_ms=round((time.perf_counter() - start) * 1000, 3),
-        code=_code(context, exc),
-    )
+class _Timer:
+    """Taken when the call starts (its peer is asked then, while the call surely lives)."""
+
+    def __init__(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        self.method = method
+        self.peer = context.peer()
+        self.start = time.perf_counter()
+
+    def done(self, context: grpc.aio.ServicerContext, exc: BaseException | None) -> None:
+        log.debug(
+            "rpc_served",
+            method=self.method,
+            peer=self.peer,
+            duration_ms=round((time.perf_counter() - self.start) * 1000, 3),
+            code=_code(context, exc),
+        )
 
 
 def _unary(method: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(fn)
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        start, failure = time.perf_counter(), None
+        timer, failure = _Timer(method, context), None
         try:
             return await fn(request, context)
         except BaseException as exc:
             failure = exc
             raise
         finally:
-            _served(method, context, start, failure)
+            timer.done(context, failure)
 
     return handler
 
@@ -58,7 +67,7 @@ def _unary(method: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awai
 def _stream(method: str, fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        start, failure = time.perf_counter(), None
+        timer, failure = _Timer(method, context), None
         try:
             async for item in fn(request, context):
                 yield item
@@ -66,7 +75,7 @@ def _stream(method: str, fn: Callable[..., AsyncIterator[Any]]) -> Callable[...,
             failure = exc
             raise
         finally:
-            _served(method, context, start, failure)
+            timer.done(context, failure)
 
     return handler
 

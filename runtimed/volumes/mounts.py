@@ -342,6 +342,8 @@ class ContainerMounts:
                 if not final:
                     continue
             self.volumes.records.delete_mount(container_id, active.volume)
+            if container_id.endswith(COPY_ID_SUFFIX):
+                continue  # the copy-up's own mount, not a container's: no event
             self.volumes.events.publish(
                 VOLUME,
                 "unmount",
