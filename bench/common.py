@@ -422,7 +422,9 @@ def is_our_pause_process(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return False
     uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
-    return uid == os.getuid() and b"catatonit" in cmdline
+    # catatonit, or (Debian's podman 4.3, without catatonit) podman's own "podman pause".
+    return uid == os.getuid() and (b"catatonit" in cmdline or comm == "podman pause")

@@ -46,6 +46,7 @@ from bench.common import (
     BenchError,
     LoadWatch,
     PodmanEnv,
+    child_pids,
     daemon_pids,
     make_busybox_rootfs,
     percentile,
@@ -90,7 +91,14 @@ class Subscriber:
         return arrived, json.loads(line)
 
     def cpu(self) -> float:
-        return process_cpu(self.proc.pid)
+        """Of the process and its children (rootless podman re-executes itself in its
+        user namespace: the work happens in a child)."""
+        pids, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            todo.extend(child_pids(pid))
+        return sum(process_cpu(pid) for pid in pids)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
@@ -345,17 +353,19 @@ def report(rows: list[dict[str, Any]], containers: int) -> dict[str, Any]:
     by_tool = {r["tool"]: r for r in rows}
     if len(by_tool) == 2:
         ours, theirs = by_tool["runtimed"], by_tool["podman"]
+        pairs = {
+            "lag_median": "lag_ms_median",
+            "lag_p95": "lag_ms_p95",
+            "subscriber_cpu_per_event": "subscriber_cpu_us_per_event",
+        }
+        # None where podman's reading is 0 (below the clock tick of CPU accounting).
         ratios = {
-            "lag_median": ours["lag_ms_median"] / theirs["lag_ms_median"],
-            "lag_p95": ours["lag_ms_p95"] / theirs["lag_ms_p95"],
-            "subscriber_cpu_per_event": (
-                ours["subscriber_cpu_us_per_event"] / theirs["subscriber_cpu_us_per_event"]
-            ),
+            name: ours[key] / theirs[key] if theirs[key] else None for name, key in pairs.items()
         }
         doc["ratios_runtimed_over_podman"] = ratios
         print(
             "runtimed/podman (lower is better): "
-            + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items())
+            + ", ".join(f"{k} {f(v, '.3f')}" for k, v in ratios.items())
         )
     return doc
 
