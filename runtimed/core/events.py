@@ -25,6 +25,7 @@ and unpause, health checks, config reload).
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections import deque
@@ -249,7 +250,12 @@ class EventBus:
         try:
             last = self._seq
             if since_ns is not None or until_ns is not None:
-                for event in self.history(since_ns=since_ns or 0, until_ns=until_ns, upto_seq=last):
+                bounds = {"since_ns": since_ns or 0, "until_ns": until_ns, "upto_seq": last}
+                if self._ring is not None:  # up to 10,000 rows: off the event loop
+                    past = await asyncio.to_thread(functools.partial(self.history, **bounds))
+                else:
+                    past = self.history(**bounds)
+                for event in past:
                     if match is None or match(event):
                         yield event
             while True:

@@ -314,6 +314,7 @@ def test_since_reaches_back_across_a_restart(daemon: Daemon, image: str) -> None
 
 def test_debug_logs_every_rpc(daemon: Daemon) -> None:
     daemon.ok("version")
+    daemon.ok("events", "--since", "1s", "--until", "0s")
     missing = daemon.ctl("inspect", "no-such-container-ev")
     assert missing.returncode != 0
 
