@@ -69,9 +69,13 @@ def process_cpu(pid: int) -> float:
 
 
 def child_pids(pid: int) -> list[int]:
+    """Children of every thread of `pid` (Go programs such as podman fork from any)."""
+    found: list[int] = []
     with contextlib.suppress(OSError):
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(p) for p in (task / "children").read_text().split()]
+    return found
 
 
 def daemon_pids(daemon: Daemon) -> list[int]:
