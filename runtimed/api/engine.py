@@ -16,6 +16,7 @@ from runtimed.api import imageview
 from runtimed.api.engine_build import BuildRpcs
 from runtimed.api.engine_containers import ContainerRpcs
 from runtimed.api.engine_df import DfRpcs
+from runtimed.api.engine_events import EventRpcs
 from runtimed.api.engine_images import ImageMakingRpcs
 from runtimed.api.engine_networks import NetworkRpcs
 from runtimed.api.engine_push import PushRpcs, request_credential
@@ -39,6 +40,7 @@ CRI_VERSION = "v1"
 
 class EngineServicer(
     ContainerRpcs,
+    EventRpcs,
     ImageMakingRpcs,
     NetworkRpcs,
     VolumeRpcs,

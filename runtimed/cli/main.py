@@ -11,6 +11,7 @@ from runtimed.cli import (
     build,
     containers,
     diskusage,
+    events,
     images,
     imagework,
     networks,
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diskusage.register(system_sub)
     sysprune.register(system_sub)
+    events.register(sub)
     volumes.register(sub)
     networks.register(sub)
     unshare.register(sub)

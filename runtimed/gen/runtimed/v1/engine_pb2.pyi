@@ -600,6 +600,45 @@ class Filter(_message.Message):
     value: str
     def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
+class EventsRequest(_message.Message):
+    __slots__ = ("since", "until", "filters")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    since: str
+    until: str
+    filters: _containers.RepeatedCompositeFieldContainer[Filter]
+    def __init__(self, since: _Optional[str] = ..., until: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ...) -> None: ...
+
+class EventActor(_message.Message):
+    __slots__ = ("id", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("type", "action", "actor", "scope", "time_nano")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TIME_NANO_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    action: str
+    actor: EventActor
+    scope: str
+    time_nano: int
+    def __init__(self, type: _Optional[str] = ..., action: _Optional[str] = ..., actor: _Optional[_Union[EventActor, _Mapping]] = ..., scope: _Optional[str] = ..., time_nano: _Optional[int] = ...) -> None: ...
+
 class ContainerSummary(_message.Message):
     __slots__ = ("id", "name", "image", "image_id", "command", "created", "state", "status", "ports", "labels", "exit_code", "size_rw")
     class LabelsEntry(_message.Message):

@@ -44,6 +44,11 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.InfoRequest.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.InfoResponse.FromString,
                 _registered_method=True)
+        self.Events = channel.unary_stream(
+                '/runtimed.v1.Engine/Events',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.EventsRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Event.FromString,
+                _registered_method=True)
         self.PullImage = channel.unary_stream(
                 '/runtimed.v1.Engine/PullImage',
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.PullImageRequest.SerializeToString,
@@ -328,6 +333,14 @@ class EngineServicer:
 
     def Info(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Events(self, request, context):
+        """Docker's event stream: kept events from `since`, then live ones until `until`
+        passes or the client goes away.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -700,6 +713,11 @@ def add_EngineServicer_to_server(servicer, server):
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.InfoRequest.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.InfoResponse.SerializeToString,
             ),
+            'Events': grpc.unary_stream_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.EventsRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Event.SerializeToString,
+            ),
             'PullImage': grpc.unary_stream_rpc_method_handler(
                     servicer.PullImage,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.PullImageRequest.FromString,
@@ -1025,6 +1043,33 @@ class Engine:
             '/runtimed.v1.Engine/Info',
             runtimed_dot_v1_dot_engine__pb2.InfoRequest.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.InfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/Events',
+            runtimed_dot_v1_dot_engine__pb2.EventsRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Event.FromString,
             options,
             channel_credentials,
             insecure,
