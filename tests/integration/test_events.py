@@ -431,3 +431,38 @@ def test_cri_container_events(daemon: Daemon, pushed_images: PushedImages, tmp_p
         call.cancel()
         rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
         rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
+def test_commit_pause_health_save_and_load_events(
+    daemon: Daemon, image: str, tmp_path: Path
+) -> None:
+    t0 = time.time()
+    daemon.ok("run", "-d", "--name", "ev-more", "--health-cmd", "true", "--health-interval",
+              "300ms", image, "sleep", "300")  # fmt: skip
+    try:
+        cid = json.loads(daemon.ok("inspect", "ev-more").stdout)[0]["Id"]
+        wait_for(
+            lambda: "health_status: healthy" in actions(past(daemon, t0, "container=ev-more")),
+            what="the health_status event",
+        )
+        daemon.ok("pause", "ev-more")
+        daemon.ok("unpause", "ev-more")
+        new_id = daemon.ok("commit", "-m", "snap", "ev-more", "evcommit:1").stdout.strip()
+    finally:
+        daemon.ok("rm", "-f", "ev-more")
+    mine = [e for e in past(daemon, t0, "container=ev-more") if e["Action"] != "exec_die"]
+    commit = next(e for e in mine if e["Action"] == "commit")
+    assert commit["id"] == cid and commit["Actor"]["Attributes"]["imageID"] == new_id
+    assert commit["Actor"]["Attributes"]["comment"] == "snap"
+    order = [a for a in actions(mine) if a in ("pause", "unpause", "commit")]
+    assert order == ["pause", "unpause", "commit"]
+
+    t1 = time.time()
+    archive = tmp_path / "ev.tar"
+    daemon.ok("save", "-o", str(archive), "evcommit:1")
+    daemon.ok("rmi", "evcommit:1")
+    daemon.ok("load", "-i", str(archive))
+    moved = [(e["Action"], e["id"]) for e in past(daemon, t1, "type=image")]
+    assert ("save", new_id) in moved and ("load", new_id) in moved
+    assert moved.index(("save", new_id)) < moved.index(("load", new_id))
+    daemon.ok("rmi", "evcommit:1")
