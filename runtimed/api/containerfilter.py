@@ -24,7 +24,11 @@ STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", 
 
 
 def _status(container: Container) -> str:
-    return "dead" if container.state.status == Status.UNKNOWN else str(container.state.status)
+    if container.state.status == Status.UNKNOWN:
+        return "dead"
+    if container.state.status == Status.RUNNING and container.state.paused:
+        return "paused"  # docker's status filter tells paused from running
+    return str(container.state.status)
 
 
 def _label(container: Container, want: str) -> bool:

@@ -188,6 +188,13 @@ def test_pause_and_unpause_freeze_the_container(
     state = inspect(daemon, "frozen")["State"]
     assert state["Paused"] is True and state["Status"] == "paused"
     assert "(Paused)" in daemon.ok("ps", "--filter", "name=frozen").stdout
+    names = ["ps", "--format", "{{.Names}}", "--filter", "name=frozen", "--filter"]
+    assert daemon.ok(*names, "status=paused").stdout == "frozen\n"
+    assert daemon.ok(*names, "status=running").stdout == ""
+    # Its processes cannot run: exec is refused, as docker's is.
+    refused = daemon.ctl("exec", "frozen", "true")
+    assert refused.returncode == 1, refused
+    assert "is paused, unpause the container before exec" in refused.stderr
     again = daemon.ctl("pause", "frozen")
     assert again.returncode == 1 and "is already paused" in again.stderr
     daemon.ok("unpause", "frozen")
