@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -150,3 +151,16 @@ class Sandbox:
 
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One of Docker's events, as the bus publishes it and the ring keeps it."""
+
+    type: str
+    action: str
+    actor_id: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    time_ns: int = 0
+    scope: str = "local"
+    seq: int = 0  # publish order, from 1; 0 until published

@@ -30,10 +30,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runtimed.errors import Unavailable
+from runtimed.records import Event
 
 if TYPE_CHECKING:
     from runtimed.core.model import Container
@@ -80,17 +81,6 @@ SANDBOX_ATTRIBUTE = "io.kubernetes.sandbox.id"
 
 QUEUE_LIMIT = 4096
 MEMORY_EVENTS = 1024  # kept by a bus without a ring (services built alone, in tests)
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    action: str
-    actor_id: str
-    attributes: Mapping[str, str] = field(default_factory=dict)
-    time_ns: int = 0
-    scope: str = "local"
-    seq: int = 0  # publish order, from 1; 0 until published
 
 
 class Ring(Protocol):

@@ -19,8 +19,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from runtimed.core.events import Event
 from runtimed.errors import FailedPrecondition
+from runtimed.records import Event
 from runtimed.store.sqlite import Database
 
 SCHEMA_VERSION = 1
