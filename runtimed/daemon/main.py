@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="unix://PATH",
         help="unix socket to listen on",
     )
+    p.add_argument(
+        "--docker-host",
+        metavar="unix://PATH",
+        help="unix socket of the Docker Engine API (default: docker.sock beside the socket; "
+        "'' for none)",
+    )
     p.add_argument("--data-dir", type=Path, help="where images and containers are stored")
     p.add_argument("--run-dir", type=Path, help="run state (default: next to the socket)")
     p.add_argument("--storage-driver", choices=("auto", "overlay", "fuse-overlayfs", "vfs"))
@@ -60,6 +66,8 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.socket = parse_host(args.socket)
         if not args.run_dir:
             cfg.run_dir = cfg.socket.parent
+    if args.docker_host is not None:
+        cfg.docker_socket = str(parse_host(args.docker_host)) if args.docker_host else ""
     if args.data_dir:
         cfg.data_dir = args.data_dir
     if args.run_dir:
@@ -74,6 +82,8 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg.data_dir = cfg.data_dir.absolute()
     cfg.run_dir = cfg.run_dir.absolute()
     cfg.socket = cfg.socket.absolute()
+    if cfg.docker_socket:
+        cfg.docker_socket = str(Path(cfg.docker_socket).absolute())
     return cfg
 
 
@@ -155,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         check_dir_usable("--socket", cfg.socket, cfg.socket.parent)
         check_not_foreign("--socket", cfg.socket)
         check_dir_usable("--run-dir", cfg.run_dir, cfg.run_dir)
+        docker_socket = cfg.docker_socket_path()
+        if docker_socket is not None:
+            check_dir_usable("--docker-host", docker_socket, docker_socket.parent)
+            check_not_foreign("--docker-host", docker_socket)
         lock_fd = take_lock(cfg.data_dir)
         if os.geteuid() == 0:
             return _serve(cfg, lock_fd, rootless=userns.is_rootless())
