@@ -103,7 +103,10 @@ class ContainerHandlers:
         container = self.containers.get(request.params["id"])
         if container.running:
             return no_content(304)
-        await self.containers.start(container.id)
+        try:
+            await self.containers.start(container.id)
+        except RuntimedError as exc:
+            raise start_error(exc, container.config.args) from None
         return no_content()
 
     def _timeout(self, request: Request) -> int | None:
@@ -195,6 +198,26 @@ class ContainerHandlers:
             raise FailedPrecondition(f"container {container.id} is not running")
         titles, rows = await top(container, request.arg("ps_args") or "-ef")
         return json_response({"Titles": titles, "Processes": rows})
+
+
+def start_error(err: RuntimedError, args: list[str]) -> RuntimedError:
+    """A command that cannot be run, said as runc says it through dockerd: clients read the
+    words (the docker CLI exits 127 on "executable file not found", 126 on "permission
+    denied"); crun words it otherwise."""
+    lowered = err.message.lower()
+    if "executable" not in lowered:
+        return err
+    cmd = args[0] if args else ""
+    if "not found" in lowered or "no such file" in lowered:
+        if "/" in cmd:
+            detail = f'exec: "{cmd}": stat {cmd}: no such file or directory'
+        else:
+            detail = f'exec: "{cmd}": executable file not found in $PATH'
+    elif any(w in lowered for w in ("permission denied", "not permitted", "is a directory")):
+        detail = f'exec: "{cmd}": permission denied'
+    else:
+        return err
+    return InvalidArgument(f"failed to create task for container: {detail} ({err.message})")
 
 
 def _with_tag(image: str) -> str:

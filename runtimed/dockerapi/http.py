@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from http import HTTPStatus
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,14 @@ def no_content(status: int = 204) -> Response:
 
 def json_line(obj: Any) -> bytes:
     return json.dumps(obj).encode() + b"\r\n"
+
+
+def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    return h11.Response(status_code=status, headers=headers, reason=reason)
 
 
 class RawStream:
@@ -387,16 +396,14 @@ class Connection:
         if isinstance(reply, Response):
             headers = self._headers(reply.content_type, reply.headers)
             headers.append(("Content-Length", str(len(reply.body))))
-            self.writer.write(
-                self.http.send(h11.Response(status_code=reply.status, headers=headers))
-            )
+            self.writer.write(self.http.send(_response(reply.status, headers)))
             if reply.body and not head_only:
                 self.writer.write(self.http.send(h11.Data(data=reply.body)))
             self.writer.write(self.http.send(h11.EndOfMessage()))
             await self.writer.drain()
             return
         headers = self._headers(reply.content_type, reply.headers)
-        self.writer.write(self.http.send(h11.Response(status_code=reply.status, headers=headers)))
+        self.writer.write(self.http.send(_response(reply.status, headers)))
         await self.writer.drain()
         try:
             async for chunk in reply.chunks:
@@ -419,7 +426,7 @@ class Connection:
                 ("Content-Length", str(len(body))),
                 ("Connection", "close"),
             ]
-            self.writer.write(self.http.send(h11.Response(status_code=status, headers=headers)))
+            self.writer.write(self.http.send(_response(status, headers)))
             self.writer.write(self.http.send(h11.Data(data=body)))
             self.writer.write(self.http.send(h11.EndOfMessage()))
             await self.writer.drain()

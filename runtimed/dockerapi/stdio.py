@@ -49,8 +49,8 @@ async def relay(
     """Output to the client and its input to the process, until the process ends (all its
     output sent), the client types the detach keys, or the client goes away.
 
-    A client with stdin that ends its input (a half-close) still gets the output to the
-    end; without stdin, the end of the connection's input is the client leaving.
+    A client that ends its input (a half-close: the docker CLI does so even without
+    stdin) still gets the output to the end; one that left is noticed when a write fails.
     """
 
     async def outbound() -> None:
@@ -63,7 +63,7 @@ async def relay(
                 return
 
     async def inbound() -> bool:
-        """True when the client is gone or detached; False when it only ended its input."""
+        """True when the client detached; False when it ended its input."""
         scanner = DetachScanner(keys) if keys else None
         while data := await conn.read():
             if not stdin:
@@ -75,11 +75,10 @@ async def relay(
                 await stream.write_stdin(data)
             if detached:
                 return True
-        if not stdin:
-            return True
-        if scanner is not None and (held := scanner.flush()):
-            await stream.write_stdin(held)
-        await stream.close_stdin()
+        if stdin:
+            if scanner is not None and (held := scanner.flush()):
+                await stream.write_stdin(held)
+            await stream.close_stdin()
         return False
 
     out_task = asyncio.create_task(outbound())
