@@ -9,6 +9,23 @@ from runtimed.dockerapi.router import Router
 from runtimed.dockerapi.stdio import detach_keys, media_type, relay
 from runtimed.errors import InvalidArgument
 
+_TAIL = 512  # bytes of output kept to tell a command that could not run
+
+
+def exec_failure_code(code: int | None, tail: bytes) -> int | None:
+    """crun exec ends with 255 when the command cannot be run; docker reports 127 for a
+    missing command and 126 for one that cannot be executed, as runtimectl's run does."""
+    if code != 255:
+        return code
+    text = tail.decode(errors="replace").lower()
+    if "executable" not in text:
+        return code
+    if "not found" in text or "no such file" in text:
+        return 127
+    if "permission denied" in text or "not permitted" in text:
+        return 126
+    return code
+
 
 def register(router: Router, ctx: Context) -> None:
     h = ExecHandlers(ctx)
@@ -74,6 +91,16 @@ class ExecHandlers:
         except BaseException:
             await stream.close()
             raise
+        tail = bytearray()
+
+        def output(data: bytes) -> None:
+            tail.extend(data)
+            del tail[:-_TAIL]
+
+        def exited(payload: bytes) -> None:
+            self.execs.exited(instance.id, payload)
+            instance.exit_code = exec_failure_code(instance.exit_code, bytes(tail))
+
         try:
             await relay(
                 conn,
@@ -81,7 +108,8 @@ class ExecHandlers:
                 tty=cfg.tty,
                 stdin=cfg.stdin,
                 keys=detach_keys(cfg.detach_keys) if cfg.stdin else b"",
-                on_exit=lambda payload: self.execs.exited(instance.id, payload),
+                on_exit=exited,
+                on_output=output,
             )
         finally:
             self.execs.ended(instance.id)

@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from http import HTTPStatus
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 

@@ -45,6 +45,7 @@ async def relay(
     stdin: bool,
     keys: bytes,
     on_exit: Callable[[bytes], None] = lambda _payload: None,
+    on_output: Callable[[bytes], None] = lambda _data: None,
 ) -> None:
     """Output to the client and its input to the process, until the process ends (all its
     output sent), the client types the detach keys, or the client goes away.
@@ -57,6 +58,7 @@ async def relay(
         while (piece := await stream.read()) is not None:
             kind, data = piece
             if kind in _STREAMS and data:
+                on_output(data)
                 await conn.write(data if tty else frame(_STREAMS[kind], data))
             elif kind == EXIT:
                 on_exit(data)
