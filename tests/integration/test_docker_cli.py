@@ -14,8 +14,9 @@ import pytest
 
 from tests.support.daemon import Daemon
 from tests.support.dockercli import DockerCli, PtyClient, docker_socket, free_port
-from tests.support.images import ImageScenario, push_busybox, push_mixed
-from tests.support.registry import Registry
+from tests.support.images import ImageScenario, push_busybox
+from tests.support.oci import File, Layer, build_image
+from tests.support.registry import Registry, push
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -83,10 +84,12 @@ def test_errors_are_docker_json(daemon: Daemon) -> None:
 
 
 def test_pull_prints_docker_progress(docker: DockerCli, registry: Registry) -> None:
-    image = push_mixed(registry)
+    layers = [Layer([File("etc/first", b"1\n")]), Layer([File("etc/second", b"2\n")])]
+    image = push(registry, "test/fresh", "1", build_image(layers))
     out = docker.ok("pull", image.ref).stdout
-    assert "1: Pulling from test/mixed" in out
-    assert out.count(": Pull complete") == 3
+    assert "1: Pulling from test/fresh" in out
+    for layer in layers:
+        assert f"{layer.digest.removeprefix('sha256:')[:12]}: Pull complete" in out
     assert "Digest: sha256:" in out
     assert f"Status: Downloaded newer image for {image.ref}" in out
     assert out.rstrip().endswith(image.ref)
@@ -124,7 +127,7 @@ def test_run_detached_with_published_port(
     port = free_port()
     cid = docker.ok(
         "run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", busybox.ref,
-        "httpd", "-f", "-p", "80", "-h", "/etc",
+        "busybox", "httpd", "-f", "-p", "80", "-h", "/etc",
     ).stdout.strip()  # fmt: skip
     assert len(cid) == 64
 
@@ -141,7 +144,7 @@ def test_run_detached_with_published_port(
     name, ports, status = ps.strip().split("|")
     assert name == "web" and f"127.0.0.1:{port}->80/tcp" in ports and status.startswith("Up")
     assert docker.ok("port", "web").stdout.strip() == f"80/tcp -> 127.0.0.1:{port}"
-    fmt = "{{.State.Status}} {{.Name}} {{index .Config.Cmd 0}}"
+    fmt = "{{.State.Status}} {{.Name}} {{index .Config.Cmd 1}}"
     assert docker.ok("inspect", "-f", fmt, "web").stdout == "running /web httpd\n"
     stop = docker.ok("stop", "web")
     assert stop.stdout == "web\n"
@@ -154,9 +157,9 @@ def test_run_detached_with_published_port(
 def test_ps_logs_follow_and_tail(docker: DockerCli, busybox: ImageScenario, clean: None) -> None:
     docker.ok(
         "run", "-d", "--name", "talker", busybox.ref,
-        "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; echo err$i >&2; done; sleep 2; echo last",
+        "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 4; echo last",
     )  # fmt: skip
-    docker.ok("run", "-d", "--name", "quiet", busybox.ref, "true")
+    docker.ok("run", "-d", "--name", "quiet", busybox.ref, "sh", "-c", "echo to-err >&2")
     wait_for(
         lambda: docker("inspect", "-f", "{{.State.Status}}", "quiet").stdout == "exited\n",
         what="quiet to exit",
@@ -168,7 +171,9 @@ def test_ps_logs_follow_and_tail(docker: DockerCli, busybox: ImageScenario, clea
     assert exited.stdout.startswith("Exited (0)")
     wait_for(lambda: "line5" in docker("logs", "talker").stdout, what="the first lines")
     tail = docker.ok("logs", "--tail", "2", "talker")
-    assert tail.stdout == "line4\nline5\n" and tail.stderr == "err4\nerr5\n"
+    assert (tail.stdout, tail.stderr) == ("line4\nline5\n", "")
+    separate = docker.ok("logs", "quiet")
+    assert (separate.stdout, separate.stderr) == ("", "to-err\n")
     follow = docker.ok("logs", "-f", "--tail", "1", "talker", timeout=30)
     assert follow.stdout == "line5\nlast\n"
     stamped = docker.ok("logs", "-t", "--tail", "1", "talker").stdout
@@ -209,7 +214,7 @@ def test_exec(docker: DockerCli, busybox: ImageScenario, clean: None) -> None:
     assert piped.stdout.strip() == "5"
     term = PtyClient([docker.binary, "exec", "-it", "box", "sh"], docker.env, rows=33, cols=101)
     term.expect("# ")
-    term.type("stty size; echo in-$((2 + 3))\r")
+    term.type("busybox stty size; echo in-$((2 + 3))\r")
     term.expect("33 101")
     term.expect("in-5")
     term.type("exit 5\r")
@@ -267,20 +272,23 @@ def test_networks(docker: DockerCli, busybox: ImageScenario, clean: None) -> Non
             "run", "-d", "--name", "srv", "--network", "appnet", busybox.ref,
             "sh", "-c", "echo from-srv > /tmp/index.html; httpd -f -p 80 -h /tmp",
         )  # fmt: skip
-        docker.ok("run", "-d", "--name", "cli", busybox.ref, "sleep", "300")
-        docker.ok("network", "connect", "--alias", "friend", "appnet", "cli")
+        docker.ok("run", "-d", "--name", "cli", "--network", "appnet", busybox.ref, "sleep", "300")
+        fetch = "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://srv/ && exit; sleep 1; done"
+        assert docker.ok("exec", "cli", "sh", "-c", fetch).stdout == "from-srv\n"
+        docker.ok("run", "-d", "--name", "joiner", busybox.ref, "sleep", "300")
+        docker.ok("network", "connect", "--alias", "friend", "appnet", "joiner")
         members = docker.ok(
             "network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", "appnet"
         ).stdout.split()
-        assert sorted(members) == ["cli", "srv"]
-        fetch = "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://srv/ && exit; sleep 1; done"
-        assert docker.ok("exec", "cli", "sh", "-c", fetch).stdout == "from-srv\n"
+        assert sorted(members) == ["cli", "joiner", "srv"]
+        fmt = "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}"
+        assert docker.ok("inspect", "-f", fmt, "joiner").stdout.split() == ["appnet", "bridge"]
         busy = docker("network", "rm", "appnet")
         assert busy.returncode == 1
-        docker.ok("network", "disconnect", "appnet", "cli")
-        docker.ok("rm", "-f", "srv")
+        docker.ok("network", "disconnect", "appnet", "joiner")
+        assert docker.ok("inspect", "-f", fmt, "joiner").stdout.split() == ["bridge"]
     finally:
-        docker("rm", "-f", "srv", "cli")
+        docker("rm", "-f", "srv", "cli", "joiner")
         removed = docker("network", "rm", "appnet")
     assert removed.stdout == "appnet\n"
     gone = docker("network", "inspect", "appnet")

@@ -121,9 +121,9 @@ class PtyClient:
                     break
                 self.screen += chunk
         assert needle.encode() in self.screen, f"{needle!r} not in {self.screen[-500:]!r}"
-        text = self.screen.decode(errors="replace")
-        self.screen = b""
-        return text
+        # What came after the needle is kept for the next expect.
+        head, found, self.screen = self.screen.partition(needle.encode())
+        return (head + found).decode(errors="replace")
 
     def close(self, timeout: float = 20) -> int:
         try:
