@@ -112,7 +112,7 @@ class NetworkHandlers:
         first = configs[0] if configs else {}
         if body.get("EnableIPv6"):
             raise InvalidArgument("IPv6 networks are not supported by runtimed")
-        for flag in ("Attachable", "Ingress", "ConfigOnly"):
+        for flag in ("Ingress", "ConfigOnly"):  # Attachable: any container may join anyway
             if body.get(flag):
                 raise InvalidArgument(f"{flag} networks are a swarm feature runtimed does not have")
         net = await self.network.create(
