@@ -79,6 +79,12 @@ def json_line(obj: Any) -> bytes:
     return json.dumps(obj).encode() + b"\r\n"
 
 
+def _declares_body(headers: dict[str, str]) -> bool:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return True
+    return headers.get("content-length", "0").strip() not in ("", "0")
+
+
 def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
     try:
         reason = HTTPStatus(status).phrase
@@ -288,6 +294,8 @@ class Connection:
             request = Request(self, event)
             self._body_done.clear()
             self._pipelined = False
+            if not _declares_body(request.headers):
+                self.http.next_event()  # its EndOfMessage: nothing to read for it
             if self.http.their_state is not h11.SEND_BODY:
                 self._body_done.set()
             await self._supervise(asyncio.create_task(self._exchange(request)))
