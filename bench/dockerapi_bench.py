@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -62,7 +63,8 @@ class Side:
         self.name = name
         self.socket = socket_path
         self.image = image
-        config = Path(tempfile.mkdtemp(prefix="rtd-bench-dcfg-"))
+        self.config = Path(tempfile.mkdtemp(prefix="rtd-bench-dcfg-"))
+        config = self.config
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{socket_path}", DOCKER_CONFIG=str(config))
         self.client = docker.DockerClient(base_url=f"unix://{socket_path}", timeout=TIMEOUT)
 
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="rtd-bench-dapi-"))
     rootfs = work / "busybox.tar"
     make_busybox_rootfs(rootfs)
-    daemon = Daemon(work / "runtimed")
+    daemon = Daemon()
     podman = PodmanEnv()
     service: subprocess.Popen[bytes] | None = None
     sides: list[Side] = []
@@ -164,12 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(Exception):
                 side.remove_all()
             side.client.close()
+            shutil.rmtree(side.config, ignore_errors=True)
         if service is not None and service.poll() is None:
             os.killpg(service.pid, signal.SIGTERM)
             service.wait(30)
             wait_gone(service.pid)
         podman.cleanup()
         stop_runtimed(daemon)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
