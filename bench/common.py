@@ -419,10 +419,12 @@ class PodmanEnv:
 
 
 def is_our_pause_process(pid: int) -> bool:
+    """catatonit, or podman's own pause process (Debian's podman 4.3: comm "podman pause")."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return False
     uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
-    return uid == os.getuid() and b"catatonit" in cmdline
+    return uid == os.getuid() and (b"catatonit" in cmdline or comm == "podman pause")

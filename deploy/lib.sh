@@ -38,5 +38,5 @@ as_user() {
     HOME="$home" USER="$user" LOGNAME="$user" \
     PATH="$stage/venv/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
     XDG_RUNTIME_DIR="/run/user/$uid" LANG=C.UTF-8 STAGE="$stage" \
-    RUNTIMED_CRICTL="${crictl:-}" "$@")
+    RUNTIMED_CRICTL="${crictl:-}" RUNTIMED_TEST_BLOCK="${RUNTIMED_TEST_BLOCK:-}" "$@")
 }

@@ -14,17 +14,17 @@ subid_count=400000  # at least this many ids
 packages=(
   python3 python3-venv python3-dev gcc
   crun runc uidmap passt slirp4netns fuse-overlayfs
-  busybox-static docker-registry apache2-utils zstd util-linux iproute2 procps
+  busybox-static docker-registry apache2-utils zstd util-linux e2fsprogs iproute2 procps
   nftables
   # Log driver tests: rsyslog (started by the tests themselves, as the test user, with
   # their own config; gtls for tcp+tls) and openssl for their test CA.
   rsyslog rsyslog-gnutls openssl
+  # Image interchange tests: archives we save are read by skopeo and podman, and
+  # archives skopeo writes are loaded by us (test peers only, never used by runtimed).
+  skopeo podman
   # Docker API tests: docker-compose 1.29 (on Debian's docker-py) drives runtimed's docker.sock.
   docker-compose
 )
-if [[ "${RUNTIMED_BENCH:-0}" == 1 ]]; then
-  packages+=(podman)
-fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -83,6 +83,9 @@ if [[ -f "$v2/cgroup.controllers" ]] && grep -qw hugetlb "$v2/cgroup.controllers
   mkdir -p /sys/fs/cgroup/hugetlb
   mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
 fi
+
+# Resource limits: a cgroup subtree of ours for the user, in each v1 controller.
+"$(dirname "$0")/cgroups.sh" delegate "$user"
 
 run_dir="/run/user/${uid}"
 mkdir -p "$run_dir"

@@ -10,11 +10,41 @@ source "$(dirname "$0")/lib.sh"
 require_root deploy/test.sh
 prepare_user_and_tree
 
+# A block device the blkio tests may throttle (--device-write-bps): a loop device on a
+# file with an ext4 mounted for the test user (only root may make one).
+block_img="$stage/block.img"
+block_mnt="$stage/block"
+release_block() {
+  if mountpoint -q "$block_mnt"; then umount "$block_mnt" || true; fi
+  losetup -j "$block_img" -O NAME -n 2>/dev/null | xargs -r -n1 losetup -d || true
+  rm -f "$block_img"
+}
+release_block
+truncate -s 64M "$block_img"
+block_dev=$(losetup --find --show "$block_img")
+mkfs.ext4 -q -F "$block_dev"
+mkdir -p "$block_mnt"
+mount "$block_dev" "$block_mnt"
+chown "$user:" "$block_mnt"
+export RUNTIMED_TEST_BLOCK="$block_dev:$block_mnt"
+
+# A small filesystem the test user owns, for the disk-full tests (STAGE/smallfs,
+# tests/integration/test_disk_full.py): mounting one takes root here, and a daemon
+# started inside a namespace of the test's own could not map its subordinate ids.
+smallfs="$stage/smallfs"
+mkdir -p "$smallfs"
+umount "$smallfs" 2>/dev/null || true
+mount -t tmpfs -o "size=64m,mode=0700,uid=$uid,gid=$(id -g "$user")" runtimed-smallfs "$smallfs"
+
 cleanup() {
   # Only the test user's processes: everything it runs was started by this script.
   pkill -TERM -u "$user" 2>/dev/null || true
   sleep 1
   pkill -KILL -u "$user" 2>/dev/null || true
+  # The delegated cgroups go too (containers' first): they sit in this job's cgroup.
+  "$(dirname "$0")/cgroups.sh" release "$user"
+  release_block
+  umount "$smallfs" 2>/dev/null || umount -l "$smallfs" 2>/dev/null || true
 }
 trap cleanup EXIT
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtimed.cgroups.units import parse_ulimit
 from runtimed.errors import InvalidArgument
 from runtimed.paths import config_dir, data_dir, default_socket, parse_host, runtime_dir
 from runtimed.streaming.address import DEFAULT_ADDRESS, parse_address
@@ -46,9 +47,19 @@ class Config:
     # The Docker Engine API's unix socket: None = docker.sock in run_dir, "" = no Docker API.
     docker_socket: str | None = None
     debug: bool = False
+    # Remote access (dockerd's hosts/tlsverify/tlscacert/tlscert/tlskey): tcp:// listeners
+    # for the gRPC API and for the Docker API, served only with mutual TLS.
+    tcp_hosts: list[str] = field(default_factory=list)
+    docker_tcp_hosts: list[str] = field(default_factory=list)
+    tlsverify: bool = False
+    tlscacert: Path | None = None
+    tlscert: Path | None = None
+    tlskey: Path | None = None
     # Not a setting: the socket is in the runtime's own directory, which is kept private
     # (a directory the user named for it is used as it is).
     own_socket_dir: bool = False
+    # ulimits every container gets unless --ulimit says otherwise: {name: "soft[:hard]"}.
+    default_ulimits: list[tuple[str, int, int]] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | None) -> Config:
@@ -148,4 +159,11 @@ _SETTINGS: dict[str, Callable[[Any], object]] = {
     "stream_address": _stream_address,
     "docker_socket": _docker_socket,
     "debug": bool,
+    "default_ulimits": lambda v: [parse_ulimit(f"{k}={x}") for k, x in dict(v).items()],
+    "tcp_hosts": lambda v: [str(x) for x in v],
+    "docker_tcp_hosts": lambda v: [str(x) for x in v],
+    "tlsverify": _boolean,
+    "tlscacert": Path,
+    "tlscert": Path,
+    "tlskey": Path,
 }

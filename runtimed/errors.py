@@ -7,6 +7,11 @@ name, so this module does not import grpc.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
+NO_SPACE = "no space left on device"
+
 # How much of one piece of user input (a name, a reference, a path) an error repeats.
 ECHO_LIMIT = 128
 
@@ -80,6 +85,12 @@ class DeadlineExceeded(RuntimedError):
     code = "DEADLINE_EXCEEDED"
 
 
+class ResourceExhausted(RuntimedError):
+    """Out of something the host has only so much of: disk space under the data dir."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
 class Unimplemented(RuntimedError):
     """The operation exists in the API but this daemon does not provide it yet."""
 
@@ -90,3 +101,23 @@ class Internal(RuntimedError):
     """A bug or an unexpected failure of the host."""
 
     code = "INTERNAL"
+
+
+def out_of_space(exc: BaseException) -> ResourceExhausted | None:
+    """The ResourceExhausted a full disk means, if `exc` is one (ENOSPC or EDQUOT, or
+    SQLite's "database or disk is full"); None for anything else.
+
+    The one place these are told apart: the store raises what it returns, so core code
+    can react to a full disk, and the API edge maps whatever else reaches it.
+    """
+    if isinstance(exc, ResourceExhausted):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = NO_SPACE if exc.errno == errno.ENOSPC else "disk quota exceeded"
+        where = f": cannot write {exc.filename}" if exc.filename else ""
+        return ResourceExhausted(f"{what}{where}")
+    if isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    ):
+        return ResourceExhausted(f"{NO_SPACE}: the metadata database cannot grow")
+    return None

@@ -43,16 +43,13 @@ def default_socket() -> Path:
 
 
 def parse_host(value: str) -> Path:
-    """Accept `unix:///path`, `unix://path` or a bare path (docker's -H forms we support)."""
-    scheme, sep, path = value.partition("://")
-    if not sep:
-        path = value
-    elif scheme == "tcp":
+    """A unix socket's path from `unix:///path`, `unix://path` or a bare path (where only a
+    local socket will do: `--socket`; tcp:// listeners and clients use runtimed.hosts)."""
+    from runtimed.hosts import parse_host as parse_any
+
+    host = parse_any(value)
+    if host.is_tcp:
         raise InvalidArgument(
-            f"cannot use {value}: tcp:// hosts are not supported yet, only unix:///PATH sockets"
+            f"cannot use {value} here: only unix:///PATH sockets (tcp:// is for -H)"
         )
-    elif scheme != "unix":
-        raise InvalidArgument(f"unsupported host {value}: only unix:///PATH sockets are supported")
-    if not path:
-        raise InvalidArgument(f"invalid host {value!r}: empty socket path, use unix:///PATH")
-    return Path(path)
+    return Path(host.path)

@@ -78,6 +78,9 @@ class ContainerState:
     # Stopped by a person (stop/kill): restart policies other than `always` stand down.
     manually_stopped: bool = False
     error: str = ""
+    paused: bool = False  # frozen by `pause` (its cgroup freezer)
+    # Docker's State.Health {Status, FailingStreak, Log}; None without a health check.
+    health: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerState:
@@ -118,6 +121,8 @@ class SandboxConfig:
     namespace_options: dict[str, Any] = field(default_factory=dict)
     ns_dir: str = ""  # where the pinned namespaces live, for pods
     runtime_handler: str = ""
+    # CRI: {"cgroup_parent": ..., "limits": Resources dict} for the pod's cgroup.
+    resources: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SandboxConfig:

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from runtimed.core import health
 from runtimed.core.model import Container, Status
 from runtimed.errors import InvalidArgument, NotFound
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
@@ -18,6 +19,7 @@ from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 if TYPE_CHECKING:
     from runtimed.core.containers import ContainerService
 
+HEALTH_STATUSES = (health.STARTING, health.HEALTHY, health.UNHEALTHY, health.NONE)
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
@@ -68,6 +70,14 @@ def select(
             checks.append(
                 lambda c, v=codes: c.state.status == Status.EXITED and c.state.exit_code in v
             )
+        elif key == "health":
+            bad = [x for x in values if x not in HEALTH_STATUSES]
+            if bad:
+                raise InvalidArgument(
+                    f"Unrecognised filter value for health: {bad[0]} "
+                    f"(want one of {', '.join(HEALTH_STATUSES)})"
+                )
+            checks.append(lambda c, v=values: health.status_of(c) in v)
         elif key == "ancestor":
             matchers = [_ancestor(service, x) for x in values]
             checks.append(lambda c, m=matchers: any(f(c) for f in m))

@@ -6,6 +6,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
+from runtimed.api import healthview, resourceview
 from runtimed.core.model import PID_POD, Container, Status
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.humanize import human_duration
@@ -28,12 +29,24 @@ def status_text(container: Container) -> str:
     state = container.state
     now = time.time_ns()
     if state.status == Status.RUNNING:
-        return "Up " + human_duration((now - state.started_at) / 1e9)
+        up = "Up " + human_duration((now - state.started_at) / 1e9)
+        return up + " (Paused)" if state.paused else up + healthview.status_suffix(container)
     if state.status == Status.EXITED:
         return f"Exited ({state.exit_code}) {human_duration((now - state.finished_at) / 1e9)} ago"
     if state.status == Status.UNKNOWN:
         return "Unknown"
     return "Created"
+
+
+def _present(key: str, value: Any) -> dict[str, Any]:
+    """{key: value}, or nothing when value is None (docker omits such fields)."""
+    return {} if value is None else {key: value}
+
+
+def _state_word(container: Container) -> str:
+    if container.state.status == Status.RUNNING and container.state.paused:
+        return "paused"
+    return str(container.state.status)
 
 
 def summary(service: ContainerService, container: Container) -> pb.ContainerSummary:
@@ -48,7 +61,7 @@ def summary(service: ContainerService, container: Container) -> pb.ContainerSumm
         image_id=container.config.image_id,
         command=" ".join(container.config.args),
         created=container.created_at // 1_000_000_000,
-        state=str(container.state.status),
+        state=_state_word(container),
         status=status_text(container),
         ports=netview.ports_text(service, container),
         labels=container.config.labels,
@@ -66,9 +79,9 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
         "Path": cfg.args[0] if cfg.args else "",
         "Args": cfg.args[1:],
         "State": {
-            "Status": str(state.status) if state.status != Status.UNKNOWN else "dead",
+            "Status": _state_word(container) if state.status != Status.UNKNOWN else "dead",
             "Running": state.status == Status.RUNNING,
-            "Paused": False,
+            "Paused": state.paused,
             "Restarting": False,
             "OOMKilled": state.reason == "OOMKilled",
             "Dead": state.status == Status.UNKNOWN,
@@ -77,6 +90,7 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
             "Error": state.error,
             "StartedAt": rfc3339(state.started_at),
             "FinishedAt": rfc3339(state.finished_at),
+            **_present("Health", healthview.state(container, rfc3339)),
         },
         "Image": cfg.image_id,
         "ResolvConfPath": str(files / "resolv.conf"),
@@ -102,6 +116,7 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
             "CapAdd": spec.get("cap_add", []),
             "CapDrop": spec.get("cap_drop", []),
             **netview.host_config(service, container),
+            **resourceview.host_config(container),
         },
         "Mounts": volumeview.inspect_mounts(container, service.records.db),
         "Config": {
@@ -119,6 +134,7 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
             "Labels": cfg.labels,
             "StopSignal": cfg.stop_signal,
             "StopTimeout": cfg.stop_timeout,
+            **_present("Healthcheck", healthview.config(container)),
         },
         "NetworkSettings": netview.network_settings(service, container),
     }

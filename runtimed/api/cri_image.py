@@ -15,7 +15,7 @@ from runtimed.images.auth import Credential
 from runtimed.store.metadata import ImageRecord
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
 
 STREAM_BATCH = 100
 

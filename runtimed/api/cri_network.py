@@ -12,7 +12,7 @@ from runtimed.gen.runtime.v1 import api_pb2 as cri
 from runtimed.network.ports import PortSpec
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
 
 _PROTOCOLS = {cri.TCP: "tcp", cri.UDP: "udp"}
 

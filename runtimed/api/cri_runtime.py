@@ -7,15 +7,13 @@ stopping or removing what is already stopped or gone returns OK.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
 from runtimed.api import cri_stats
-from runtimed.api.cri_attrs import container_metadata, labels_match, pod_metadata
+from runtimed.api.cri_attrs import container_metadata, cri_containers, labels_match, pod_metadata
 from runtimed.api.cri_logpath import confined_log_path
 from runtimed.api.cri_mounts import cri_mounts, runtime_handlers
 from runtimed.api.cri_network import (
@@ -24,26 +22,32 @@ from runtimed.api.cri_network import (
     network_condition,
     pod_network_status,
 )
+from runtimed.api.cri_resources import (
+    CriResourceRpcs,
+    cgroup_driver,
+    container_extras,
+    pod_extras,
+    to_cri,
+)
 from runtimed.api.cri_security import container_security
 from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.core.containers import PID_CONTAINER, PID_HOST, PID_OWN, PID_POD, CreateRequest
+from runtimed.core.execsync import run_to_exit
 from runtimed.core.model import Container, RestartPolicy, Sandbox, Status
 from runtimed.core.sandboxes import PodRequest
-from runtimed.core.shim_client import EXIT, STDERR, STDOUT
 from runtimed.errors import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    Unavailable,
 )
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 from runtimed.gen.runtime.v1 import api_pb2_grpc
 from runtimed.streaming import requests as streams
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
     from runtimed.streaming.server import StreamServer
 
 # kubelet refuses a runtime whose VersionResponse.version is not this.
@@ -85,7 +89,7 @@ def pid_mode(options: cri.NamespaceOption) -> str:
     return PID_OWN
 
 
-class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
+class CriRuntimeServicer(CriResourceRpcs, api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self, runtime: Runtime, streaming: StreamServer) -> None:
         self.rt = runtime
         self.streaming = streaming
@@ -138,9 +142,9 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def RuntimeConfig(
         self, request: cri.RuntimeConfigRequest, context: Any
     ) -> cri.RuntimeConfigResponse:
-        # kubelet matches its cgroupDriver to this; crun runs with its cgroupfs manager.
+        # kubelet matches its cgroupDriver to this.
         return cri.RuntimeConfigResponse(
-            linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cri.CGROUPFS)
+            linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cgroup_driver(self.rt))
         )
 
     # -- sandboxes -------------------------------------------------------------
@@ -175,6 +179,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 namespace_options={"network": ns.network, "pid": ns.pid, "ipc": ns.ipc},
                 runtime_handler=request.runtime_handler,
                 sysctls=dict(config.linux.sysctls),
+                resources=pod_extras(config.linux),
             )
         )
         await attach_pod(self.rt, sandbox, config)
@@ -322,7 +327,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                 log_path=log_path,
                 sandbox_id=sandbox.id,
                 cri={"name": meta.name, "attempt": meta.attempt},
-                extras={"volumes": volume_extras},
+                extras={"volumes": volume_extras, "resources": container_extras(config)},
                 pid_mode=pid_mode(sec.namespace_options),
                 **security,
             )
@@ -382,16 +387,11 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     ) -> cri.ListContainersResponse:
         flt = request.filter
         items = []
-        for container in self.containers.list():
-            if container.config.cri is None:
-                continue
-            if flt.id and not container.id.startswith(flt.id):
-                continue
-            if flt.pod_sandbox_id and not container.sandbox_id.startswith(flt.pod_sandbox_id):
-                continue
+        picked = cri_containers(
+            self.containers.list(), flt.id, flt.pod_sandbox_id, flt.label_selector
+        )
+        for container in picked:
             if flt.HasField("state") and _STATE[container.state.status] != flt.state.state:
-                continue
-            if not labels_match(container.config.labels, flt.label_selector):
                 continue
             items.append(
                 cri.Container(
@@ -437,6 +437,7 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             mounts=mounts,
             log_path=container.config.log_path if container.config.log_driver == "cri" else "",
             image_id=container.config.image_id,
+            resources=to_cri(container),
             **self._image_fields(container),
         )
         info = {}
@@ -454,33 +455,21 @@ class CriRuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     async def ExecSync(self, request: cri.ExecSyncRequest, context: Any) -> cri.ExecSyncResponse:
         container = self._container(request.container_id)
-        exec_id = secrets.token_hex(8)
-        stream = await self.containers.exec(container.id, list(request.cmd), exec_id=exec_id)
-        out, err = bytearray(), bytearray()
-
-        async def pump() -> int:
-            while (frame := await stream.read()) is not None:
-                kind, data = frame
-                if kind == STDOUT:
-                    out.extend(data)
-                elif kind == STDERR:
-                    err.extend(data)
-                elif kind == EXIT:
-                    return int(json.loads(data or b"{}").get("exit_code") or 0)
-            raise Unavailable(f"the shim of {container.id} went away during exec")
-
         try:
-            timeout = request.timeout if request.timeout > 0 else None
-            exit_code = await asyncio.wait_for(pump(), timeout)
+            done = await run_to_exit(
+                self.containers,
+                container.id,
+                list(request.cmd),
+                timeout=request.timeout if request.timeout > 0 else None,
+                exec_id=secrets.token_hex(8),
+            )
         except TimeoutError:
-            await self.containers.kill_exec(container.id, exec_id)
             raise DeadlineExceeded(
                 f"command {list(request.cmd)!r} timed out after {request.timeout}s"
             ) from None
-        finally:
-            with contextlib.suppress(Exception):
-                await stream.close()
-        return cri.ExecSyncResponse(stdout=bytes(out), stderr=bytes(err), exit_code=exit_code)
+        return cri.ExecSyncResponse(
+            stdout=bytes(done.stdout), stderr=bytes(done.stderr), exit_code=done.exit_code
+        )
 
     # -- streaming: URLs of our streaming server, which the client connects to -----------
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from runtimed.api.cri_attrs import container_metadata, labels_match, pod_metadata
+from runtimed.api.cri_attrs import container_metadata, cri_containers, labels_match, pod_metadata
 from runtimed.core import stats as core
 from runtimed.core.model import Container, Sandbox
 from runtimed.gen.runtime.v1 import api_pb2 as cri
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
 
 
 def _u64(value: int) -> cri.UInt64Value:
@@ -127,15 +127,8 @@ async def list_container_stats(
     rt: Runtime, flt: cri.ContainerStatsFilter
 ) -> cri.ListContainerStatsResponse:
     items = []
-    for container in rt.containers.list():
-        if container.config.cri is None:
-            continue
-        if flt.id and not container.id.startswith(flt.id):
-            continue
-        if flt.pod_sandbox_id and not container.sandbox_id.startswith(flt.pod_sandbox_id):
-            continue
-        if not labels_match(container.config.labels, flt.label_selector):
-            continue
+    picked = cri_containers(rt.containers.list(), flt.id, flt.pod_sandbox_id, flt.label_selector)
+    for container in picked:
         items.append(container_message(container, await rt.stats.container(container)))
     return cri.ListContainerStatsResponse(stats=items)
 

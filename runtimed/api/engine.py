@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import platform
@@ -12,24 +11,38 @@ from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__, hostinfo
 from runtimed.api import imageview
+from runtimed.api.engine_build import BuildRpcs
 from runtimed.api.engine_containers import ContainerRpcs
+from runtimed.api.engine_images import ImageMakingRpcs
 from runtimed.api.engine_networks import NetworkRpcs
+from runtimed.api.engine_push import PushRpcs, request_credential
+from runtimed.api.engine_resources import ResourceRpcs, info_fields
 from runtimed.api.engine_volumes import VolumeRpcs
+from runtimed.api.progress_stream import event_fields, stream_progress
 from runtimed.api.unimplemented import fill_unimplemented
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.gen.runtimed.v1 import engine_pb2_grpc
 from runtimed.images.auth import Credential, normalize_registry
-from runtimed.images.service import PullEvent, PullResult
+from runtimed.images.service import ProgressFn, PullEvent, PullResult
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
 
 API_VERSION = "1"
 CRI_VERSION = "v1"
 
 
-class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.EngineServicer):
+class EngineServicer(
+    ContainerRpcs,
+    ImageMakingRpcs,
+    NetworkRpcs,
+    VolumeRpcs,
+    PushRpcs,
+    ResourceRpcs,
+    BuildRpcs,
+    engine_pb2_grpc.EngineServicer,
+):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
 
@@ -83,67 +96,42 @@ class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.Eng
             uid_map=hostinfo.uid_map(),
             default_log_driver=cfg.default_log_driver,
             debug=cfg.debug,
+            **info_fields(rt.cgroups),
         )
 
     async def PullImage(
         self, request: pb.PullImageRequest, context: Any
     ) -> AsyncIterator[pb.PullImageProgress]:
-        queue: asyncio.Queue[PullEvent | PullResult | BaseException] = asyncio.Queue()
-        credential = None
-        if request.HasField("auth") and (request.auth.username or request.auth.identity_token):
-            credential = Credential(
-                request.auth.username, request.auth.password, request.auth.identity_token or None
+        credential = request_credential(request.auth if request.HasField("auth") else None)
+
+        async def work(progress: ProgressFn) -> PullResult:
+            return await self.rt.images.pull(
+                request.reference,
+                platform=request.platform,
+                credential=credential,
+                progress=progress,
             )
 
-        async def run() -> None:
-            try:
-                result = await self.rt.images.pull(
-                    request.reference,
-                    platform=request.platform,
-                    credential=credential,
-                    progress=queue.put_nowait,
-                )
-                queue.put_nowait(result)
-            except BaseException as exc:  # handed to the stream below
-                queue.put_nowait(exc)
-
-        task = asyncio.create_task(run())
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                if isinstance(item, PullResult):
-                    yield pb.PullImageProgress(
-                        result=pb.PullImageResult(
-                            image_id=item.image_id,
-                            reference=item.reference,
-                            repo_digest=item.repo_digest,
-                            up_to_date=item.up_to_date,
-                        )
-                    )
-                    return
-                if item.layer_id:
-                    yield pb.PullImageProgress(
-                        layer=pb.LayerProgress(
-                            id=item.layer_id,
-                            status=item.status,
-                            current=item.current,
-                            total=item.total,
-                        )
-                    )
-                else:
-                    yield pb.PullImageProgress(status=item.status)
-        finally:
-            # A client that hangs up does not stop the pull: others may want the image.
-            if not task.done():
-                task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        # A client that hangs up does not stop the pull: others may want the image.
+        async for message in stream_progress(
+            work, _pull_progress, _pull_result, stop_on_hangup=False
+        ):
+            yield message
 
     async def ListImages(
         self, request: pb.ListImagesRequest, context: Any
     ) -> pb.ListImagesResponse:
+        listed = self.rt.images.list()
+        if not request.all:
+            # Build steps nobody named stay out of sight, as docker hides intermediate images.
+            hidden = self.rt.builds.hidden_images()
+            listed = [r for r in listed if r.id not in hidden]
         records = imageview.filter_images(
-            self.rt.images, self.rt.images.list(), dict(request.filters), request.reference
+            self.rt.images,
+            listed,
+            dict(request.filters),
+            request.reference,
+            intermediate=request.all,
         )
         return pb.ListImagesResponse(images=[imageview.summary(self.rt.images, r) for r in records])
 
@@ -163,7 +151,9 @@ class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.Eng
     async def RemoveImage(
         self, request: pb.RemoveImageRequest, context: Any
     ) -> pb.RemoveImageResponse:
-        result = await self.rt.images.remove(request.reference, force=request.force)
+        result = await self.rt.images.remove(
+            request.reference, force=request.force, prune=not request.no_prune
+        )
         return pb.RemoveImageResponse(
             untagged=[imageview.familiar(n) for n in result.untagged], deleted=result.deleted
         )
@@ -222,6 +212,21 @@ class EngineServicer(ContainerRpcs, NetworkRpcs, VolumeRpcs, engine_pb2_grpc.Eng
             network_ns_path=netns,
             socket=str(self.rt.config.socket),
         )
+
+
+def _pull_progress(event: PullEvent) -> pb.PullImageProgress:
+    return pb.PullImageProgress(**event_fields(event))
+
+
+def _pull_result(result: PullResult) -> pb.PullImageProgress:
+    return pb.PullImageProgress(
+        result=pb.PullImageResult(
+            image_id=result.image_id,
+            reference=result.reference,
+            repo_digest=result.repo_digest,
+            up_to_date=result.up_to_date,
+        )
+    )
 
 
 fill_unimplemented(EngineServicer, pb.DESCRIPTOR.services_by_name["Engine"])

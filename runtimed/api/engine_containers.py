@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from runtimed.api import containerview
+from runtimed.api import containerview, healthview
 from runtimed.api.containerfilter import select
 from runtimed.api.engine_networks import network_extras
+from runtimed.api.engine_resources import create_resources
 from runtimed.api.engine_volumes import volume_extras
 from runtimed.core import restart
 from runtimed.core.containers import PID_CONTAINER, PID_HOST, CreateRequest
 from runtimed.core.copy import copy_from_container, copy_to_container
+from runtimed.core.health import EXTRAS_KEY
 from runtimed.core.logs import DETAILS_METADATA, details_prefix, parse_since, read_logs
 from runtimed.core.model import Container, Status
 from runtimed.core.shim_client import EXIT, STDERR, STDOUT, AttachStream
@@ -28,7 +30,7 @@ from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.oci.spec import BindMount
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +53,8 @@ def create_request(req: pb.CreateContainerRequest) -> CreateRequest:
     extras: dict = {}
     extras["volumes"] = volume_extras(req)
     extras["network"] = network_extras(req)
+    if req.HasField("healthcheck"):
+        extras[EXTRAS_KEY] = healthview.override(req.healthcheck)
     binds = []
     for bind in req.binds:
         if not bind.source.startswith("/"):
@@ -204,8 +208,11 @@ class ContainerRpcs:
                 raise
             # Engine clients pull with progress themselves; this is the API's fallback.
             await self.rt.images.pull(request.image, platform=request.platform)
+        core_req.extras["resources"], warnings = create_resources(
+            self.rt.cgroups, request.resources
+        )
         container = await self.containers.create(core_req)
-        return pb.CreateContainerResponse(id=container.id, name=container.name)
+        return pb.CreateContainerResponse(id=container.id, name=container.name, warnings=warnings)
 
     async def StartContainer(self, request: pb.ContainerRef, context: Any) -> pb.Empty:
         await self.containers.start(request.id)

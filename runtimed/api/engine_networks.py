@@ -14,8 +14,8 @@ from runtimed.network.networks import CreateNetwork
 from runtimed.network.store import NetworkRecord
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
     from runtimed.network.service import NetworkService
+    from runtimed.services import Runtime
 
 
 def network_extras(req: pb.CreateContainerRequest) -> dict[str, Any]:

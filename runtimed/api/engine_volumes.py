@@ -11,7 +11,7 @@ from runtimed.volumes.plan import MountEntry
 from runtimed.volumes.service import VolumeView, rfc3339
 
 if TYPE_CHECKING:
-    from runtimed.daemon.server import Runtime
+    from runtimed.services import Runtime
 
 _TYPES = ("volume", "bind", "tmpfs")
 

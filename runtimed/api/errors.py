@@ -1,11 +1,12 @@
 """The one place where runtimed errors become gRPC status codes.
 
 An interceptor wraps every handler: a RuntimedError aborts the call with its
-code and message; any other exception is logged with its traceback and
-reported as INTERNAL, so a client never sees a bare "Exception calling
-application". A request that is not a valid message is INVALID_ARGUMENT.
-Every message is cut to a readable size: it travels in a response header, and
-one that echoes a 120k-character name would overflow what clients accept.
+code and message; a full disk (ENOSPC anywhere) is RESOURCE_EXHAUSTED; any
+other exception is logged with its traceback and reported as INTERNAL, so a
+client never sees a bare "Exception calling application". A request that is
+not a valid message is INVALID_ARGUMENT. Every message is cut to a readable
+size: it travels in a response header, and one that echoes a 120k-character
+name would overflow what clients accept.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import grpc
 import structlog
 
-from runtimed.errors import InvalidArgument, RuntimedError, shown
+from runtimed.errors import InvalidArgument, RuntimedError, out_of_space, shown
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +45,7 @@ def readable(message: str) -> str:
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, exc: BaseException) -> None:
+    exc = out_of_space(exc) or exc  # a full disk is the user's to fix, not a crash
     if isinstance(exc, RuntimedError):
         message = readable(exc.message)
         log.debug("rpc_failed", method=method, code=exc.code, error=message)

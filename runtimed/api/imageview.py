@@ -42,8 +42,9 @@ def inspect(images: ImageService, record: ImageRecord) -> dict[str, Any]:
         "Id": record.id,
         "RepoTags": [familiar(n) for n in record.tags],
         "RepoDigests": [familiar(n) for n in record.digests],
-        "Parent": "",
+        "Parent": images.metadata.parent_of(record.id) or "",
         "Comment": (config.get("history") or [{}])[-1].get("comment", ""),
+        "Container": config.get("container", ""),
         "Created": record.created or "",
         "DockerVersion": config.get("docker_version", ""),
         "Author": config.get("author", ""),
@@ -95,8 +96,14 @@ def _matches_reference(record: ImageRecord, pattern: str) -> bool:
 
 
 def filter_images(
-    images: ImageService, records: list[ImageRecord], filters: dict[str, str], reference: str
+    images: ImageService,
+    records: list[ImageRecord],
+    filters: dict[str, str],
+    reference: str,
+    *,
+    intermediate: bool = True,
 ) -> list[ImageRecord]:
+    """docker images: untagged parents of other images only with -a (`intermediate`)."""
     allowed = {"dangling", "reference", "label", "before", "since"}
     unknown = set(filters) - allowed
     if unknown:
@@ -108,7 +115,11 @@ def filter_images(
     if dangling not in (None, "true", "false", "1", "0"):
         raise InvalidArgument(f"invalid filter 'dangling={dangling}': want true or false")
     for record in records:
-        if dangling is not None and (not record.tags) != (dangling in ("true", "1")):
+        untagged_parent = not record.tags and bool(images.metadata.children_of(record.id))
+        if untagged_parent and not intermediate:
+            continue
+        is_dangling = not record.tags and not untagged_parent
+        if dangling is not None and is_dangling != (dangling in ("true", "1")):
             continue
         if reference and not _matches_reference(record, reference):
             continue

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from runtimed.cli.rpc import ConnectError, Connection, RpcError, Stub
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2
-from runtimed.paths import default_socket, parse_host
+from runtimed.hosts import Host, TlsFiles, client_settings
 
 
 class CliError(Exception):
@@ -21,27 +22,35 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
-def socket_path(host: str | None) -> Path:
-    value = host or os.environ.get("RUNTIMED_HOST")
-    return parse_host(value) if value else default_socket()
-
-
 # grpcio's default is 4 MiB; image inspect and ps of many containers can exceed it.
 MAX_MESSAGE = 16 * 1024 * 1024
 
 
 class Client:
-    def __init__(self, socket: Path, channel: Connection, engine: Stub) -> None:
-        self.socket = socket
+    def __init__(self, socket: Host | Path, channel: Connection, engine: Stub) -> None:
+        self.socket = socket  # where the daemon is: a unix socket's Path, or a tcp:// Host
         self.channel = channel
         self.engine = engine  # runtimed.v1.Engine, methods as on a grpcio stub
 
     @classmethod
-    def connect(cls, host: str | None) -> Client:
+    def connect(cls, host: str | None, tls: TlsFlags | None = None) -> Client:
+        """-H (else RUNTIMED_HOST, else the default socket); tcp:// with mutual TLS only."""
+        flags = tls or TlsFlags()
         try:
-            path = socket_path(host)
+            settings = client_settings(
+                host,
+                tlsverify=flags.tlsverify,
+                cacert=flags.tlscacert,
+                cert=flags.tlscert,
+                key=flags.tlskey,
+            )
         except InvalidArgument as exc:
             raise CliError(f"runtimectl: {exc.message}") from None
+        service = engine_pb2.DESCRIPTOR.services_by_name["Engine"]
+        if settings.tls is not None:
+            channel = _tls_connection(settings.host, settings.tls)
+            return cls(socket=settings.host, channel=channel, engine=Stub(channel, service))
+        path = Path(settings.host.path)
         try:
             os.stat(path)
         except PermissionError:
@@ -49,24 +58,51 @@ class Client:
         except OSError:
             raise not_running(path) from None
         channel = Connection(str(path), max_message=MAX_MESSAGE)
-        service = engine_pb2.DESCRIPTOR.services_by_name["Engine"]
         return cls(socket=path, channel=channel, engine=Stub(channel, service))
 
     def close(self) -> None:
         self.channel.close()
 
 
-def not_running(socket: Path) -> CliError:
+class TlsFlags(NamedTuple):
+    """runtimectl's global --tlsverify, --tlscacert, --tlscert, --tlskey."""
+
+    tlsverify: bool = False
+    tlscacert: str | None = None
+    tlscert: str | None = None
+    tlskey: str | None = None
+
+
+def _tls_connection(host: Host, files: TlsFiles) -> Connection:
+    from runtimed.cli.rpc import tls  # ssl only for tcp://
+
+    try:
+        ctx = tls.client_context(files)
+    except tls.TlsConfigError as exc:
+        raise CliError(f"runtimectl: {exc}") from None
+    return Connection(
+        str(host),
+        max_message=MAX_MESSAGE,
+        dial=lambda: tls.dial(host, ctx),
+        authority=host.authority,
+    )
+
+
+def _where(socket: Host | Path | None) -> str:
+    return str(socket) if isinstance(socket, Host) else f"unix://{socket}"
+
+
+def not_running(socket: Host | Path | None) -> CliError:
     return CliError(
-        f"Cannot connect to runtimed at unix://{socket}: is runtimed running? "
+        f"Cannot connect to runtimed at {_where(socket)}: is runtimed running? "
         "start it with: runtimed"
     )
 
 
-def permission_denied(socket: Path) -> CliError:
+def permission_denied(socket: Host | Path | None) -> CliError:
     # docker's wording; the usual cause is a socket of another user's daemon.
     return CliError(
-        f"permission denied while trying to connect to runtimed at unix://{socket}: "
+        f"permission denied while trying to connect to runtimed at {_where(socket)}: "
         "is it another user's daemon? run runtimectl as the user that runs runtimed"
     )
 
@@ -76,10 +112,12 @@ def daemon_error(client: Client, err: RpcError) -> str:
     return describe_rpc_error(err, client.socket).message
 
 
-def describe_rpc_error(err: RpcError, socket: Path) -> CliError:
+def describe_rpc_error(err: RpcError, socket: Host | Path | None) -> CliError:
     if isinstance(err, ConnectError):  # the socket did not answer; the daemon's errors are ours
         if isinstance(err.reason, PermissionError):
             return permission_denied(socket)
+        if isinstance(err.reason, str):  # TLS: what went wrong, in words
+            return CliError(f"Cannot talk to runtimed at {_where(socket)}: {err.reason}")
         return not_running(socket)
     return CliError(f"Error response from daemon: {err.details()}")
 

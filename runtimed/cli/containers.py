@@ -20,8 +20,10 @@ from typing import Any
 from runtimed.cli import cp, images, networks, volumes
 from runtimed.cli.client import Client, CliError, daemon_error
 from runtimed.cli.format import human_size, inspect_template, print_docs, table
+from runtimed.cli.healthflags import add_health_flags
 from runtimed.cli.netflags import add_network_flags
 from runtimed.cli.psformat import LogPrinter, format_ps, ps_row
+from runtimed.cli.resourceflags import add_resource_flags
 from runtimed.cli.rpc import ConnectError, RpcError, StatusCode
 from runtimed.cli.runflags import (
     RM_WAIT,
@@ -626,6 +628,8 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="suppress the pull output")
     p.add_argument("--log-driver", help="logging driver for the container")
     p.add_argument("--log-opt", action="append", help="log driver options KEY=VALUE")
+    add_resource_flags(p)
+    add_health_flags(p)
     p.add_argument("image")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
 

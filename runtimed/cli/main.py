@@ -7,8 +7,20 @@ import sys
 from typing import NoReturn
 
 from runtimed import __version__
-from runtimed.cli import containers, images, networks, system, unshare, volumes
-from runtimed.cli.client import Client, CliError, describe_rpc_error, os_error_line
+from runtimed.cli import (
+    build,
+    containers,
+    images,
+    imagework,
+    networks,
+    push,
+    system,
+    tlscmd,
+    unshare,
+    update,
+    volumes,
+)
+from runtimed.cli.client import Client, CliError, TlsFlags, describe_rpc_error, os_error_line
 from runtimed.cli.lazyparse import LazyArgumentParser
 from runtimed.cli.rpc import RpcError
 
@@ -27,21 +39,39 @@ class CliParser(LazyArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = CliParser(prog="runtimectl", description="docker-style client for runtimed")
-    parser.add_argument("-H", "--host", help="daemon socket (unix:///path), or $RUNTIMED_HOST")
+    parser.add_argument(
+        "-H",
+        "--host",
+        help="daemon: unix:///PATH or tcp://HOST:PORT (with --tlsverify), or $RUNTIMED_HOST",
+    )
+    parser.add_argument(
+        "--tlsverify",
+        action="store_true",
+        help="mutual TLS to a tcp:// daemon (or $RUNTIMED_TLS_VERIFY); files from "
+        "$RUNTIMED_CERT_PATH (ca.pem, cert.pem, key.pem)",
+    )
+    parser.add_argument("--tlscacert", help="CA that signed the daemon's certificate")
+    parser.add_argument("--tlscert", help="our client certificate")
+    parser.add_argument("--tlskey", help="our client key")
     parser.add_argument("-v", "--version", action="version", version=f"runtimectl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     image = sub.add_parser("image", help="manage images")
     image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
     images.register(sub, image_sub)
+    push.register(sub, image_sub)
+    build.register(sub, image_sub)
     container = sub.add_parser("container", help="manage containers")
     container_sub = container.add_subparsers(
         dest="container_command", metavar="COMMAND", required=True
     )
     containers.register(sub, container_sub)
+    imagework.register(sub, image_sub, container_sub)
+    update.register(sub, container_sub)
     system.register(sub)
     volumes.register(sub)
     networks.register(sub)
     unshare.register(sub)
+    tlscmd.register(sub)
     return parser
 
 
@@ -57,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not getattr(args, "offline", False):
             try:
-                client = Client.connect(args.host)
+                tls = TlsFlags(args.tlsverify, args.tlscacert, args.tlscert, args.tlskey)
+                client = Client.connect(args.host, tls)
             except CliError as exc:
                 raise CliError(exc.message, daemon_error) from None
         return args.func(client, args)
@@ -66,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except RpcError as exc:
         socket = client.socket if client else None
-        print(describe_rpc_error(exc, socket).message, file=sys.stderr)  # type: ignore[arg-type]
+        print(describe_rpc_error(exc, socket).message, file=sys.stderr)
         return daemon_error
     except KeyboardInterrupt:
         return 130

@@ -1,4 +1,4 @@
-"""Pull progress as docker shows it: one line per layer, redrawn in place on a terminal.
+"""Pull and push progress as docker shows it: one line per layer, redrawn in place on a terminal.
 
 Without a terminal, a layer's line is printed only when its status changes,
 so logs and pipes get a readable record rather than a flood of byte counts.
@@ -11,6 +11,8 @@ from typing import TextIO
 from runtimed.cli.format import human_size
 
 BAR_WIDTH = 50
+# Statuses that carry a byte count worth a bar (pull and push).
+BAR_STATUSES = frozenset({"Downloading", "Pushing"})
 
 
 def bar(current: int, total: int) -> str:
@@ -35,7 +37,7 @@ class PullDisplay:
 
     def layer(self, layer_id: str, status: str, current: int, total: int) -> None:
         text = f"{layer_id}: {status}"
-        if status == "Downloading":
+        if status in BAR_STATUSES:
             text += " " + bar(current, total)
         if not self.tty:
             if self.last_status.get(layer_id) != status:

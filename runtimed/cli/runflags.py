@@ -9,8 +9,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runtimed.cli.client import CliError
+from runtimed.cli.healthflags import apply_health_flags
 from runtimed.cli.mountflags import check_duplicates, parse_mount, parse_tmpfs
 from runtimed.cli.netflags import apply_network_flags
+from runtimed.cli.resourceflags import resources_from_args
 from runtimed.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
@@ -263,6 +265,8 @@ def build_create_request(
         req.has_cmd = True
         req.cmd.extend(args.cmd)
     apply_network_flags(args, req)
+    apply_health_flags(args, req)
+    req.resources.CopyFrom(resources_from_args(args)[0])
     return req
 
 

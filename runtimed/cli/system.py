@@ -131,7 +131,9 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
         f" Server Version: {i.server_version}",
         f" Storage Driver: {i.storage_driver}",
         f" Logging Driver: {i.default_log_driver}",
+        f" Cgroup Driver: {i.cgroup_driver or 'none'}",
         f" Cgroup Version: {i.cgroup_version}",
+        f" Cgroup Controllers: {' '.join(i.cgroup_controllers) or 'none'}",
         f" Runtime: {i.runtime} ({i.runtime_path}, version {i.runtime_version})",
         f" Rootless: {'true' if i.rootless else 'false'}",
         f" UID map: {i.uid_map}",
@@ -145,6 +147,8 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
         f" Socket: unix://{i.socket}",
         f" Debug Mode: {'true' if i.debug else 'false'}",
     ]
+    if i.cgroup_warning:
+        lines.append(f"WARNING: no cgroups: {i.cgroup_warning}")
     if i.registries:
         lines.append(" Registries:")
     for reg in i.registries:

@@ -66,6 +66,9 @@ log = structlog.get_logger(__name__)
 DEFAULT_STOP_TIMEOUT = 10
 SIGKILL = 9
 PRE_START_ATTACH_TIMEOUT = 5.0
+# Retrying states a full disk kept out of the database: first after, at most every (s).
+DEFERRED_RETRY_FIRST = 0.5
+DEFERRED_RETRY_MAX = 5.0
 
 
 @dataclass
@@ -153,6 +156,7 @@ class ContainerService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._changed: dict[str, asyncio.Condition] = {}
         self._pre_start: dict[str, list[_PreStartAttach]] = {}
+        self._flusher: asyncio.Task[None] | None = None
         self.hooks: list[ContainerHook] = []
         # Images in use may not be removed: the image service asks us.
         images.containers_using = records.using_image
@@ -192,11 +196,42 @@ class ContainerService:
     def _condition(self, container_id: str) -> asyncio.Condition:
         return self._changed.setdefault(container_id, asyncio.Condition())
 
-    async def _save(self, container: Container) -> None:
-        self.records.save_state(container)
+    async def _save(self, container: Container, *, deferrable: bool = False) -> None:
+        """Record the state. `deferrable`: a full disk does not fail it (see
+        store/containers.py); it is written when space returns."""
+        self.records.save_state(container, defer_if_full=deferrable)
+        if deferrable and self.records.deferred(container.id):
+            log.warning("container_state_deferred", container_id=container.id, reason="disk full")
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_deferred(), name="flush-states")
         cond = self._condition(container.id)
         async with cond:
             cond.notify_all()
+
+    async def update_state(
+        self, container_id: str, change: Callable[[Container], None]
+    ) -> Container | None:
+        """Apply `change` to the container's latest state under its lock and save it (for
+        parts that keep state of their own there, such as health checks); None: gone."""
+        async with self._lock(container_id):
+            container = self.records.get(container_id)
+            if container is None:
+                return None
+            change(container)
+            await self._save(container)
+            return container
+
+    async def _flush_deferred(self) -> None:
+        delay = DEFERRED_RETRY_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                if self.records.flush_deferred():
+                    log.info("container_states_saved")
+                    return
+            except Exception:  # noqa: BLE001 - keep trying: the states are only in memory
+                log.exception("container_state_flush_failed")
+            delay = min(delay * 2, DEFERRED_RETRY_MAX)
 
     # -- create ----------------------------------------------------------------
 
@@ -466,6 +501,8 @@ class ContainerService:
             # ... and in a pid namespace it joins, they go to that namespace's init.
             "shared_pid": request.namespaces.pid is not None and not request.namespaces.host_pid,
         }
+        for hook in self.hooks:
+            shim_config.update(hook.shim_options(container))
         try:
             _shim_pid, pid = await self.launcher.spawn(shim_config)
         except FailedPrecondition as exc:
@@ -560,7 +597,9 @@ class ContainerService:
             state.message = exit_state.get("message") or ""
             state.finished_at = int(exit_state.get("finished_at") or now_ns())
             state.pid = 0
-            await self._save(container)
+            state.paused = False
+            # On a full disk the exit stays in the shim's exit file and in memory.
+            await self._save(container, deferrable=True)
             log.info("container_exited", container_id=container_id, exit_code=state.exit_code)
         for hook in self.hooks:
             try:
@@ -647,7 +686,8 @@ class ContainerService:
         async with self._lock(container.id):
             container = self.get(container.id)
             container.state.manually_stopped = True
-            await self._save(container)
+            # A full disk must not keep a container from stopping (nor wedge the stop).
+            await self._save(container, deferrable=True)
         if not container.running:
             return container
         sig = parse_signal(signal or container.config.stop_signal or "SIGTERM")
@@ -703,7 +743,7 @@ class ContainerService:
             async with self._lock(container.id):
                 container = self.get(container.id)
                 container.state.manually_stopped = True
-                await self._save(container)
+                await self._save(container, deferrable=True)  # it goes anyway
             with contextlib.suppress(Unavailable, FailedPrecondition):
                 await self.shim(container).kill(SIGKILL, all_processes=True)
             with contextlib.suppress(TimeoutError):
@@ -858,6 +898,8 @@ class ContainerService:
             if container.running:
                 idle = False
                 continue
+            if self.records.deferred(container.id):
+                continue  # its exit file is its only record on disk
             with contextlib.suppress(Unavailable, FailedPrecondition):
                 await self.shim(container).delete()
         return idle
@@ -868,6 +910,10 @@ class ContainerService:
         for task in self._monitors.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(Exception):  # a last try; the next start reads exit files
+                self.records.flush_deferred()
 
 
 def _check_bind_source(source: str, *, make: bool) -> None:

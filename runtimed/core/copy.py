@@ -17,13 +17,11 @@ yet, so `crun pause` fails) the copy goes on unpaused, safe by the fds alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
 import posixpath
 import stat
 import tempfile
-import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -31,9 +29,10 @@ from typing import IO, TYPE_CHECKING, Any
 import structlog
 
 from runtimed.core import copyin, copyout
+from runtimed.core.freeze import paused
 from runtimed.core.inroot import MAX_LINKS, closing, open_in_root, open_root
 from runtimed.core.model import Container
-from runtimed.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from runtimed.errors import FailedPrecondition, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from runtimed.core.containers import ContainerService
@@ -41,9 +40,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 CHUNK = 256 * 1024
-# One copy at a time works in a paused container: the first one's resume must not
-# thaw it under a second.
-_copy_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
@@ -87,32 +83,6 @@ async def _root_of(service: ContainerService, container: Container) -> Path:
     return await asyncio.to_thread(
         service.snapshotter.mount, container.id, service._lowers(container.config.image_id)
     )
-
-
-@contextlib.asynccontextmanager
-async def _paused(service: ContainerService, container: Container) -> AsyncIterator[None]:
-    """The container frozen for the copy, where its runtime can freeze it."""
-    if not container.running:
-        yield
-        return
-    lock = _copy_locks.setdefault(container.id, asyncio.Lock())
-    async with lock:
-        shim = service.shim(container)
-        paused = True
-        try:
-            await shim.pause()
-        except (FailedPrecondition, Unavailable) as exc:
-            # Without a cgroup crun cannot freeze; the fds keep the copy inside the root.
-            log.debug("copy_unpaused", container_id=container.id, reason=exc.message)
-            paused = False
-        try:
-            yield
-        finally:
-            if paused:
-                try:
-                    await shim.resume()
-                except (FailedPrecondition, Unavailable) as exc:
-                    log.error("copy_resume_failed", container_id=container.id, error=exc.message)
 
 
 def _open_root(root: Path, container: Container) -> int:
@@ -170,7 +140,7 @@ async def copy_from_container(
         # Built only when the caller reads on: `cp LOCAL CTR:DIR` only wants the stat.
         # The path is resolved again here: the fd above is closed whether or not
         # the caller reads, and what it named may have changed since.
-        async with _paused(service, container):
+        async with paused(service, container, "copy"):
             spool = await asyncio.to_thread(_tar_to_spool, root, path, name, container)
         try:
             while data := await asyncio.to_thread(spool.read, CHUNK):
@@ -213,7 +183,7 @@ async def copy_to_container(
         async for chunk in data:
             await asyncio.to_thread(spool.write, chunk)
         spool.seek(0)
-        async with _paused(service, container):
+        async with paused(service, container, "copy"):
             await asyncio.to_thread(_extract, spool, root, path, container)
 
 

@@ -18,6 +18,7 @@ import posixpath
 import shutil
 import stat
 import tarfile
+from collections.abc import Callable
 from typing import IO
 
 from runtimed.core.inroot import closing, open_in_root
@@ -40,16 +41,30 @@ _REQUEST_ERRNOS = {
 }
 
 
-def extract(archive: IO[bytes], root_fd: int, base: str, container: str) -> None:
-    """Unpack `archive` into directory `base` of the root `root_fd` (container `container`)."""
+def extract(
+    archive: IO[bytes],
+    root_fd: int,
+    base: str,
+    container: str,
+    *,
+    owners: bool = False,
+    skip: Callable[[str], bool] | None = None,
+) -> None:
+    """Unpack `archive` into directory `base` of the root `root_fd` (container `container`).
+
+    `owners`: entries get the archive's uid/gid (the builder's COPY and ADD);
+    `skip(name)`: entries (by normalized name) left out (a build context's .dockerignore).
+    """
     try:
         tar = tarfile.open(fileobj=archive, mode="r:*")  # noqa: SIM115 - closed by the with below
     except tarfile.TarError as exc:
         raise InvalidArgument(f"copy: not a valid tar archive: {exc}") from exc
-    unpacker = _Unpacker(root_fd, base, container)
+    unpacker = _Unpacker(root_fd, base, container, owners=owners)
     try:
         with tar:
             for member in tar:
+                if skip is not None and skip(posixpath.normpath(member.name).lstrip("/")):
+                    continue
                 unpacker.add(tar, member)
             unpacker.finish()
     except tarfile.TarError as exc:
@@ -64,8 +79,9 @@ def _ns(member: tarfile.TarInfo) -> tuple[int, int]:
 
 
 class _Unpacker:
-    def __init__(self, root_fd: int, base: str, container: str) -> None:
+    def __init__(self, root_fd: int, base: str, container: str, *, owners: bool = False) -> None:
         self.root_fd = root_fd
+        self.owners = owners
         self.base = posixpath.normpath("/" + base.lstrip("/"))
         self.container = container
         # Modes and times of directories, set last: their contents change their mtime.
@@ -152,6 +168,8 @@ class _Unpacker:
         elif member.issym():
             self._clear(member, inside, parent, leaf)
             os.symlink(member.linkname, leaf, dir_fd=parent)
+            if self.owners:
+                os.chown(leaf, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
             os.utime(leaf, ns=_ns(member), dir_fd=parent, follow_symlinks=False)
         elif member.islnk():
             self._hardlink(member, inside, parent, leaf)
@@ -165,6 +183,8 @@ class _Unpacker:
         with os.fdopen(os.open(leaf, _FILE_FLAGS, 0o600, dir_fd=parent), "wb") as out:
             shutil.copyfileobj(source, out, _CHUNK)
             out.flush()
+            if self.owners:
+                os.fchown(out.fileno(), member.uid, member.gid)
             os.fchmod(out.fileno(), member.mode & 0o7777)
             os.utime(out.fileno(), ns=_ns(member))
 
@@ -209,6 +229,8 @@ class _Unpacker:
                 continue  # replaced by something else since: nothing of ours to finish
             with closing(fd):
                 try:
+                    if self.owners:
+                        os.fchown(fd, member.uid, member.gid)
                     os.fchmod(fd, member.mode & 0o7777)
                     os.utime(fd, ns=_ns(member))
                 except OSError as exc:

@@ -34,6 +34,10 @@ class ContainerHook:
     async def before_start(self, container: Container, spec: SpecRequest) -> None:
         """Adjust the spec (mounts, namespaces, env) right before the process is created."""
 
+    def shim_options(self, container: Container) -> dict[str, Any]:
+        """Settings for the container's shim (e.g. the cgroups to start crun in)."""
+        return {}
+
     async def before_run(self, container: Container) -> None:
         """The process is created (its namespaces exist) but has not run a thing yet: finish
         what the spec did not need, e.g. work begun in the background by before_start."""

@@ -52,6 +52,7 @@ class PodRequest:
     namespace_options: dict[str, Any] = field(default_factory=dict)  # network, pid, ipc modes
     runtime_handler: str = ""
     sysctls: dict[str, str] = field(default_factory=dict)  # set in the pod's namespaces
+    resources: dict[str, Any] = field(default_factory=dict)  # see SandboxConfig.resources
 
 
 class SandboxService:
@@ -179,6 +180,7 @@ class SandboxService:
             namespace_options=dict(req.namespace_options),
             ns_dir=str(ns_dir),
             runtime_handler=req.runtime_handler,
+            resources=dict(req.resources),
         )
         sandbox = Sandbox(sandbox_id, req.name, config, SandboxState(), now_ns())
         host_network = req.namespace_options.get("network") == NODE

@@ -54,6 +54,8 @@ class Counters:
     major_page_faults: int = 0
     processes: int = 0
     memory_limit: int | None = None  # None: no limit known
+    io_read_bytes: int = 0  # block I/O (cgroups only)
+    io_write_bytes: int = 0
 
     def __add__(self, other: Counters) -> Counters:
         """Two disjoint groups as one; a sum has no limit of its own."""
@@ -91,7 +93,8 @@ def proc_counters(pids: Iterable[int]) -> Counters:
 
 
 class UsageSource(Protocol):
-    """Where CPU time and memory come from: /proc today, cgroups later."""
+    """Where CPU time and memory come from: /proc (ProcSource), or the container's
+    cgroup (runtimed.cgroups.source.CgroupSource)."""
 
     name: str
 

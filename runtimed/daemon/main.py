@@ -16,7 +16,9 @@ from pathlib import Path
 
 from runtimed import __version__
 from runtimed.config import Config
-from runtimed.errors import RuntimedError
+from runtimed.daemon.remote import RemoteAccess, resolved_tls_args
+from runtimed.errors import InvalidArgument, RuntimedError
+from runtimed.hosts import parse_host as parse_any_host
 from runtimed.paths import default_socket, parse_host
 from runtimed.rootless import userns
 
@@ -26,20 +28,32 @@ LOCK_FD_ENV = "_RUNTIMED_LOCK_FD"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="runtimed", description="rootless container runtime daemon")
     p.add_argument("--config", type=Path, help="runtimed.toml to read")
+    p.add_argument("--socket", metavar="unix://PATH", help="unix socket to listen on")
     p.add_argument(
-        "--socket",
         "-H",
         "--host",
-        dest="socket",
-        metavar="unix://PATH",
-        help="unix socket to listen on",
+        dest="hosts",
+        action="append",
+        default=[],
+        metavar="unix://PATH|tcp://ADDR:PORT",
+        help="where to serve the gRPC API (repeatable): the unix socket, and tcp:// addresses "
+        "(with --tlsverify only)",
     )
     p.add_argument(
         "--docker-host",
-        metavar="unix://PATH",
-        help="unix socket of the Docker Engine API (default: docker.sock beside the socket; "
-        "'' for none)",
+        dest="docker_hosts",
+        action="append",
+        default=[],
+        metavar="unix://PATH|tcp://ADDR:PORT",
+        help="where to serve the Docker Engine API: its unix socket (default: docker.sock "
+        "beside the socket; '' for none), and tcp:// addresses (repeatable; --tlsverify only)",
     )
+    p.add_argument(
+        "--tlsverify", action="store_true", help="mutual TLS on tcp:// (required for them)"
+    )
+    p.add_argument("--tlscacert", type=Path, help="CA that signs client certificates")
+    p.add_argument("--tlscert", type=Path, help="the daemon's TLS certificate")
+    p.add_argument("--tlskey", type=Path, help="the daemon's TLS key")
     p.add_argument("--data-dir", type=Path, help="where images and containers are stored")
     p.add_argument("--run-dir", type=Path, help="run state (default: next to the socket)")
     p.add_argument("--storage-driver", choices=("auto", "overlay", "fuse-overlayfs", "vfs"))
@@ -60,14 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_config(args: argparse.Namespace) -> Config:
     cfg = Config.load(args.config)
+    socket_flag = _unix_host(args)
     # Only the runtime's own (default) directory is made private; one the user named is not.
-    cfg.own_socket_dir = args.own_socket_dir or (not args.socket and cfg.socket == default_socket())
-    if args.socket:
-        cfg.socket = parse_host(args.socket)
+    cfg.own_socket_dir = args.own_socket_dir or (not socket_flag and cfg.socket == default_socket())
+    if socket_flag:
+        cfg.socket = parse_host(socket_flag)
         if not args.run_dir:
             cfg.run_dir = cfg.socket.parent
-    if args.docker_host is not None:
-        cfg.docker_socket = str(parse_host(args.docker_host)) if args.docker_host else ""
+    docker_unix = _docker_unix_host(args)
+    if docker_unix is not None:
+        cfg.docker_socket = str(parse_host(docker_unix)) if docker_unix else ""
     if args.data_dir:
         cfg.data_dir = args.data_dir
     if args.run_dir:
@@ -79,12 +95,43 @@ def load_config(args: argparse.Namespace) -> Config:
             cfg.insecure_registries.append(registry)
     if args.debug:
         cfg.debug = True
+    apply_remote_flags(cfg, args)
     cfg.data_dir = cfg.data_dir.absolute()
     cfg.run_dir = cfg.run_dir.absolute()
     cfg.socket = cfg.socket.absolute()
     if cfg.docker_socket:
         cfg.docker_socket = str(Path(cfg.docker_socket).absolute())
     return cfg
+
+
+def _unix_host(args: argparse.Namespace) -> str | None:
+    """The unix socket named by --socket or a unix -H (one socket: the gRPC API's own)."""
+    unix = [h for h in args.hosts if not parse_any_host(h).is_tcp]
+    if len({str(parse_any_host(h)) for h in unix}) > 1:
+        raise InvalidArgument(f"one unix socket only, not {' and '.join(unix)}")
+    return args.socket or (unix[0] if unix else None)
+
+
+def _docker_unix_host(args: argparse.Namespace) -> str | None:
+    """The Docker API's unix socket named by --docker-host ("" for none; None: not named)."""
+    unix = [h for h in args.docker_hosts if not h or not parse_any_host(h).is_tcp]
+    if len(set(unix)) > 1:
+        raise InvalidArgument(f"one unix socket for the Docker API only, not {' and '.join(unix)}")
+    return unix[0] if unix else None
+
+
+def apply_remote_flags(cfg: Config, args: argparse.Namespace) -> None:
+    """tcp:// -H and --docker-host values replace runtimed.toml's lists; TLS flags override."""
+    tcp = [h for h in args.hosts if parse_any_host(h).is_tcp]
+    if tcp:
+        cfg.tcp_hosts = tcp
+    docker_tcp = [h for h in args.docker_hosts if h and parse_any_host(h).is_tcp]
+    if docker_tcp:
+        cfg.docker_tcp_hosts = docker_tcp
+    cfg.tlsverify = cfg.tlsverify or args.tlsverify
+    cfg.tlscacert = args.tlscacert or cfg.tlscacert
+    cfg.tlscert = args.tlscert or cfg.tlscert
+    cfg.tlskey = args.tlskey or cfg.tlskey
 
 
 def os_reason(exc: OSError) -> str:
@@ -162,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             lock_fd = int(os.environ.pop(LOCK_FD_ENV))
             return _serve(cfg, lock_fd, rootless=True)
         cfg = load_config(args)
+        # Plain TCP, a missing or broken certificate, a taken port: refused before anything.
+        remote = RemoteAccess.plan(cfg)
+        remote.check_bind()
         check_dir_usable("--socket", cfg.socket, cfg.socket.parent)
         check_not_foreign("--socket", cfg.socket)
         check_dir_usable("--run-dir", cfg.run_dir, cfg.run_dir)
@@ -187,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if cfg.own_socket_dir:
             resolved.append("--own-socket-dir")
+        resolved += resolved_tls_args(cfg)
         # -I: the child imports the installed runtimed, never a same-named dir in the cwd.
         child_argv = ["-I", "-m", "runtimed.daemon.main", *argv, *resolved]
         return userns.run_parent(mapping, child_argv, (lock_fd,))

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -20,13 +19,18 @@ from runtimed.api.cri_image import CriImageServicer
 from runtimed.api.cri_runtime import CriRuntimeServicer
 from runtimed.api.engine import EngineServicer
 from runtimed.api.errors import ErrorInterceptor
+from runtimed.build.service import BuildService
+from runtimed.cgroups.service import ResourceService
+from runtimed.cgroups.wiring import build_cgroups
 from runtimed.config import Config
 from runtimed.core.containers import ContainerService
+from runtimed.core.health import HealthMonitor
 from runtimed.core.logdrivers import LogDrivers, LoggingHook
 from runtimed.core.sandboxes import SandboxService
 from runtimed.core.shim_client import ShimLauncher
 from runtimed.core.stats import ProcSource, StatsService
 from runtimed.daemon import logging as daemon_logging
+from runtimed.daemon.remote import RemoteAccess
 from runtimed.dockerapi import DockerApiServer, make_app
 from runtimed.errors import FailedPrecondition
 from runtimed.gen.runtime.v1 import api_pb2_grpc
@@ -38,10 +42,11 @@ from runtimed.images.registry import RegistryClient
 from runtimed.images.service import ImageService
 from runtimed.network.hook import NetworkHook
 from runtimed.network.service import NetworkService, configured_backend
-from runtimed.oci.runtime import OciRuntime, detect_runtime
+from runtimed.oci.runtime import detect_runtime
 from runtimed.paths import config_dir
 from runtimed.rootless import userns
-from runtimed.snapshots import Snapshotter, select_snapshotter
+from runtimed.services import Runtime
+from runtimed.snapshots import select_snapshotter
 from runtimed.store.containers import ContainerRecords
 from runtimed.store.content import ContentStore
 from runtimed.store.metadata import MetadataStore
@@ -53,143 +58,104 @@ from runtimed.volumes.service import VolumeService
 log = structlog.get_logger(__name__)
 
 
-@dataclass
-class Runtime:
-    """Everything the servicers share; built once per daemon."""
-
-    config: Config
-    rootless: bool
-    metadata: MetadataStore
-    content: ContentStore
-    registries: registries_conf.RegistriesConfig
-    credentials: CredentialStore
-    registry: RegistryClient
-    images: ImageService
-    snapshotter: Snapshotter
-    oci_runtime: OciRuntime
-    launcher: ShimLauncher
-    containers: ContainerService
-    sandboxes: SandboxService
-    volumes: VolumeService
-    volume_mounts: ContainerMounts
-    network: NetworkService
-    stats: StatsService
-    pod_cidr: str = ""
-
-    @classmethod
-    def build(cls, config: Config, *, rootless: bool) -> Runtime:
-        data = config.data_dir
-        for sub in ("content", "layers", "snapshots"):
-            (data / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(data, 0o700)
-        metadata = MetadataStore(data / "metadata.db")
-        content = ContentStore(data / "content")
-        own_conf = config.registries_conf or config_dir() / "registries.conf"
-        regs = registries_conf.load(
-            own_conf if own_conf.exists() or config.registries_conf else None,
-            config.insecure_registries,
-        )
-        credentials = CredentialStore()
-        registry = RegistryClient(
-            regs,
-            credentials,
-            user_agent=f"runtimed/{__version__}",
-            max_concurrent_downloads=config.max_concurrent_downloads,
-        )
-        layers = LayerStore(data / "layers", metadata)
-        images = ImageService(content, metadata, layers, registry)
-        images.collect_garbage()
-        snapshotter = select_snapshotter(config.storage_driver, data / "snapshots")
-        oci_runtime = detect_runtime(config.runtime)
-        records = ContainerRecords(metadata)
-        # The launcher also holds our namespaces: a restarted daemon finds it by its pid file.
-        launcher = ShimLauncher(
-            socket=config.run_dir / "shim-launcher.sock",
-            pid_file=config.run_dir / userns.HOLDER_PID_FILE,
-        )
-        containers = ContainerService(
-            records=records,
-            images=images,
-            snapshotter=snapshotter,
-            launcher=launcher,
-            runtime=oci_runtime,
-            run_dir=config.run_dir,
-            data_dir=data,
-            default_log_driver=config.default_log_driver,
-        )
-        # Log drivers: the daemon-wide defaults must be valid; each create is checked too.
-        containers.log_drivers = LogDrivers(config.default_log_driver, config.default_log_opts)
-        containers.log_drivers.check_defaults()
-        containers.hooks.append(LoggingHook(containers.log_drivers))
-        sandboxes = SandboxService(
-            records=records, containers=containers, run_dir=config.run_dir, data_dir=data
-        )
-        volumes = VolumeService(
-            metadata=metadata,
-            data_dir=data,
-            run_dir=config.run_dir,
-            plugin_dirs=[config.run_dir / "plugins", config_dir() / "plugins"],
-            containers=containers.list,
-        )
-        volume_mounts = ContainerMounts(volumes, containers)
-        containers.hooks.append(VolumeHook(volume_mounts))
-        network = NetworkService(
-            data_dir=data,
-            run_dir=config.run_dir,
-            containers=containers,
-            backend=configured_backend(config),
-            host_loopback=config.host_loopback,
-        )
-        containers.hooks.append(NetworkHook(network))
-        # CPU and memory from /proc until containers get cgroups of their own.
-        stats = StatsService(
-            source=ProcSource(infra_pid=sandboxes.infra_pid),
-            snapshotter=snapshotter,
-            layer_root=data / "snapshots",
-            netns=network.worker,
-        )
-        sandboxes.node_network = network.rootless.pin
-        return cls(
-            config=config,
-            rootless=rootless,
-            metadata=metadata,
-            content=content,
-            registries=regs,
-            credentials=credentials,
-            registry=registry,
-            images=images,
-            snapshotter=snapshotter,
-            oci_runtime=oci_runtime,
-            launcher=launcher,
-            containers=containers,
-            sandboxes=sandboxes,
-            volumes=volumes,
-            volume_mounts=volume_mounts,
-            network=network,
-            stats=stats,
-        )
-
-    async def start(self) -> None:
-        """Bring up the shim launcher (it also holds our namespaces) and find every shim."""
-        await self.launcher.ensure()
-        self.sandboxes.restore()
-        await self.network.start()
-        await self.containers.restore()
-        await self.network.reconcile()
-        await self.volume_mounts.reconcile()
-
-    async def aclose(self) -> None:
-        await self.containers.aclose()
-        # Pods need our namespaces too (pinned ones, the infra process's pid namespace).
-        idle = await self.containers.release_idle_shims() and not self.sandboxes.any_pods()
-        await self.network.aclose(idle=idle)
-        if idle:
-            # Nothing runs: the namespaces need no keeper until the next start.
-            await self.launcher.stop()
-            with contextlib.suppress(FileNotFoundError):
-                (self.config.run_dir / userns.HOLDER_PID_FILE).unlink()
-        await self.registry.aclose()
-        self.metadata.close()
+def build_runtime(config: Config, *, rootless: bool) -> Runtime:
+    """Make and wire every service of the daemon (nothing runs yet: see Runtime.start)."""
+    data = config.data_dir
+    for sub in ("content", "layers", "snapshots"):
+        (data / sub).mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o700)
+    metadata = MetadataStore(data / "metadata.db")
+    content = ContentStore(data / "content")
+    own_conf = config.registries_conf or config_dir() / "registries.conf"
+    regs = registries_conf.load(
+        own_conf if own_conf.exists() or config.registries_conf else None,
+        config.insecure_registries,
+    )
+    credentials = CredentialStore()
+    registry = RegistryClient(
+        regs,
+        credentials,
+        user_agent=f"runtimed/{__version__}",
+        max_concurrent_downloads=config.max_concurrent_downloads,
+    )
+    layers = LayerStore(data / "layers", metadata)
+    images = ImageService(content, metadata, layers, registry)
+    images.collect_garbage()
+    snapshotter = select_snapshotter(config.storage_driver, data / "snapshots")
+    oci_runtime = detect_runtime(config.runtime)
+    records = ContainerRecords(metadata)
+    # The launcher also holds our namespaces: a restarted daemon finds it by its pid file.
+    launcher = ShimLauncher(
+        socket=config.run_dir / "shim-launcher.sock",
+        pid_file=config.run_dir / userns.HOLDER_PID_FILE,
+    )
+    containers = ContainerService(
+        records=records,
+        images=images,
+        snapshotter=snapshotter,
+        launcher=launcher,
+        runtime=oci_runtime,
+        run_dir=config.run_dir,
+        data_dir=data,
+        default_log_driver=config.default_log_driver,
+    )
+    # Log drivers: the daemon-wide defaults must be valid; each create is checked too.
+    containers.log_drivers = LogDrivers(config.default_log_driver, config.default_log_opts)
+    containers.log_drivers.check_defaults()
+    containers.hooks.append(LoggingHook(containers.log_drivers))
+    sandboxes = SandboxService(
+        records=records, containers=containers, run_dir=config.run_dir, data_dir=data
+    )
+    volumes = VolumeService(
+        metadata=metadata,
+        data_dir=data,
+        run_dir=config.run_dir,
+        plugin_dirs=[config.run_dir / "plugins", config_dir() / "plugins"],
+        containers=containers.list,
+    )
+    volume_mounts = ContainerMounts(volumes, containers)
+    containers.hooks.append(VolumeHook(volume_mounts))
+    network = NetworkService(
+        data_dir=data,
+        run_dir=config.run_dir,
+        containers=containers,
+        backend=configured_backend(config),
+        host_loopback=config.host_loopback,
+    )
+    containers.hooks.append(NetworkHook(network))
+    cgroups = build_cgroups(config, records)
+    containers.hooks.append(cgroups.hook)
+    containers.hooks.append(HealthMonitor(containers))
+    # CPU and memory from a container's cgroup, or from /proc without one.
+    stats = StatsService(
+        source=cgroups.source(ProcSource(infra_pid=sandboxes.infra_pid)),
+        snapshotter=snapshotter,
+        layer_root=data / "snapshots",
+        netns=network.worker,
+    )
+    sandboxes.node_network = network.rootless.pin
+    return Runtime(
+        config=config,
+        rootless=rootless,
+        metadata=metadata,
+        content=content,
+        registries=regs,
+        credentials=credentials,
+        registry=registry,
+        images=images,
+        snapshotter=snapshotter,
+        oci_runtime=oci_runtime,
+        launcher=launcher,
+        containers=containers,
+        sandboxes=sandboxes,
+        volumes=volumes,
+        volume_mounts=volume_mounts,
+        network=network,
+        stats=stats,
+        cgroups=cgroups.manager,
+        resources=ResourceService(cgroups.manager, containers),
+        builds=BuildService(images, containers, data),
+    )
 
 
 def _prepare_socket(path: Path, *, own_dir: bool, flag: str = "--socket") -> None:
@@ -243,7 +209,9 @@ async def serve(config: Config, *, rootless: bool) -> None:
     if docker_socket is not None:
         _prepare_socket(docker_socket, own_dir=False, flag="--docker-host")
         _check_bind(docker_socket)
-    runtime = Runtime.build(config, rootless=rootless)
+    remote = RemoteAccess.plan(config)  # tcp:// listeners, mutual TLS only
+    remote.check_bind()
+    runtime = build_runtime(config, rootless=rootless)
     await runtime.start()
     streaming = StreamServer(
         config.stream_address, containers=runtime.containers, sandboxes=runtime.sandboxes
@@ -270,14 +238,20 @@ async def serve(config: Config, *, rootless: bool) -> None:
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
         server.add_insecure_port(f"unix:{config.socket}")
+        remote.add_grpc_ports(server)
         await server.start()
     except RuntimeError as exc:  # grpc's "Failed to bind" (checked before; a race)
         await docker_api.aclose()
         await runtime.aclose()
         raise FailedPrecondition(f"cannot listen on {config.socket}: {exc}") from None
+    except FailedPrecondition:
+        await docker_api.aclose()
+        await runtime.aclose()
+        raise
     finally:
         os.umask(old_umask)
     os.chmod(config.socket, 0o600)
+    await remote.start_docker(runtime)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "daemon_started",
@@ -295,6 +269,7 @@ async def serve(config: Config, *, rootless: bool) -> None:
     await stop.wait()
     log.info("daemon_stopping")
     await health_servicer.enter_graceful_shutdown()
+    await remote.aclose()
     await server.stop(grace=5)
     await docker_api.aclose()
     await streaming.aclose()

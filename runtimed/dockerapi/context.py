@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runtimed.core.execs import ExecRegistry
-from runtimed.dockerapi.services import Services
+from runtimed.services import Runtime as Services
 
 
 class Context:

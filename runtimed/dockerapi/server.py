@@ -32,8 +32,8 @@ from runtimed.dockerapi.context import Context
 from runtimed.dockerapi.errors import error_response, message_response
 from runtimed.dockerapi.http import Connection, Reply, Request
 from runtimed.dockerapi.router import API_VERSION, Router
-from runtimed.dockerapi.services import Services
 from runtimed.errors import RuntimedError
+from runtimed.services import Runtime as Services
 
 log = structlog.get_logger(__name__)
 
@@ -78,8 +78,26 @@ class DockerApi:
         await self.context.aclose()
 
 
+_apps: dict[int, DockerApi] = {}
+
+
 def make_app(services: Services) -> DockerApi:
-    return DockerApi(services)
+    """The Docker API of these services: one per services record, so that every listener
+    (the unix socket, tcp:// ones) shares its exec instances."""
+    app = _apps.get(id(services))
+    if app is None or app.context.services is not services:
+        app = _apps[id(services)] = DockerApi(services)
+    return app
+
+
+async def serve_socket(
+    services: Services, sock: socket.socket, *, ssl_context: ssl.SSLContext | None = None
+) -> DockerApiServer:
+    """Serve the Docker API on a bound, listening socket (daemon/remote.py's tcp:// hook);
+    the result's `aclose()` stops it."""
+    server = DockerApiServer(make_app(services))
+    await server.serve_socket(sock, ssl_context=ssl_context)
+    return server
 
 
 class DockerApiServer:

@@ -6,6 +6,8 @@ import json
 import shlex
 from typing import Any
 
+from runtimed.build.config import healthcheck
+from runtimed.build.dockerfile import parse_instruction_line
 from runtimed.errors import InvalidArgument
 
 _SUPPORTED = (
@@ -19,6 +21,7 @@ _SUPPORTED = (
     "WORKDIR",
     "STOPSIGNAL",
     "ONBUILD",
+    "HEALTHCHECK",
 )
 
 
@@ -92,6 +95,9 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
             config["WorkingDir"] = value
         elif instruction == "STOPSIGNAL":
             config["StopSignal"] = value
+        elif instruction == "HEALTHCHECK":
+            # The builder's reading of it: flags, CMD (exec or shell form) or NONE.
+            healthcheck(parse_instruction_line(change.strip()), config)
         else:
             config["OnBuild"] = [*(config.get("OnBuild") or []), value]
     return config

@@ -14,10 +14,14 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import structlog
 
+from runtimed.errors import FailedPrecondition
+from runtimed.images import tarsplit
 from runtimed.images.unpack import UnpackResult, unpack_layer
 from runtimed.store.metadata import LayerRecord, MetadataStore
 
@@ -48,15 +52,32 @@ class LayerStore:
     def has(self, chain_id: str) -> bool:
         return self.metadata.get_layer(chain_id) is not None
 
-    async def unpack(self, blob: Path, diff_id: str | None) -> tuple[Path, UnpackResult]:
-        """Unpack a blob into a staging directory; `register` moves it into place."""
+    async def unpack(
+        self, blob: Path | IO[bytes], diff_id: str | None
+    ) -> tuple[Path, UnpackResult]:
+        """Unpack a blob into a staging directory; `register` moves it into place.
+
+        The tar stream's framing is kept beside the files, so `tar_stream` can
+        hand out the same bytes again (save, push).
+        """
         staging = self.root / f".tmp-{uuid.uuid4().hex}"
         (staging / "diff").mkdir(parents=True)
-        try:
-            result = await asyncio.to_thread(
-                unpack_layer, blob, staging / "diff", expected_diff_id=diff_id
+        work = asyncio.ensure_future(
+            asyncio.to_thread(
+                unpack_layer,
+                blob,
+                staging / "diff",
+                expected_diff_id=diff_id,
+                framing=staging / tarsplit.FRAMING_NAME,
             )
+        )
+        try:
+            result = await asyncio.shield(work)
         except BaseException:
+            # Cancelling the await does not stop the thread: let it finish writing
+            # before removing what it wrote, or files it makes later outlive the removal.
+            with contextlib.suppress(BaseException):
+                await work
             await asyncio.to_thread(shutil.rmtree, staging, True)
             raise
         return staging, result
@@ -69,6 +90,26 @@ class LayerStore:
         else:
             os.rename(staging, final)
         self.metadata.add_layer(record)
+
+    def _framing(self, chain_id: str) -> Path:
+        framing = self.root / chain_id.removeprefix("sha256:") / tarsplit.FRAMING_NAME
+        if not framing.exists():
+            raise FailedPrecondition(
+                f"layer {chain_id} cannot be exported: its original tar stream was not kept "
+                "(unpacked by an older runtimed, or not reproducible); remove the image and "
+                "pull or load it again"
+            )
+        return framing
+
+    def tar_size(self, chain_id: str) -> int:
+        """Bytes of the layer's uncompressed tar stream, as it came in."""
+        return tarsplit.tar_size(self._framing(chain_id))
+
+    def tar_stream(self, layer: LayerRecord) -> Iterator[bytes]:
+        """The layer's tar stream byte for byte (its sha256 is the diff_id); blocking."""
+        return tarsplit.rebuild(
+            self.path(layer.chain_id), self._framing(layer.chain_id), layer.diff_id
+        )
 
     def discard(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)

@@ -16,7 +16,7 @@ import json
 import re
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,19 @@ class _Transient(Unavailable):
     """A failure worth retrying: dropped connection, 5xx, rate limit."""
 
 
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying: dropped connection, 5xx, rate limit."""
+    return isinstance(exc, _Transient)
+
+
+# A request body: bytes, or a function giving a fresh stream (sent again after a 401).
+Body = bytes | Callable[[], AsyncIterator[bytes]]
+
+
+def _body(content: Body | None) -> bytes | AsyncIterator[bytes] | None:
+    return content() if callable(content) else content
+
+
 @dataclass
 class _Token:
     value: str
@@ -162,16 +175,31 @@ class RegistryClient:
     # -- transport -------------------------------------------------------
 
     async def _send(
-        self, ep: Endpoint, method: str, path: str, headers: Mapping[str, str]
+        self,
+        ep: Endpoint,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        content: Body | None = None,
     ) -> httpx.Response:
-        """Send over https, or http for insecure hosts whose TLS fails. Streamed."""
+        """Send over https, or http for insecure hosts whose TLS fails. Streamed.
+
+        `path` is a path on the endpoint's host, or an absolute URL (an upload
+        Location the registry handed out), sent as it is.
+        """
+        if path.startswith(("https://", "http://")):
+            return await self._send_url(ep, method, path, headers, content)
         known = self._schemes.get(ep.host)
         schemes = [known] if known else (["https", "http"] if ep.insecure else ["https"])
         client = self._insecure_client if ep.insecure else self._client
         for scheme in schemes:
-            request = client.build_request(method, f"{scheme}://{ep.host}{path}", headers=headers)
+            request = client.build_request(
+                method, f"{scheme}://{ep.host}{path}", headers=headers, content=_body(content)
+            )
             try:
-                response = await client.send(request, stream=True, follow_redirects=True)
+                response = await client.send(
+                    request, stream=True, follow_redirects=method in ("GET", "HEAD")
+                )
             except httpx.TransportError as exc:
                 if scheme == "https" and "http" in schemes:
                     log.info(
@@ -182,6 +210,61 @@ class RegistryClient:
             self._schemes[ep.host] = scheme
             return response
         raise AssertionError("unreachable: schemes is never empty")
+
+    async def _send_url(
+        self,
+        ep: Endpoint,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        content: Body | None,
+    ) -> httpx.Response:
+        parts = urlsplit(url)
+        insecure = (parts.netloc == ep.host and ep.insecure) or self._config.is_insecure(
+            parts.netloc
+        )
+        client = self._insecure_client if insecure else self._client
+        request = client.build_request(method, url, headers=headers, content=_body(content))
+        try:
+            return await client.send(request, stream=True, follow_redirects=False)
+        except httpx.TransportError as exc:
+            raise _Transient(self._unreachable(ep, parts.scheme, exc)) from None
+
+    async def request(
+        self,
+        ep: Endpoint,
+        method: str,
+        path: str,
+        *,
+        credential: Credential | None,
+        scope: str | None,
+        headers: Mapping[str, str] | None = None,
+        content: Body | None = None,
+    ) -> httpx.Response:
+        """One authenticated request (the push side builds on this); the caller closes it.
+
+        `scope` may hold several token scopes separated by spaces; `content` is
+        bytes or a function giving a fresh byte stream, so the request can be sent
+        again after an authentication challenge.
+        """
+        return await self._open(
+            ep, method, path, credential=credential, scope=scope, headers=headers, content=content
+        )
+
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        return self._retry_delays
+
+    def push_endpoint(self, ref: Reference) -> Endpoint:
+        """Where a push of `ref` goes: its registry itself (after registries.conf
+        rewrites and blocks), never a mirror."""
+        return self._config.endpoints_for(ref)[-1]
+
+    async def lookup_credential(self, registry: str) -> Credential | None:
+        return await self._lookup_credential(registry)
+
+    async def status_error(self, response: httpx.Response, ep: Endpoint, what: str) -> Exception:
+        return await self._status_error(response, ep, what)
 
     @staticmethod
     def _unreachable(ep: Endpoint, scheme: str, exc: BaseException) -> str:
@@ -207,12 +290,13 @@ class RegistryClient:
         credential: Credential | None,
         scope: str | None,
         headers: Mapping[str, str] | None = None,
+        content: Body | None = None,
     ) -> httpx.Response:
         """A request with auth handled; the caller must close the streamed response."""
         base = dict(headers or {})
         challenge = self._challenges.get(ep.host)
         auth = await self._authorization(ep, challenge, scope, credential) if challenge else {}
-        response = await self._send(ep, method, path, {**base, **auth})
+        response = await self._send(ep, method, path, {**base, **auth}, content)
         if response.status_code != 401:
             return response
         header = response.headers.get("WWW-Authenticate", "")
@@ -228,7 +312,7 @@ class RegistryClient:
         if challenge.scheme == "basic" and credential is None:
             raise self._rejected(ep, challenge, None)
         auth = await self._authorization(ep, challenge, scope, credential)
-        response = await self._send(ep, method, path, {**base, **auth})
+        response = await self._send(ep, method, path, {**base, **auth}, content)
         if response.status_code == 401:
             await response.aclose()
             raise self._rejected(ep, challenge, credential)
@@ -270,14 +354,16 @@ class RegistryClient:
             raise Unauthenticated(f"{ep.registry} sent an unusable token realm {realm!r}")
         insecure = self._config.is_insecure(parts.netloc)
         client = self._insecure_client if insecure else self._client
-        query = {k: v for k, v in challenge.params.items() if k == "service"}
-        if scope:
-            query["scope"] = scope
+        # Several scopes (push to one repository, mount from another) are several params.
+        service = {k: v for k, v in challenge.params.items() if k == "service"}
+        query = [*service.items(), *(("scope", one) for one in scope.split())]
         try:
             if credential is not None and credential.identity_token:
                 # OAuth2 refresh-token grant, as docker does for identity tokens.
+                # The OAuth2 form takes the scopes space-separated in one field.
                 form = {
-                    **query,
+                    **service,
+                    **({"scope": scope} if scope else {}),
                     "grant_type": "refresh_token",
                     "refresh_token": credential.identity_token,
                     "client_id": "runtimed",

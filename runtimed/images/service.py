@@ -28,6 +28,7 @@ from runtimed.errors import (
 from runtimed.images import manifest as mt
 from runtimed.images.auth import Credential
 from runtimed.images.changes import apply_changes
+from runtimed.images.compose import layer_from_tar, store_image
 from runtimed.images.layers import LayerStore, chain_ids
 from runtimed.images.reference import Reference, parse_reference
 from runtimed.images.registry import RegistryClient, ResolvedImage
@@ -204,6 +205,12 @@ class ImageService:
             chain_ids=chains,
             names=names,
         )
+        # A later push to this registry can mount these instead of uploading them.
+        self.metadata.add_blob_sources(
+            resolved.endpoint.registry,
+            resolved.repository,
+            [resolved.config.digest, *(layer.digest for layer in resolved.layers)],
+        )
         up_to_date = all(v == resolved.config.digest for v in previous.values())
         log.info("image_pulled", ref=str(ref), image_id=resolved.config.digest)
         progress(PullEvent(status=f"Digest: {resolved.repo_digest}"))
@@ -249,6 +256,7 @@ class ImageService:
             for result in results:
                 if isinstance(result, tuple) and result[0] is not None:
                     self.layers.discard(result[0])
+                    self._drop_unused_blob(result[1].blob_digest)
             raise
         parent = None
         for path, record in staged:
@@ -301,8 +309,14 @@ class ImageService:
                 progress(PullEvent(status="Download complete", layer_id=lid, total=desc.size))
                 progress(PullEvent(status="Extracting", layer_id=lid, total=desc.size))
                 staging, result = await self.layers.unpack(tmp, diff_id)
+                # The compressed blob stays: a push sends these exact bytes, so the
+                # manifest (and its digest) is the one pulled.
+                try:
+                    await asyncio.to_thread(self.content.commit, desc.digest, tmp, verified=True)
+                except BaseException:
+                    self.layers.discard(staging)
+                    raise
             finally:
-                # Unpacked layers are what we keep; the compressed blob is not needed again.
                 self.content.discard(tmp)
             progress(PullEvent(status="Pull complete", layer_id=lid))
             record = LayerRecord(chain, diff_id, None, desc.digest, desc.size, result.size)
@@ -317,8 +331,13 @@ class ImageService:
             raise InvalidArgument(f"refusing to create a tag with a digest reference: {target}")
         self.metadata.set_name(f"{ref.name}:{ref.tag}", "tag", record.id)
 
-    async def remove(self, text: str, *, force: bool = False) -> RemoveResult:
-        """docker rmi: untag the name given; delete the image once nothing names it."""
+    async def remove(self, text: str, *, force: bool = False, prune: bool = True) -> RemoveResult:
+        """docker rmi: untag the name given; delete the image once nothing names it.
+
+        An image others were committed from (its children) keeps its layers for
+        them: removing its last tag only untags it, and it goes with its last
+        child, as docker prunes untagged parents (unless `prune` is off).
+        """
         record, matched = self._lookup(text)
         result = RemoveResult()
         if matched is not None and matched in record.tags and len(record.tags) > 1:
@@ -332,6 +351,16 @@ class ImageService:
                     f"conflict: unable to delete {short_id(record.id)} (must be forced) - "
                     "image is referenced in multiple repositories"
                 )
+        children = self.metadata.children_of(record.id)
+        if children and matched is not None and matched in record.tags:
+            self.metadata.remove_name(matched)
+            result.untagged.append(matched)
+            return result
+        if children:
+            raise FailedPrecondition(
+                f"conflict: unable to delete {short_id(record.id)} (cannot be forced) - "
+                "image has dependent child images"
+            )
         users = self.containers_using(record.id)
         if users and not force:
             raise FailedPrecondition(
@@ -343,7 +372,7 @@ class ImageService:
             result.untagged.append(matched)
             return result
         result.untagged.extend([*record.tags, *record.digests])
-        await self._delete(record, result)
+        await self._delete(record, result, prune=prune)
         return result
 
     async def remove_everywhere(self, text: str) -> RemoveResult:
@@ -361,7 +390,24 @@ class ImageService:
         await self._delete(record, result)
         return result
 
-    async def _delete(self, record: ImageRecord, result: RemoveResult) -> None:
+    async def _delete(
+        self, record: ImageRecord, result: RemoveResult, *, prune: bool = True
+    ) -> None:
+        parent = self.metadata.parent_of(record.id)
+        await self._delete_one(record, result)
+        # docker prunes the untagged parents nothing else needs, quietly.
+        while prune and parent and (above := self.metadata.get_image(parent)) is not None:
+            if (
+                above.tags
+                or above.digests
+                or self.metadata.children_of(above.id)
+                or self.containers_using(above.id)
+            ):
+                break
+            parent = self.metadata.parent_of(above.id)
+            await self._delete_one(above, result)
+
+    async def _delete_one(self, record: ImageRecord, result: RemoveResult) -> None:
         self.metadata.delete_image(record.id)
         result.deleted.append(record.id)
         for digest in (record.id, record.manifest_digest):
@@ -370,9 +416,14 @@ class ImageService:
         while unused := self.metadata.unused_layers():
             for layer in unused:
                 await asyncio.to_thread(self.layers.delete, layer.chain_id)
+                self._drop_unused_blob(layer.blob_digest)
                 result.deleted.append(layer.chain_id)
                 result.space_reclaimed += layer.size
         log.info("image_removed", image_id=record.id)
+
+    def _drop_unused_blob(self, digest: str | None) -> None:
+        if digest and not self.metadata.blob_in_use(digest):
+            self.content.delete(digest)
 
     async def prune(self, *, all_images: bool = False, filters: dict[str, str]) -> RemoveResult:
         until = _until_filter(filters.get("until"))
@@ -381,10 +432,11 @@ class ImageService:
         if unknown:
             raise InvalidArgument(f"invalid filter {sorted(unknown)[0]!r} for image prune")
         result = RemoveResult()
-        for record in self.metadata.list_images():
-            if record.tags and not all_images:
+        for listed in self.metadata.list_images():
+            record = self.metadata.get_image(listed.id)  # an earlier delete may have pruned it
+            if record is None or (record.tags and not all_images):
                 continue
-            if self.containers_using(record.id):
+            if self.metadata.children_of(record.id) or self.containers_using(record.id):
                 continue
             if until is not None and parse_created(record.created) >= until:
                 continue
@@ -413,7 +465,6 @@ class ImageService:
         plat = mt.Platform.parse(platform) if platform else mt.Platform.host()
         image_config = apply_changes({}, list(changes or []))
         tmp = self.content.new_ingest()
-        staging: Path | None = None
         try:
             size = 0
             with tmp.open("wb") as out:
@@ -423,12 +474,11 @@ class ImageService:
             if size == 0:
                 raise InvalidArgument("import: the tarball is empty")
             try:
-                staging, unpacked = await self.layers.unpack(tmp, None)
+                layer = await layer_from_tar(self, tmp)
             except InvalidArgument as exc:
                 # The staging file's name means nothing to the user; their tarball does.
                 text = exc.message.replace(f"layer {tmp.name}", "the tarball")
                 raise InvalidArgument(f"import: {text}") from exc
-            diff_id = unpacked.diff_id
             created = now_rfc3339()
             history: dict[str, Any] = {"created": created, "created_by": f"Imported from {source}"}
             if message:
@@ -439,45 +489,15 @@ class ImageService:
                 **({"variant": plat.variant} if plat.variant else {}),
                 "created": created,
                 "config": image_config,
-                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
                 "history": [history],
             }
-            config_bytes = json.dumps(config_doc, separators=(",", ":")).encode()
-            image_id = self.content.write_bytes(config_bytes)
-            manifest_doc = {
-                "schemaVersion": 2,
-                "mediaType": mt.OCI_MANIFEST,
-                "config": {
-                    "mediaType": mt.OCI_CONFIG,
-                    "digest": image_id,
-                    "size": len(config_bytes),
-                },
-                "layers": [{"mediaType": mt.OCI_LAYER, "digest": diff_id, "size": unpacked.size}],
-            }
-            manifest_digest = self.content.write_bytes(
-                json.dumps(manifest_doc, separators=(",", ":")).encode()
-            )
-            if not self.layers.has(diff_id):
-                self.layers.register(
-                    staging, LayerRecord(diff_id, diff_id, None, None, size, unpacked.size)
-                )
-            else:
-                self.layers.discard(staging)
-            staging = None
             names = [(f"{ref.name}:{ref.tag}", "tag")] if ref is not None else []
-            self.metadata.put_image(
-                image_id=image_id,
-                manifest_digest=manifest_digest,
-                manifest_media_type=mt.OCI_MANIFEST,
-                created=created,
-                size=unpacked.size,
-                chain_ids=[diff_id],
-                names=names,
+            image_id, _ = store_image(
+                self, config_doc=config_doc, base=None, layer=layer, names=names
             )
         finally:
             self.content.discard(tmp)
-            if staging is not None:
-                self.layers.discard(staging)
         log.info("image_imported", image_id=image_id, ref=str(ref) if ref else None)
         return image_id
 

@@ -32,6 +32,7 @@ import structlog
 import zstandard
 
 from runtimed.errors import DataLoss, FailedPrecondition, InvalidArgument
+from runtimed.images.tarsplit import FramingRecorder
 from runtimed.snapshots import whiteout
 
 log = structlog.get_logger(__name__)
@@ -53,6 +54,7 @@ class UnpackResult:
     diff_id: str  # "sha256:<hex>" of the uncompressed tar stream
     size: int  # bytes of regular-file content written
     skipped: list[str] = field(default_factory=list)
+    tar_size: int = 0  # bytes of the uncompressed tar stream
 
 
 class _Readable(Protocol):
@@ -62,13 +64,18 @@ class _Readable(Protocol):
 class _HashingReader:
     """Hashes every uncompressed byte tarfile pulls, so diff_id costs no second pass."""
 
-    def __init__(self, inner: _Readable) -> None:
+    def __init__(self, inner: _Readable, framing: FramingRecorder | None = None) -> None:
         self._inner = inner
         self._hash = hashlib.sha256()
+        self._framing = framing
+        self.count = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._inner.read(size)
         self._hash.update(data)
+        self.count += len(data)
+        if self._framing is not None:
+            self._framing.feed(data)
         return data
 
     def finish(self) -> str:
@@ -467,13 +474,16 @@ _CORRUPT = (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, zstandard.
 
 
 def unpack_layer(
-    blob: Path,
+    blob: Path | IO[bytes],
     dest: Path,
     *,
     expected_diff_id: str | None = None,
     preserve_owner: bool = True,
+    framing: Path | None = None,
 ) -> UnpackResult:
-    """Unpack layer `blob` into the empty directory `dest` as an overlay upper dir.
+    """Unpack layer `blob` (a file, or a seekable binary stream) into the empty directory
+    `dest` as an overlay upper dir; with `framing`, also record there how to rebuild the
+    tar stream (runtimed.images.tarsplit).
 
     On any failure everything written under `dest` is removed and the error
     re-raised: InvalidArgument for a hostile or malformed layer, DataLoss for a
@@ -481,40 +491,55 @@ def unpack_layer(
     """
     root_fd = os.open(dest, _DIR_FLAGS)
     unpacker = _Unpacker(root_fd, preserve_owner)
+    recorder = FramingRecorder(framing) if framing is not None else None
     kind = "tar"
+    name = blob.name if isinstance(blob, Path) else str(getattr(blob, "name", "stream"))
     try:
-        with open(blob, "rb") as raw:
+        with open(blob, "rb") if isinstance(blob, Path) else contextlib.nullcontext(blob) as raw:
             kind, stream = _decompressed(raw)
-            reader = _HashingReader(stream)
-            with tarfile.open(fileobj=reader, mode="r|") as tf:
+            reader = _HashingReader(stream, recorder)
+            # Big reads: tarfile's default 10 KiB would mean a Python call per 10 KiB.
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as tf:
                 for member in tf:
+                    if recorder is not None:
+                        recorder.member(member)
                     unpacker.add(tf, member)
             diff_id = reader.finish()
         if expected_diff_id is not None and diff_id != expected_diff_id:
             raise DataLoss(
-                f"layer {blob.name} unpacked to diff_id {diff_id} but the image config "
+                f"layer {name} unpacked to diff_id {diff_id} but the image config "
                 f"expects {expected_diff_id}: the layer is corrupt or does not belong to "
                 "this image"
             )
         unpacker.finish()
+        if recorder is not None:
+            recorder.finish()
+            if recorder.unusable:
+                log.warning("layer_framing_dropped", blob=name, reason=recorder.unusable)
     except BaseException as exc:
         unpacker.close()
+        if recorder is not None:
+            recorder.close()
+            with contextlib.suppress(FileNotFoundError):
+                recorder.path.unlink()
         _wipe(root_fd)
         if isinstance(exc, _CORRUPT):
             raise InvalidArgument(
-                f"layer {blob.name} is not a valid {kind}-compressed tar stream: {exc}"
+                f"layer {name} is not a valid {kind}-compressed tar stream: {exc}"
                 if kind != "tar"
-                else f"layer {blob.name} is not a valid tar stream: {exc}"
+                else f"layer {name} is not a valid tar stream: {exc}"
             ) from exc
         raise
     finally:
         os.close(root_fd)
     log.info(
         "layer_unpacked",
-        blob=blob.name,
+        blob=name,
         diff_id=diff_id,
         size=unpacker.size,
         skipped=len(unpacker.skipped),
         compression=kind,
     )
-    return UnpackResult(diff_id=diff_id, size=unpacker.size, skipped=unpacker.skipped)
+    return UnpackResult(
+        diff_id=diff_id, size=unpacker.size, skipped=unpacker.skipped, tar_size=reader.count
+    )

@@ -16,15 +16,26 @@ dns.json, re-read on SIGHUP):
   ours get NXDOMAIN at once rather than a slow trip upstream.
 
 It is a separate process so that a daemon restart does not interrupt name
-resolution in running containers. Standard library only.
+resolution in running containers (the daemon starts it again if it dies).
+Standard library only.
+
+No client can take it down: TCP (for the odd large answer) serves at most
+MAX_TCP_CLIENTS connections at a time and drops one idle for TCP_IDLE_TIMEOUT
+(as resolvers do), so a flood of idle connections cannot take the descriptors
+that UDP, upstream queries and reloads need; the soft descriptor limit is
+raised to the hard one. Should descriptors run out anyway, nothing is fatal:
+accept backs off (asyncio pauses it for a second), a reload that could not
+read the table or acknowledge it is tried again, and UDP goes on answering.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
+import resource
 import signal
 import struct
 import sys
@@ -38,6 +49,12 @@ from runtimed.store.atomicfile import write_atomic
 MARKER = "runtimed.network.dnsd"
 PORT = 53
 UPSTREAM_TIMEOUT = 2.0
+MAX_TCP_CLIENTS = 256
+TCP_IDLE_TIMEOUT = 10.0
+# How often the lifeline is checked and a reload that failed is tried again.
+TICK = 2.0
+# Running out of these is passing: what failed for want of them is tried again.
+_SCARCE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class Table:
@@ -72,36 +89,58 @@ class Table:
 
 
 class Resolver:
-    def __init__(self, config_path: str) -> None:
+    def __init__(
+        self,
+        config_path: str,
+        *,
+        port: int = PORT,
+        max_tcp_clients: int = MAX_TCP_CLIENTS,
+        tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
+    ) -> None:
         self.config_path = config_path
+        self.port = port
+        self.max_tcp_clients = max_tcp_clients
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.tcp_clients = 0
         self.table = Table({})
         self.servers: dict[str, tuple[asyncio.DatagramTransport, asyncio.AbstractServer]] = {}
 
-    def load(self) -> None:
+    def load(self) -> bool:
+        """Read the table; False if that should be tried again (no descriptor to spare)."""
         try:
             with open(self.config_path) as f:
                 self.table = Table(json.load(f))
         except (OSError, ValueError) as exc:
             print(f"dnsd: cannot read {self.config_path}: {exc}", file=sys.stderr)
+            return not (isinstance(exc, OSError) and exc.errno in _SCARCE)
+        return True
 
-    async def apply(self) -> None:
-        """Listen on exactly the configured addresses."""
+    async def apply(self) -> bool:
+        """Listen on exactly the configured addresses; False if that should be tried again."""
         wanted = set(self.table.listen)
         for ip in set(self.servers) - wanted:
             udp, tcp = self.servers.pop(ip)
             udp.close()
             tcp.close()
         loop = asyncio.get_running_loop()
+        done = True
         for ip in wanted - set(self.servers):
+            udp = None
             try:
                 udp, _ = await loop.create_datagram_endpoint(
-                    lambda ip=ip: _Udp(self, ip), local_addr=(ip, PORT)
+                    lambda ip=ip: _Udp(self, ip), local_addr=(ip, self.port)
                 )
-                tcp = await asyncio.start_server(lambda r, w, ip=ip: self._tcp(r, w, ip), ip, PORT)
+                tcp = await asyncio.start_server(
+                    lambda r, w, ip=ip: self._tcp(r, w, ip), ip, self.port
+                )
             except OSError as exc:
-                print(f"dnsd: cannot listen on {ip}:{PORT}: {exc}", file=sys.stderr)
+                if udp is not None:
+                    udp.close()
+                print(f"dnsd: cannot listen on {ip}:{self.port}: {exc}", file=sys.stderr)
+                done = done and exc.errno not in _SCARCE
                 continue
             self.servers[ip] = (udp, tcp)  # type: ignore[assignment]
+        return done
 
     async def handle(self, query: bytes, local: str, client: str) -> bytes:
         try:
@@ -124,17 +163,24 @@ class Resolver:
     async def _tcp(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
     ) -> None:
-        client = writer.get_extra_info("peername")[0]
+        if self.tcp_clients >= self.max_tcp_clients:
+            writer.transport.abort()  # turned away at once: its descriptor is free again
+            return
+        self.tcp_clients += 1
+        idle = self.tcp_idle_timeout
         try:
+            client = writer.get_extra_info("peername")[0]
             while True:
-                size = struct.unpack("!H", await reader.readexactly(2))[0]
-                reply = await self.handle(await reader.readexactly(size), ip, client)
+                size = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), idle))[0]
+                query = await asyncio.wait_for(reader.readexactly(size), idle)
+                reply = await self.handle(query, ip, client)
                 writer.write(struct.pack("!H", len(reply)) + reply)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+                await asyncio.wait_for(writer.drain(), idle)
+        except (asyncio.IncompleteReadError, TimeoutError, OSError):
             pass
         finally:
-            writer.close()
+            self.tcp_clients -= 1
+            writer.transport.abort()
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -183,41 +229,67 @@ async def _ask(server: str, query: bytes) -> bytes | None:
     return dnswire.with_id(reply, struct.unpack("!H", query[:2])[0])
 
 
-def _ack(path: str, generation: int) -> None:
-    """Tell the daemon which table is in force (it waits for this after each change)."""
-    write_atomic(Path(path), str(generation).encode(), durable=False)
+def _ack(path: str, generation: int) -> bool:
+    """Tell the daemon which table is in force (it waits for this after each change);
+    False if that should be tried again."""
+    try:
+        write_atomic(Path(path), str(generation).encode(), durable=False)
+    except OSError as exc:
+        print(f"dnsd: cannot acknowledge table {generation}: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
-async def serve(config_path: str, ack_path: str) -> None:
-    resolver = Resolver(config_path)
-    resolver.load()
-    await resolver.apply()
-    _ack(ack_path, resolver.table.generation)
+async def _reload(resolver: Resolver, ack_path: str) -> bool:
+    """Read, apply and acknowledge the table; False if something is to be tried again."""
+    if not resolver.load():
+        return False
+    applied = await resolver.apply()
+    return _ack(ack_path, resolver.table.generation) and applied
+
+
+def _report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """One line per event loop error (accept out of descriptors, ...), not a traceback."""
+    exc = context.get("exception")
+    print(f"dnsd: {context.get('message')}{f': {exc}' if exc else ''}", file=sys.stderr)
+
+
+def _raise_descriptor_limit() -> None:
+    with contextlib.suppress(ValueError, OSError):
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def serve(config_path: str, ack_path: str, resolver: Resolver) -> None:
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_report)
+    retry = not await _reload(resolver, ack_path)
     reload = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, reload.set)
     loop.add_signal_handler(signal.SIGTERM, lambda: os._exit(0))
     while True:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(reload.wait(), 2.0)
+            await asyncio.wait_for(reload.wait(), TICK)
         if not helperproc.lifeline_alive(config_path):
             return
-        if reload.is_set():
+        if reload.is_set() or retry:
             reload.clear()
-            resolver.load()
-            await resolver.apply()
-            _ack(ack_path, resolver.table.generation)
+            retry = not await _reload(resolver, ack_path)
 
 
 def main(argv: list[str]) -> int:
+    """SPEC_JSON: netns (empty: stay in this one), config, ack, log, port (tests)."""
     spec = json.loads(argv[0])
-    try:
-        helperproc.enter_netns(spec["netns"])
-    except OSError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    if spec.get("netns"):
+        try:
+            helperproc.enter_netns(spec["netns"])
+        except OSError as exc:
+            print(exc, file=sys.stderr)
+            return 1
     helperproc.detach(spec.get("log"))
-    asyncio.run(serve(spec["config"], spec["ack"]))
+    _raise_descriptor_limit()
+    resolver = Resolver(spec["config"], port=int(spec.get("port", PORT)))
+    asyncio.run(serve(spec["config"], spec["ack"], resolver))
     return 0
 
 

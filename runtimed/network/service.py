@@ -164,6 +164,7 @@ class NetworkService:
             if self.ready:
                 with contextlib.suppress(Exception):
                     await self.worker.run(self._reap, owner_id, names)
+        self.dns.close()  # the resolver outlives us unless idle: a next daemon watches it
         if idle and self.ready:
             with contextlib.suppress(Exception):
                 await self.dns.stop()

@@ -132,6 +132,7 @@ class NetworkStore:
     def __init__(self, path: Path) -> None:
         self._database = Database(path, schema=_SCHEMA, named_rows=False, foreign_keys=False)
         self._tx = self._database.transaction
+        self._removal = self._database.removal
         self._query = self._database.fetchall
 
     def close(self) -> None:
@@ -160,11 +161,13 @@ class NetworkStore:
         return NetworkRecord.from_row(*rows[0]) if rows else None
 
     def remove_network(self, ident: str) -> None:
-        with self._tx() as db:
+        def remove(db: sqlite3.Connection) -> None:
             used = db.execute("SELECT 1 FROM endpoints WHERE network_id = ?", (ident,)).fetchone()
             if used:
                 raise FailedPrecondition("network has active endpoints")
             db.execute("DELETE FROM networks WHERE id = ?", (ident,))
+
+        self._removal(remove)
 
     # -- endpoints and IPAM ------------------------------------------------------------
 
@@ -206,14 +209,12 @@ class NetworkStore:
         return endpoint
 
     def release(self, owner_id: str, network_id: str | None = None) -> None:
-        with self._tx() as db:
-            if network_id is None:
-                db.execute("DELETE FROM endpoints WHERE owner_id = ?", (owner_id,))
-            else:
-                db.execute(
-                    "DELETE FROM endpoints WHERE owner_id = ? AND network_id = ?",
-                    (owner_id, network_id),
-                )
+        if network_id is None:
+            sql, args = "DELETE FROM endpoints WHERE owner_id = ?", (owner_id,)
+        else:
+            sql = "DELETE FROM endpoints WHERE owner_id = ? AND network_id = ?"
+            args = (owner_id, network_id)
+        self._removal(lambda db: db.execute(sql, args))
 
     def endpoints(
         self, *, owner_id: str | None = None, network_id: str | None = None
@@ -245,10 +246,11 @@ class NetworkStore:
         return json.loads(rows[0][0]) if rows else None
 
     def forget_owner(self, owner_id: str) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM owners WHERE owner_id = ?", (owner_id,))
-            db.execute("DELETE FROM endpoints WHERE owner_id = ?", (owner_id,))
-            db.execute("DELETE FROM ports WHERE owner_id = ?", (owner_id,))
+        def forget(db: sqlite3.Connection) -> None:
+            for table in ("owners", "endpoints", "ports"):
+                db.execute(f"DELETE FROM {table} WHERE owner_id = ?", (owner_id,))
+
+        self._removal(forget)
 
     # -- published ports ---------------------------------------------------------------
 

@@ -139,6 +139,8 @@ class SpecRequest:
     readonly_paths: list[str] | None = None
     seccomp: str = SECCOMP_DEFAULT  # one of SECCOMP_MODES
     seccomp_profile: dict[str, Any] | None = None  # the profile document, for SECCOMP_PROFILE
+    shm_size: int = 0  # bytes of /dev/shm; 0: 64 MiB (Docker's default)
+    oom_score_adj: int | None = None
 
 
 def build_spec(req: SpecRequest, rootfs: Path) -> dict[str, Any]:
@@ -180,6 +182,8 @@ def build_spec(req: SpecRequest, rootfs: Path) -> dict[str, Any]:
     rlimits = _rlimits(req.rlimits)
     if rlimits:
         process["rlimits"] = rlimits
+    if req.oom_score_adj is not None:
+        process["oomScoreAdj"] = req.oom_score_adj
 
     linux: dict[str, Any] = {"namespaces": _namespaces(ns)}
     sysctls = check_sysctls(
@@ -462,7 +466,9 @@ def _namespaces(ns: NamespacePaths) -> list[dict[str, str]]:
 # --- mounts -----------------------------------------------------------------------
 
 
-def _default_mounts(ns: NamespacePaths, privileged: bool) -> list[dict[str, Any]]:
+def _default_mounts(
+    ns: NamespacePaths, privileged: bool, shm_size: int = 0
+) -> list[dict[str, Any]]:
     sys_ro = [] if privileged else ["ro"]
     if ns.host_network:
         # sysfs may only be mounted by the owner of the network namespace; the
@@ -497,15 +503,16 @@ def _default_mounts(ns: NamespacePaths, privileged: bool) -> list[dict[str, Any]
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         sysfs,
-        *_ipc_mounts(ns),
+        *_ipc_mounts(ns, shm_size),
     ]  # fmt: skip
 
 
-def _ipc_mounts(ns: NamespacePaths) -> list[dict[str, Any]]:
+def _ipc_mounts(ns: NamespacePaths, shm_size: int = 0) -> list[dict[str, Any]]:
     if not ns.host_ipc:
+        size = f"size={shm_size // 1024}k" if shm_size else "size=65536k"
         return [
             {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", size]},
             {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
              "options": ["nosuid", "noexec", "nodev"]},
         ]  # fmt: skip
@@ -572,7 +579,7 @@ def _mounts(req: SpecRequest) -> list[dict[str, Any]]:
     extra.sort(key=lambda m: m["destination"].count("/"))
     defaults = [
         d
-        for d in _default_mounts(req.namespaces, req.privileged)
+        for d in _default_mounts(req.namespaces, req.privileged, req.shm_size)
         if not any(_under(d["destination"], u) for u in dests)
     ]
     return defaults + extra

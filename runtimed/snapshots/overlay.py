@@ -42,6 +42,10 @@ class LayeredMount:
         snap = self.base / key
         return snap / "upper", snap / "work", snap / "merged"
 
+    def upper_dir(self, key: str) -> Path:
+        """What the snapshot wrote on top of its layers (overlay's upper directory)."""
+        return self._dirs(key)[0]
+
     def mount(self, key: str, lowers: list[Path]) -> Path:
         upper, work, merged = self._dirs(key)
         if _mount.is_mounted(merged):

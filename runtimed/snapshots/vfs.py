@@ -195,6 +195,10 @@ class VfsSnapshotter:
     def __init__(self, root: Path) -> None:
         self.base = root / self.name
 
+    def merged_dir(self, key: str) -> Path:
+        """The snapshot's whole tree (vfs keeps no separate layer of changes)."""
+        return self._merged(key)
+
     def _merged(self, key: str) -> Path:
         check_key(key)
         return self.base / key / "merged"

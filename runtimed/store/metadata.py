@@ -51,6 +51,13 @@ CREATE TABLE IF NOT EXISTS image_names (
     added_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS image_names_by_image ON image_names(image_id);
+-- The image a committed (or built) one was made from, as docker records it: a parent
+-- with children is only untagged by rmi, and an untagged parent goes with its last child.
+CREATE TABLE IF NOT EXISTS image_parents (
+    image_id TEXT PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    parent TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS image_parents_by_parent ON image_parents(parent);
 -- Sandboxes (CRI pods, and the implicit one of each docker-style container) and
 -- containers: immutable config and mutable state kept apart, as JSON documents.
 CREATE TABLE IF NOT EXISTS sandboxes (
@@ -71,6 +78,15 @@ CREATE TABLE IF NOT EXISTS containers (
 );
 CREATE INDEX IF NOT EXISTS containers_by_image ON containers(image_id);
 CREATE INDEX IF NOT EXISTS image_layers_by_chain ON image_layers(chain_id);
+-- Where a blob is known to exist remotely (pulled from or pushed to), so a push
+-- to another repository of the same registry can mount it instead of uploading.
+CREATE TABLE IF NOT EXISTS blob_sources (
+    digest TEXT NOT NULL,
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (digest, registry, repository)
+);
 """
 
 
@@ -105,6 +121,7 @@ class MetadataStore:
         self._lock = self._database.lock
         self.fetchall = self._database.fetchall
         self.transaction = self._database.transaction
+        self.removal = self._database.removal
         self._check_version()
 
     def _check_version(self) -> None:
@@ -161,8 +178,7 @@ class MetadataStore:
         return [_layer(r) for r in rows]
 
     def delete_layer(self, chain_id: str) -> None:
-        with self.transaction() as tx:
-            tx.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,))
+        self.removal(lambda tx: tx.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,)))
 
     def blob_in_use(self, digest: str) -> bool:
         with self._lock:
@@ -185,6 +201,7 @@ class MetadataStore:
         size: int,
         chain_ids: list[str],
         names: list[tuple[str, str]],
+        parent: str | None = None,
     ) -> list[str]:
         """Record an image and point names at it; returns the names moved off another image.
 
@@ -210,6 +227,11 @@ class MetadataStore:
                     "INSERT INTO image_layers(image_id, position, chain_id) VALUES(?,?,?)",
                     [(image_id, i, c) for i, c in enumerate(chain_ids)],
                 )
+                if parent:
+                    tx.execute(
+                        "INSERT INTO image_parents(image_id, parent) VALUES(?,?)",
+                        (image_id, parent),
+                    )
             moved = []
             for name, kind in names:
                 row = tx.execute(
@@ -235,8 +257,7 @@ class MetadataStore:
             )
 
     def remove_name(self, name: str) -> None:
-        with self.transaction() as tx:
-            tx.execute("DELETE FROM image_names WHERE name=?", (name,))
+        self.removal(lambda tx: tx.execute("DELETE FROM image_names WHERE name=?", (name,)))
 
     def image_for_name(self, name: str) -> str | None:
         with self._lock:
@@ -264,9 +285,61 @@ class MetadataStore:
             rows = self._db.execute("SELECT * FROM images ORDER BY added_at DESC").fetchall()
             return [self._image(r) for r in rows]
 
+    def parent_of(self, image_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT parent FROM image_parents WHERE image_id=?", (image_id,)
+            ).fetchone()
+        return row["parent"] if row else None
+
+    def children_of(self, image_id: str) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT image_id FROM image_parents WHERE parent=? ORDER BY image_id", (image_id,)
+            ).fetchall()
+        return [r["image_id"] for r in rows]
+
     def delete_image(self, image_id: str) -> None:
+        self.removal(lambda tx: tx.execute("DELETE FROM images WHERE id=?", (image_id,)))
+
+    def set_layer_blob(self, chain_id: str, digest: str, size: int) -> None:
+        """Give a layer that has no stored blob yet (an older import) its compressed blob."""
         with self.transaction() as tx:
-            tx.execute("DELETE FROM images WHERE id=?", (image_id,))
+            tx.execute(
+                "UPDATE layers SET blob_digest=?, blob_size=? WHERE chain_id=? AND"
+                " blob_digest IS NULL",
+                (digest, size, chain_id),
+            )
+
+    # -- remote copies of blobs ------------------------------------------------
+
+    def add_blob_sources(self, registry: str, repository: str, digests: list[str]) -> None:
+        """Record that `registry`/`repository` holds these blobs (newest sighting wins)."""
+        now = time.time()
+        with self.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO blob_sources(digest, registry, repository, seen_at) VALUES(?,?,?,?)"
+                " ON CONFLICT(digest, registry, repository) DO UPDATE SET seen_at=excluded.seen_at",
+                [(d, registry, repository, now) for d in digests],
+            )
+
+    def blob_sources(self, digest: str, registry: str) -> list[str]:
+        """Repositories of `registry` known to hold `digest`, most recently seen first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT repository FROM blob_sources WHERE digest=? AND registry=?"
+                " ORDER BY seen_at DESC, repository",
+                (digest, registry),
+            ).fetchall()
+        return [r["repository"] for r in rows]
+
+    def forget_blob_source(self, digest: str, registry: str, repository: str) -> None:
+        """The registry no longer has it there (a mount from it failed)."""
+        with self.transaction() as tx:
+            tx.execute(
+                "DELETE FROM blob_sources WHERE digest=? AND registry=? AND repository=?",
+                (digest, registry, repository),
+            )
 
     def _image(self, row: sqlite3.Row) -> ImageRecord:
         names = self._db.execute(

@@ -96,8 +96,7 @@ class VolumeRecords:
         return [_volume(r) for r in self.db.fetchall("SELECT * FROM volumes ORDER BY name")]
 
     def delete(self, name: str) -> None:
-        with self.db.transaction() as tx:
-            tx.execute("DELETE FROM volumes WHERE name=?", (name,))
+        self.db.removal(lambda tx: tx.execute("DELETE FROM volumes WHERE name=?", (name,)))
 
     def copied(self, name: str) -> None:
         with self.db.transaction() as tx:
@@ -140,11 +139,12 @@ class VolumeRecords:
         return [_mount(r) for r in rows]
 
     def delete_mount(self, container_id: str, volume: str) -> None:
-        with self.db.transaction() as tx:
-            tx.execute(
+        self.db.removal(
+            lambda tx: tx.execute(
                 "DELETE FROM volume_mounts WHERE container_id=? AND volume=?",
                 (container_id, volume),
             )
+        )
 
 
 def _volume(row: sqlite3.Row) -> VolumeRecord:

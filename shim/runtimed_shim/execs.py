@@ -93,7 +93,7 @@ class ExecSession:
                 stdio = (stdin, out_w, err_w)
                 self.io.add_output(out_r, STDOUT)
                 self.io.add_output(err_r, STDERR)
-            self.pid = spawn(runtime.argv(*args, container_id), *stdio)
+            self.pid = spawn(runtime.process_argv(*args, container_id), *stdio)
         except BaseException:
             self.io.close()
             self._remove_files()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 
+from runtimed_shim.cgroups import joined
+
 _DEFAULT_SIGNALS = (
     signal.SIGINT,
     signal.SIGHUP,
@@ -56,18 +58,31 @@ def error_text(stderr: bytes, code: int) -> str:
 class Runtime:
     """One OCI runtime binary with its state root and global options."""
 
-    __slots__ = ("path", "root", "global_args")
+    __slots__ = ("path", "root", "global_args", "cgroup_procs")
 
-    def __init__(self, path: str, root: str, global_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        root: str,
+        global_args: list[str] | None = None,
+        cgroup_procs: list[str] | None = None,
+    ) -> None:
         self.path = path
         self.root = root
         if global_args is None:
-            # Cgroups are not ours to manage yet; crun would refuse this host's hybrid layout.
+            # The daemon manages the cgroups (runtimed.cgroups), crun does not: it would
+            # also refuse this host's hybrid layout.
             global_args = ["--cgroup-manager=disabled"] if "crun" in os.path.basename(path) else []
         self.global_args = global_args
+        self.cgroup_procs = list(cgroup_procs or [])
 
     def argv(self, *args: str) -> list[str]:
         return [self.path, "--root", self.root, *self.global_args, *args]
+
+    def process_argv(self, *args: str) -> list[str]:
+        """argv of a command that starts container processes (create, exec): inside the
+        container's cgroups when it has them."""
+        return joined(self.argv(*args), self.cgroup_procs)
 
     def run(self, *args: str) -> tuple[int, str]:
         """Run a short runtime command to completion: (exit code, stderr text)."""

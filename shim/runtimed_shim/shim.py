@@ -17,6 +17,7 @@ import signal
 import socket
 import time
 
+from runtimed_shim import cgroups
 from runtimed_shim.atomicfile import replace_file
 from runtimed_shim.client import Client
 from runtimed_shim.console import ConsoleSocket, set_size
@@ -68,7 +69,10 @@ class Shim:
             self.bundle = str(config["bundle"])
             self.state_dir = str(config["state_dir"])
             self.runtime = Runtime(
-                str(config["runtime"]), str(config["runtime_root"]), config.get("runtime_args")
+                str(config["runtime"]),
+                str(config["runtime_root"]),
+                config.get("runtime_args"),
+                config.get("cgroup_procs"),
             )
         except KeyError as exc:
             raise ShimError(f"shim config lacks {exc.args[0]!r}") from None
@@ -77,7 +81,8 @@ class Shim:
         self.stdin_once = bool(config.get("stdin_once"))
         self.log_config = config.get("log") or {"driver": "none"}
         self.exit_file = str(config.get("exit_file") or os.path.join(self.state_dir, "exit.json"))
-        self.cgroup_path: str | None = config.get("cgroup_path")
+        self.cgroup_path: str | None = config.get("cgroup_path")  # its memory cgroup
+        self.freezer: str | None = config.get("freezer")  # freezer.state / cgroup.freeze
         # In the host's pid namespace nothing ends the container's other processes when
         # its init exits (in a namespace of its own, the kernel does): they are orphans
         # that come to us, their subreaper, and we end them.
@@ -183,7 +188,7 @@ class Shim:
                     self.io.set_stdin(in_w)
                     stdin = in_r
                 stdio = (stdin, out_w, err_w)
-            return spawn(self.runtime.argv(*args, self.id), *stdio), out_r, err_r
+            return spawn(self.runtime.process_argv(*args, self.id), *stdio), out_r, err_r
         finally:
             for fd in child:
                 os.close(fd)
@@ -403,20 +408,34 @@ class Shim:
         for pid in [self.pid, *targets]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+        if self.freezer and cgroups.frozen(self.freezer):
+            # A frozen process acts on no signal: thaw, as Docker does to kill a paused one.
+            cgroups.freeze(self.freezer, False)
         self._done(client)
 
     def _op_pause(self, client: Client, _request: dict[str, Any]) -> None:
-        # Needs the runtime's cgroup freezer: without cgroups the runtime refuses.
-        self._runtime_on_running("pause")
+        # The container's cgroup freezer; without one, the runtime's (which then refuses).
+        if self.freezer:
+            self._running_or_fail()
+            cgroups.freeze(self.freezer, True)
+        else:
+            self._runtime_on_running("pause")
         self._done(client)
 
     def _op_resume(self, client: Client, _request: dict[str, Any]) -> None:
-        self._runtime_on_running("resume")
+        if self.freezer:
+            self._running_or_fail()
+            cgroups.freeze(self.freezer, False)
+        else:
+            self._runtime_on_running("resume")
         self._done(client)
 
-    def _runtime_on_running(self, command: str) -> None:
+    def _running_or_fail(self) -> None:
         if self.status != "running":
             raise ShimError(f"container {self.id} is not running")
+
+    def _runtime_on_running(self, command: str) -> None:
+        self._running_or_fail()
         code, err = self.runtime.run(command, self.id)
         if code != 0:
             raise ShimError(f"runtime {command} failed: {err}")

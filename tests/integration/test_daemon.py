@@ -181,7 +181,7 @@ def test_a_socket_in_a_directory_of_someone_elses(tmp_path) -> None:  # noqa: AN
     assert not d.socket.exists()
     result = _runtimed(tmp_path, "--socket", "/etc/runtimed-test.sock")
     assert result.returncode == 1, result
-    assert "cannot listen on /etc/runtimed-test.sock: Permission denied" in result.stderr
+    assert "cannot use --socket /etc/runtimed-test.sock: permission denied" in result.stderr
     assert "Traceback" not in result.stderr
     _stop_holder(tmp_path / "etc-run")
 

@@ -95,10 +95,10 @@ def test_sockets_runtimectl_cannot_use_are_one_line(tmp_path: Path, locked_dir: 
     cases = [
         (["-H", f"unix://{locked_dir}/x.sock"], {}, "permission denied while trying to connect"),
         (["-H", f"unix://{closed}"], {}, "permission denied while trying to connect"),
-        (["-H", "tcp://127.0.0.1:2375"], {}, "tcp:// hosts are not supported yet"),
-        ([], {"RUNTIMED_HOST": "tcp://127.0.0.1:2375"}, "tcp:// hosts are not supported yet"),
+        (["-H", "tcp://127.0.0.1:2375"], {}, "serves TCP only with mutual TLS"),
+        ([], {"RUNTIMED_HOST": "tcp://127.0.0.1:2375"}, "serves TCP only with mutual TLS"),
         (["-H", "unix://"], {}, "empty socket path"),
-        (["-H", "ssh://me@host"], {}, "only unix:///PATH sockets"),
+        (["-H", "ssh://me@host"], {}, "unsupported host ssh://me@host"),
         (["-H", f"unix://{tmp_path}/absent.sock"], {}, "is runtimed running?"),
     ]
     for host, env, expected in cases:
@@ -145,7 +145,7 @@ def test_runtimed_refuses_paths_it_may_not_use_in_one_line(
         assert line.startswith(f"runtimed: cannot use {flag} {named}: {reason}"), line
         assert not ok_socket.exists()
     result = runtimed("--data-dir", str(ok_data), "--socket", "tcp://127.0.0.1:2375")
-    assert "tcp:// hosts are not supported yet" in one_line(result, 1)
+    assert "only unix:///PATH sockets (tcp:// is for -H)" in one_line(result, 1)
 
 
 def test_a_120k_name_is_refused_with_a_short_message_by_runtimectl(

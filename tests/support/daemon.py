@@ -46,9 +46,16 @@ class CliResult:
 
 
 class Daemon:
-    def __init__(self, root: Path | None = None, *, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        extra_args: tuple[str, ...] = (),
+        data_dir: Path | None = None,
+    ) -> None:
         self.root = root or Path(tempfile.mkdtemp(prefix="runtimed-test-"))
-        self.data_dir = self.root / "data"
+        # Elsewhere only when a test needs another filesystem (a small one): removed too.
+        self.data_dir = data_dir or self.root / "data"
         self.socket = self.root / "run" / "runtimed.sock"
         self.log_path = self.root / "daemon.log"
         self.extra_args = extra_args
@@ -151,6 +158,7 @@ class Daemon:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(holder, signal.SIGKILL)
         remove_tree(self.root)
+        remove_tree(self.data_dir)
 
     def channel(self) -> grpc.Channel:
         if self._channel is None:

@@ -664,3 +664,24 @@ def test_parse_challenge() -> None:
         "scope": "repository:a/b:pull,push",
     }
     assert parse_challenge("") is None
+
+
+async def test_push_and_mount_scopes_are_separate_token_params(
+    registry: FakeRegistry, client: RegistryClient
+) -> None:
+    registry.auth = "bearer"
+    ep = RegistriesConfig().endpoints_for(parse_reference(f"{registry.host}/team/app:1"))[-1]
+    scope = "repository:team/app:pull,push repository:team/base:pull"
+    # The fake's tokens carry one scope only, so the retry is refused; the request
+    # for the token is what this test reads.
+    with pytest.raises(Unauthenticated):
+        response = await client.request(
+            ep, "HEAD", f"/v2/team/app/blobs/{_digest(b'x')}", credential=None, scope=scope
+        )
+        await response.aclose()
+    token_request = registry.of("/token")[-1]
+    assert token_request.query["scope"] == [
+        "repository:team/app:pull,push",
+        "repository:team/base:pull",
+    ]
+    assert token_request.query["service"] == ["fake-registry"]

@@ -123,7 +123,12 @@ class LocalDriver:
             return set()
 
     def _save_mount_ids(self, name: str, ids: set[str]) -> None:
-        write_atomic(self._dir(name) / "mounts.json", json.dumps(sorted(ids)).encode(), mode=0o600)
+        path = self._dir(name) / "mounts.json"
+        if not ids:
+            # No file is no mounts: the last unmount needs no space on a full disk.
+            path.unlink(missing_ok=True)
+            return
+        write_atomic(path, json.dumps(sorted(ids)).encode(), mode=0o600)
 
     def _exists(self, name: str) -> bool:
         data = self.data_path(name)

@@ -16,7 +16,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import hpack
 from hyperframe import frame as fr
@@ -139,15 +140,27 @@ class Connection:
     Lock order: `wlock` (socket writes) before `cond` (state); nothing blocks on the
     socket while holding `cond`, so the reader thread can always dispatch."""
 
-    def __init__(self, path: str, max_message: int) -> None:
+    def __init__(
+        self,
+        path: str,
+        max_message: int,
+        *,
+        dial: Callable[[], Any] | None = None,
+        authority: str = "localhost",
+    ) -> None:
+        """`path`: the daemon's unix socket; or `dial`, which returns a connected socket-like
+        object (sendall, makefile("rb"), shutdown, close: the TLS one for tcp://)."""
         self.path = path
+        self.dial = dial
+        self.scheme = "https" if dial is not None else "http"
+        self.authority = authority
         self.max_message = max_message
         # A stream's window comes back only as whole messages are read: the largest
         # message we accept, with its framing, must fit in it, or its sender waits forever.
         self.stream_window = max(_RECV_WINDOW, max_message + _MESSAGE_HEADER.size)
         self.cond = threading.Condition(threading.RLock())
         self.wlock = threading.Lock()
-        self.sock: socket.socket | None = None
+        self.sock: Any = None  # socket.socket, or runtimed.cli.rpc.tls.TlsSocket
         self.streams: dict[int, Stream] = {}
         self.next_id = 1
         self.send_window = _DEFAULT_WINDOW  # connection level
@@ -167,9 +180,9 @@ class Connection:
     ) -> Stream:
         headers = [
             (":method", "POST"),
-            (":scheme", "http"),
+            (":scheme", self.scheme),
             (":path", path),
-            (":authority", "localhost"),
+            (":authority", self.authority),
             ("content-type", "application/grpc"),
             ("te", "trailers"),
         ]
@@ -194,12 +207,15 @@ class Connection:
         return stream
 
     def _connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(self.path)
-        except OSError as exc:
-            sock.close()
-            raise ConnectError(self.path, exc) from None
+        if self.dial is not None:
+            sock = self.dial()
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.path)
+            except OSError as exc:
+                sock.close()
+                raise ConnectError(f"unix:{self.path}", exc) from None
         self.sock = sock
         settings = fr.SettingsFrame(
             0,
@@ -233,6 +249,8 @@ class Connection:
         try:
             assert self.sock is not None
             self.sock.sendall(data)
+        except ConnectError as exc:  # TLS: refused by the daemon
+            self._fail(exc)
         except (OSError, AssertionError) as exc:
             self._fail(RpcError(StatusCode.UNAVAILABLE, f"connection to the daemon lost: {exc}"))
 
@@ -298,6 +316,8 @@ class Connection:
                         self._on_headers(frame.stream_id, self._decode(block), end_stream)
                 else:
                     self._on_frame(frame)
+        except ConnectError as exc:  # TLS: the daemon refused our certificate, say
+            self._fail(exc)
         except Exception as exc:  # noqa: BLE001 - any failure here ends every call
             self._fail(RpcError(StatusCode.UNAVAILABLE, f"connection to the daemon lost: {exc}"))
         finally:

@@ -70,13 +70,16 @@ class RpcError(Exception):
 
 
 class ConnectError(RpcError):
-    """The socket did not answer: no daemon behind it (UNAVAILABLE, as grpcio says it)."""
+    """The daemon could not be reached, or TLS with it failed (UNAVAILABLE, as grpcio says
+    it). `target` is where (`unix:/path`, `tcp://host:port`); `reason` the OSError, or a
+    sentence when there is none (a refused certificate)."""
 
-    def __init__(self, path: str, reason: OSError) -> None:
+    def __init__(self, target: str, reason: OSError | str) -> None:
         super().__init__(
             StatusCode.UNAVAILABLE,
-            f"failed to connect to all addresses; last error: unix:{path}: {reason}",
+            f"failed to connect to all addresses; last error: {target}: {reason}",
         )
+        self.target = target
         self.reason = reason
 
 

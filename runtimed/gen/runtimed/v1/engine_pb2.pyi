@@ -37,7 +37,7 @@ class RestartPolicy(_message.Message):
     def __init__(self, name: _Optional[str] = ..., max_retries: _Optional[int] = ...) -> None: ...
 
 class CreateContainerRequest(_message.Message):
-    __slots__ = ("image", "name", "entrypoint", "has_entrypoint", "cmd", "has_cmd", "env", "working_dir", "user", "hostname", "labels", "tty", "stdin_open", "stdin_once", "read_only", "restart_policy", "stop_signal", "stop_timeout", "binds", "auto_remove", "pull_if_missing", "platform", "log_driver", "log_opts", "mounts", "volumes_from", "network", "network_aliases", "ip", "links", "dns", "dns_search", "dns_options", "extra_hosts", "mac_address", "ports", "publish_all", "pid_mode")
+    __slots__ = ("image", "name", "entrypoint", "has_entrypoint", "cmd", "has_cmd", "env", "working_dir", "user", "hostname", "labels", "tty", "stdin_open", "stdin_once", "read_only", "restart_policy", "stop_signal", "stop_timeout", "binds", "auto_remove", "pull_if_missing", "platform", "log_driver", "log_opts", "mounts", "volumes_from", "network", "network_aliases", "ip", "links", "dns", "dns_search", "dns_options", "extra_hosts", "mac_address", "ports", "publish_all", "pid_mode", "resources", "healthcheck")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,8 @@ class CreateContainerRequest(_message.Message):
     PORTS_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_ALL_FIELD_NUMBER: _ClassVar[int]
     PID_MODE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     image: str
     name: str
     entrypoint: _containers.RepeatedScalarFieldContainer[str]
@@ -128,7 +130,25 @@ class CreateContainerRequest(_message.Message):
     ports: _containers.RepeatedCompositeFieldContainer[PortBinding]
     publish_all: bool
     pid_mode: str
-    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., entrypoint: _Optional[_Iterable[str]] = ..., has_entrypoint: _Optional[bool] = ..., cmd: _Optional[_Iterable[str]] = ..., has_cmd: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., stdin_once: _Optional[bool] = ..., read_only: _Optional[bool] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., binds: _Optional[_Iterable[_Union[Bind, _Mapping]]] = ..., auto_remove: _Optional[bool] = ..., pull_if_missing: _Optional[bool] = ..., platform: _Optional[str] = ..., log_driver: _Optional[str] = ..., log_opts: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[MountSpec, _Mapping]]] = ..., volumes_from: _Optional[_Iterable[str]] = ..., network: _Optional[str] = ..., network_aliases: _Optional[_Iterable[str]] = ..., ip: _Optional[str] = ..., links: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., mac_address: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., publish_all: _Optional[bool] = ..., pid_mode: _Optional[str] = ...) -> None: ...
+    resources: Resources
+    healthcheck: HealthConfig
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., entrypoint: _Optional[_Iterable[str]] = ..., has_entrypoint: _Optional[bool] = ..., cmd: _Optional[_Iterable[str]] = ..., has_cmd: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., stdin_once: _Optional[bool] = ..., read_only: _Optional[bool] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., binds: _Optional[_Iterable[_Union[Bind, _Mapping]]] = ..., auto_remove: _Optional[bool] = ..., pull_if_missing: _Optional[bool] = ..., platform: _Optional[str] = ..., log_driver: _Optional[str] = ..., log_opts: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[MountSpec, _Mapping]]] = ..., volumes_from: _Optional[_Iterable[str]] = ..., network: _Optional[str] = ..., network_aliases: _Optional[_Iterable[str]] = ..., ip: _Optional[str] = ..., links: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., mac_address: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., publish_all: _Optional[bool] = ..., pid_mode: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ...) -> None: ...
+
+class HealthConfig(_message.Message):
+    __slots__ = ("test", "interval", "timeout", "start_period", "start_interval", "retries")
+    TEST_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    START_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    START_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    test: _containers.RepeatedScalarFieldContainer[str]
+    interval: int
+    timeout: int
+    start_period: int
+    start_interval: int
+    retries: int
+    def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[int] = ..., timeout: _Optional[int] = ..., start_period: _Optional[int] = ..., start_interval: _Optional[int] = ..., retries: _Optional[int] = ...) -> None: ...
 
 class MountSpec(_message.Message):
     __slots__ = ("type", "source", "target", "readonly", "volume_driver", "volume_opts", "volume_labels", "no_copy", "bind_propagation", "tmpfs_size", "tmpfs_mode", "tmpfs_options")
@@ -834,7 +854,7 @@ class RegistryInfo(_message.Message):
     def __init__(self, prefix: _Optional[str] = ..., location: _Optional[str] = ..., insecure: _Optional[bool] = ..., mirrors: _Optional[_Iterable[str]] = ..., blocked: _Optional[bool] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("server_version", "storage_driver", "runtime", "runtime_path", "runtime_version", "rootless", "registries", "insecure_registries", "search_registries", "data_dir", "run_dir", "socket", "images", "containers", "containers_running", "containers_stopped", "kernel_version", "operating_system", "arch", "ncpu", "mem_total", "cgroup_version", "uid_map", "default_log_driver", "config_file", "registries_conf", "debug")
+    __slots__ = ("server_version", "storage_driver", "runtime", "runtime_path", "runtime_version", "rootless", "registries", "insecure_registries", "search_registries", "data_dir", "run_dir", "socket", "images", "containers", "containers_running", "containers_stopped", "kernel_version", "operating_system", "arch", "ncpu", "mem_total", "cgroup_version", "uid_map", "default_log_driver", "config_file", "registries_conf", "debug", "cgroup_driver", "cgroup_controllers", "cgroup_warning")
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     STORAGE_DRIVER_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
@@ -862,6 +882,9 @@ class InfoResponse(_message.Message):
     CONFIG_FILE_FIELD_NUMBER: _ClassVar[int]
     REGISTRIES_CONF_FIELD_NUMBER: _ClassVar[int]
     DEBUG_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_DRIVER_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_WARNING_FIELD_NUMBER: _ClassVar[int]
     server_version: str
     storage_driver: str
     runtime: str
@@ -889,7 +912,10 @@ class InfoResponse(_message.Message):
     config_file: str
     registries_conf: str
     debug: bool
-    def __init__(self, server_version: _Optional[str] = ..., storage_driver: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_path: _Optional[str] = ..., runtime_version: _Optional[str] = ..., rootless: _Optional[bool] = ..., registries: _Optional[_Iterable[_Union[RegistryInfo, _Mapping]]] = ..., insecure_registries: _Optional[_Iterable[str]] = ..., search_registries: _Optional[_Iterable[str]] = ..., data_dir: _Optional[str] = ..., run_dir: _Optional[str] = ..., socket: _Optional[str] = ..., images: _Optional[int] = ..., containers: _Optional[int] = ..., containers_running: _Optional[int] = ..., containers_stopped: _Optional[int] = ..., kernel_version: _Optional[str] = ..., operating_system: _Optional[str] = ..., arch: _Optional[str] = ..., ncpu: _Optional[int] = ..., mem_total: _Optional[int] = ..., cgroup_version: _Optional[str] = ..., uid_map: _Optional[str] = ..., default_log_driver: _Optional[str] = ..., config_file: _Optional[str] = ..., registries_conf: _Optional[str] = ..., debug: _Optional[bool] = ...) -> None: ...
+    cgroup_driver: str
+    cgroup_controllers: _containers.RepeatedScalarFieldContainer[str]
+    cgroup_warning: str
+    def __init__(self, server_version: _Optional[str] = ..., storage_driver: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_path: _Optional[str] = ..., runtime_version: _Optional[str] = ..., rootless: _Optional[bool] = ..., registries: _Optional[_Iterable[_Union[RegistryInfo, _Mapping]]] = ..., insecure_registries: _Optional[_Iterable[str]] = ..., search_registries: _Optional[_Iterable[str]] = ..., data_dir: _Optional[str] = ..., run_dir: _Optional[str] = ..., socket: _Optional[str] = ..., images: _Optional[int] = ..., containers: _Optional[int] = ..., containers_running: _Optional[int] = ..., containers_stopped: _Optional[int] = ..., kernel_version: _Optional[str] = ..., operating_system: _Optional[str] = ..., arch: _Optional[str] = ..., ncpu: _Optional[int] = ..., mem_total: _Optional[int] = ..., cgroup_version: _Optional[str] = ..., uid_map: _Optional[str] = ..., default_log_driver: _Optional[str] = ..., config_file: _Optional[str] = ..., registries_conf: _Optional[str] = ..., debug: _Optional[bool] = ..., cgroup_driver: _Optional[str] = ..., cgroup_controllers: _Optional[_Iterable[str]] = ..., cgroup_warning: _Optional[str] = ...) -> None: ...
 
 class RegistryAuth(_message.Message):
     __slots__ = ("username", "password", "identity_token")
@@ -1127,3 +1153,292 @@ class NamespacesResponse(_message.Message):
     network_ns_path: str
     socket: str
     def __init__(self, pid: _Optional[int] = ..., user_ns: _Optional[int] = ..., mount_ns: _Optional[int] = ..., network_ns_path: _Optional[str] = ..., socket: _Optional[str] = ...) -> None: ...
+
+class PushImageRequest(_message.Message):
+    __slots__ = ("reference", "all_tags", "auth")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ALL_TAGS_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    all_tags: bool
+    auth: RegistryAuth
+    def __init__(self, reference: _Optional[str] = ..., all_tags: _Optional[bool] = ..., auth: _Optional[_Union[RegistryAuth, _Mapping]] = ...) -> None: ...
+
+class PushedTag(_message.Message):
+    __slots__ = ("tag", "digest", "size")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    digest: str
+    size: int
+    def __init__(self, tag: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class PushImageResult(_message.Message):
+    __slots__ = ("repository", "tags")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    tags: _containers.RepeatedCompositeFieldContainer[PushedTag]
+    def __init__(self, repository: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[PushedTag, _Mapping]]] = ...) -> None: ...
+
+class PushImageProgress(_message.Message):
+    __slots__ = ("status", "layer", "result")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    layer: LayerProgress
+    result: PushImageResult
+    def __init__(self, status: _Optional[str] = ..., layer: _Optional[_Union[LayerProgress, _Mapping]] = ..., result: _Optional[_Union[PushImageResult, _Mapping]] = ...) -> None: ...
+
+class DataChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class ImageHistoryRequest(_message.Message):
+    __slots__ = ("reference",)
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    def __init__(self, reference: _Optional[str] = ...) -> None: ...
+
+class HistoryItem(_message.Message):
+    __slots__ = ("id", "created", "created_by", "size", "comment", "tags")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    created: int
+    created_by: str
+    size: int
+    comment: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., created: _Optional[int] = ..., created_by: _Optional[str] = ..., size: _Optional[int] = ..., comment: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ImageHistoryResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[HistoryItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[HistoryItem, _Mapping]]] = ...) -> None: ...
+
+class SaveImagesRequest(_message.Message):
+    __slots__ = ("references",)
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    references: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, references: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LoadedImage(_message.Message):
+    __slots__ = ("image_id", "tags")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LoadImagesResponse(_message.Message):
+    __slots__ = ("images", "replaced")
+    class ReplacedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[LoadedImage]
+    replaced: _containers.ScalarMap[str, str]
+    def __init__(self, images: _Optional[_Iterable[_Union[LoadedImage, _Mapping]]] = ..., replaced: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CommitContainerRequest(_message.Message):
+    __slots__ = ("container", "reference", "author", "comment", "changes", "pause")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    reference: str
+    author: str
+    comment: str
+    changes: _containers.RepeatedScalarFieldContainer[str]
+    pause: bool
+    def __init__(self, container: _Optional[str] = ..., reference: _Optional[str] = ..., author: _Optional[str] = ..., comment: _Optional[str] = ..., changes: _Optional[_Iterable[str]] = ..., pause: _Optional[bool] = ...) -> None: ...
+
+class CommitContainerResponse(_message.Message):
+    __slots__ = ("image_id", "paused")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    paused: bool
+    def __init__(self, image_id: _Optional[str] = ..., paused: _Optional[bool] = ...) -> None: ...
+
+class FileChange(_message.Message):
+    __slots__ = ("path", "kind")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    kind: str
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class ContainerChangesResponse(_message.Message):
+    __slots__ = ("changes",)
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[FileChange]
+    def __init__(self, changes: _Optional[_Iterable[_Union[FileChange, _Mapping]]] = ...) -> None: ...
+
+class Resources(_message.Message):
+    __slots__ = ("memory", "memory_swap", "memory_reservation", "kernel_memory", "oom_kill_disable", "nano_cpus", "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems", "blkio_weight", "blkio_weight_device", "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops", "pids_limit", "ulimits", "shm_size", "cgroup_parent")
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_SWAP_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_RESERVATION_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    OOM_KILL_DISABLE_FIELD_NUMBER: _ClassVar[int]
+    NANO_CPUS_FIELD_NUMBER: _ClassVar[int]
+    CPU_SHARES_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    CPU_QUOTA_FIELD_NUMBER: _ClassVar[int]
+    CPUSET_CPUS_FIELD_NUMBER: _ClassVar[int]
+    CPUSET_MEMS_FIELD_NUMBER: _ClassVar[int]
+    BLKIO_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BLKIO_WEIGHT_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_READ_BPS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_WRITE_BPS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_READ_IOPS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_WRITE_IOPS_FIELD_NUMBER: _ClassVar[int]
+    PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ULIMITS_FIELD_NUMBER: _ClassVar[int]
+    SHM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_PARENT_FIELD_NUMBER: _ClassVar[int]
+    memory: int
+    memory_swap: int
+    memory_reservation: int
+    kernel_memory: int
+    oom_kill_disable: bool
+    nano_cpus: int
+    cpu_shares: int
+    cpu_period: int
+    cpu_quota: int
+    cpuset_cpus: str
+    cpuset_mems: str
+    blkio_weight: int
+    blkio_weight_device: _containers.RepeatedCompositeFieldContainer[DeviceLimit]
+    device_read_bps: _containers.RepeatedCompositeFieldContainer[DeviceLimit]
+    device_write_bps: _containers.RepeatedCompositeFieldContainer[DeviceLimit]
+    device_read_iops: _containers.RepeatedCompositeFieldContainer[DeviceLimit]
+    device_write_iops: _containers.RepeatedCompositeFieldContainer[DeviceLimit]
+    pids_limit: int
+    ulimits: _containers.RepeatedCompositeFieldContainer[Ulimit]
+    shm_size: int
+    cgroup_parent: str
+    def __init__(self, memory: _Optional[int] = ..., memory_swap: _Optional[int] = ..., memory_reservation: _Optional[int] = ..., kernel_memory: _Optional[int] = ..., oom_kill_disable: _Optional[bool] = ..., nano_cpus: _Optional[int] = ..., cpu_shares: _Optional[int] = ..., cpu_period: _Optional[int] = ..., cpu_quota: _Optional[int] = ..., cpuset_cpus: _Optional[str] = ..., cpuset_mems: _Optional[str] = ..., blkio_weight: _Optional[int] = ..., blkio_weight_device: _Optional[_Iterable[_Union[DeviceLimit, _Mapping]]] = ..., device_read_bps: _Optional[_Iterable[_Union[DeviceLimit, _Mapping]]] = ..., device_write_bps: _Optional[_Iterable[_Union[DeviceLimit, _Mapping]]] = ..., device_read_iops: _Optional[_Iterable[_Union[DeviceLimit, _Mapping]]] = ..., device_write_iops: _Optional[_Iterable[_Union[DeviceLimit, _Mapping]]] = ..., pids_limit: _Optional[int] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., shm_size: _Optional[int] = ..., cgroup_parent: _Optional[str] = ...) -> None: ...
+
+class DeviceLimit(_message.Message):
+    __slots__ = ("path", "value")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    value: int
+    def __init__(self, path: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+
+class Ulimit(_message.Message):
+    __slots__ = ("name", "soft", "hard")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOFT_FIELD_NUMBER: _ClassVar[int]
+    HARD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    soft: int
+    hard: int
+    def __init__(self, name: _Optional[str] = ..., soft: _Optional[int] = ..., hard: _Optional[int] = ...) -> None: ...
+
+class UpdateContainerRequest(_message.Message):
+    __slots__ = ("id", "resources", "pids_limit_set")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_LIMIT_SET_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    resources: Resources
+    pids_limit_set: bool
+    def __init__(self, id: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., pids_limit_set: _Optional[bool] = ...) -> None: ...
+
+class UpdateContainerResponse(_message.Message):
+    __slots__ = ("warnings",)
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BuildOptions(_message.Message):
+    __slots__ = ("tags", "dockerfile", "dockerfile_path", "build_args", "target", "no_cache", "pull", "labels", "platform", "network")
+    class BuildArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_PATH_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ARGS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    PULL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    dockerfile: bytes
+    dockerfile_path: str
+    build_args: _containers.ScalarMap[str, str]
+    target: str
+    no_cache: bool
+    pull: bool
+    labels: _containers.ScalarMap[str, str]
+    platform: str
+    network: str
+    def __init__(self, tags: _Optional[_Iterable[str]] = ..., dockerfile: _Optional[bytes] = ..., dockerfile_path: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., pull: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., platform: _Optional[str] = ..., network: _Optional[str] = ...) -> None: ...
+
+class BuildInput(_message.Message):
+    __slots__ = ("options", "context")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    options: BuildOptions
+    context: bytes
+    def __init__(self, options: _Optional[_Union[BuildOptions, _Mapping]] = ..., context: _Optional[bytes] = ...) -> None: ...
+
+class BuildOutput(_message.Message):
+    __slots__ = ("stream", "error", "image_id", "tags")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    error: str
+    image_id: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, stream: _Optional[str] = ..., error: _Optional[str] = ..., image_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PruneBuildCacheRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PruneBuildCacheResponse(_message.Message):
+    __slots__ = ("deleted", "space_reclaimed")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    SPACE_RECLAIMED_FIELD_NUMBER: _ClassVar[int]
+    deleted: _containers.RepeatedScalarFieldContainer[str]
+    space_reclaimed: int
+    def __init__(self, deleted: _Optional[_Iterable[str]] = ..., space_reclaimed: _Optional[int] = ...) -> None: ...

@@ -79,6 +79,21 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.ImportImageChunk.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.ImportImageResponse.FromString,
                 _registered_method=True)
+        self.ImageHistory = channel.unary_unary(
+                '/runtimed.v1.Engine/ImageHistory',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ImageHistoryRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.ImageHistoryResponse.FromString,
+                _registered_method=True)
+        self.SaveImages = channel.unary_stream(
+                '/runtimed.v1.Engine/SaveImages',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.SaveImagesRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.FromString,
+                _registered_method=True)
+        self.LoadImages = channel.stream_unary(
+                '/runtimed.v1.Engine/LoadImages',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.LoadImagesResponse.FromString,
+                _registered_method=True)
         self.Login = channel.unary_unary(
                 '/runtimed.v1.Engine/Login',
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.LoginRequest.SerializeToString,
@@ -179,6 +194,21 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerPortsResponse.FromString,
                 _registered_method=True)
+        self.CommitContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/CommitContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.CommitContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.CommitContainerResponse.FromString,
+                _registered_method=True)
+        self.ContainerChanges = channel.unary_unary(
+                '/runtimed.v1.Engine/ContainerChanges',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerChangesResponse.FromString,
+                _registered_method=True)
+        self.ExportContainer = channel.unary_stream(
+                '/runtimed.v1.Engine/ExportContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.FromString,
+                _registered_method=True)
         self.CreateVolume = channel.unary_unary(
                 '/runtimed.v1.Engine/CreateVolume',
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.CreateVolumeRequest.SerializeToString,
@@ -244,6 +274,36 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.DisconnectNetworkRequest.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
                 _registered_method=True)
+        self.PushImage = channel.unary_stream(
+                '/runtimed.v1.Engine/PushImage',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.PushImageRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.PushImageProgress.FromString,
+                _registered_method=True)
+        self.UpdateContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/UpdateContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.UpdateContainerRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.UpdateContainerResponse.FromString,
+                _registered_method=True)
+        self.PauseContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/PauseContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.UnpauseContainer = channel.unary_unary(
+                '/runtimed.v1.Engine/UnpauseContainer',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Build = channel.stream_stream(
+                '/runtimed.v1.Engine/Build',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.BuildInput.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.BuildOutput.FromString,
+                _registered_method=True)
+        self.PruneBuildCache = channel.unary_unary(
+                '/runtimed.v1.Engine/PruneBuildCache',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheResponse.FromString,
+                _registered_method=True)
 
 
 class EngineServicer:
@@ -301,6 +361,29 @@ class EngineServicer:
 
     def ImportImage(self, request_iterator, context):
         """The first message carries the options, the following ones the tarball.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImageHistory(self, request, context):
+        """The layers and commands an image was made of, newest first (docker history).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveImages(self, request, context):
+        """A docker-archive of the images (with an OCI layout beside it, as Docker 25+
+        writes), as a tar stream; every name is resolved before the first chunk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadImages(self, request_iterator, context):
+        """A docker-archive or OCI layout tarball (gzip, zstd, bzip2, xz or plain);
+        nothing is kept unless every image in it loads.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -435,6 +518,27 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CommitContainer(self, request, context):
+        """A new image from the container's changes on top of its image (docker commit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ContainerChanges(self, request, context):
+        """What the container added, changed and deleted (docker diff).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportContainer(self, request, context):
+        """The container's whole filesystem as a tar stream (docker export).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateVolume(self, request, context):
         """Volumes and volume plugins.
         """
@@ -515,6 +619,49 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushImage(self, request, context):
+        """Pushes an image (one tag, or every tag of a repository) to its registry,
+        streaming docker-style progress; the last message is the result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateContainer(self, request, context):
+        """Resources (cgroups): docker update, pause and unpause.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpauseContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Build(self, request_iterator, context):
+        """docker build: the first message carries the options, the next ones the
+        context as a tar stream (after .dockerignore); the build's output flows
+        back as it happens and ends with the result or the error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneBuildCache(self, request, context):
+        """builder prune: the build cache's step images that nothing else needs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -562,6 +709,21 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.ImportImage,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.ImportImageChunk.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.ImportImageResponse.SerializeToString,
+            ),
+            'ImageHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImageHistory,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ImageHistoryRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.ImageHistoryResponse.SerializeToString,
+            ),
+            'SaveImages': grpc.unary_stream_rpc_method_handler(
+                    servicer.SaveImages,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.SaveImagesRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.SerializeToString,
+            ),
+            'LoadImages': grpc.stream_unary_rpc_method_handler(
+                    servicer.LoadImages,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.LoadImagesResponse.SerializeToString,
             ),
             'Login': grpc.unary_unary_rpc_method_handler(
                     servicer.Login,
@@ -663,6 +825,21 @@ def add_EngineServicer_to_server(servicer, server):
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerPortsResponse.SerializeToString,
             ),
+            'CommitContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.CommitContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.CommitContainerResponse.SerializeToString,
+            ),
+            'ContainerChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ContainerChanges,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerChangesResponse.SerializeToString,
+            ),
+            'ExportContainer': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.DataChunk.SerializeToString,
+            ),
             'CreateVolume': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateVolume,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.CreateVolumeRequest.FromString,
@@ -727,6 +904,36 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.DisconnectNetwork,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.DisconnectNetworkRequest.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'PushImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.PushImage,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.PushImageRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.PushImageProgress.SerializeToString,
+            ),
+            'UpdateContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.UpdateContainerRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.UpdateContainerResponse.SerializeToString,
+            ),
+            'PauseContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'UnpauseContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpauseContainer,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerRef.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Empty.SerializeToString,
+            ),
+            'Build': grpc.stream_stream_rpc_method_handler(
+                    servicer.Build,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.BuildInput.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.BuildOutput.SerializeToString,
+            ),
+            'PruneBuildCache': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneBuildCache,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -972,6 +1179,87 @@ class Engine:
             '/runtimed.v1.Engine/ImportImage',
             runtimed_dot_v1_dot_engine__pb2.ImportImageChunk.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.ImportImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImageHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/ImageHistory',
+            runtimed_dot_v1_dot_engine__pb2.ImageHistoryRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.ImageHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/SaveImages',
+            runtimed_dot_v1_dot_engine__pb2.SaveImagesRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.DataChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadImages(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/runtimed.v1.Engine/LoadImages',
+            runtimed_dot_v1_dot_engine__pb2.DataChunk.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.LoadImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1523,6 +1811,87 @@ class Engine:
             _registered_method=True)
 
     @staticmethod
+    def CommitContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/CommitContainer',
+            runtimed_dot_v1_dot_engine__pb2.CommitContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.CommitContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/ContainerChanges',
+            runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.ContainerChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/ExportContainer',
+            runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.DataChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateVolume(request,
             target,
             options=(),
@@ -1863,6 +2232,168 @@ class Engine:
             '/runtimed.v1.Engine/DisconnectNetwork',
             runtimed_dot_v1_dot_engine__pb2.DisconnectNetworkRequest.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/PushImage',
+            runtimed_dot_v1_dot_engine__pb2.PushImageRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.PushImageProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/UpdateContainer',
+            runtimed_dot_v1_dot_engine__pb2.UpdateContainerRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.UpdateContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/PauseContainer',
+            runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpauseContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/UnpauseContainer',
+            runtimed_dot_v1_dot_engine__pb2.ContainerRef.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Build(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/runtimed.v1.Engine/Build',
+            runtimed_dot_v1_dot_engine__pb2.BuildInput.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.BuildOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneBuildCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/PruneBuildCache',
+            runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheResponse.FromString,
             options,
             channel_credentials,
             insecure,

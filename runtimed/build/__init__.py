@@ -1,0 +1,1 @@
+"""Making images from containers: commit (and, later, Dockerfile builds)."""

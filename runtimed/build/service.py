@@ -1,0 +1,205 @@
+"""docker build, daemon side: take the context, run the Dockerfile, name the result.
+
+The context arrives as a tar stream (the client has applied .dockerignore
+already; it is applied again here for contexts sent as tarballs). It is
+unpacked by runtimed.core.copyin into a private directory, so no member can
+land outside it, then read only through paths resolved inside it. The
+Dockerfile comes with the options, or is read from the context at `-f`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tarfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from runtimed.build import dockerfile as df
+from runtimed.build.builder import Builder, BuildOptions, Emit, automatic_args
+from runtimed.build.cache import BuildCache
+from runtimed.build.patterns import IgnoreRules
+from runtimed.build.stages import plan
+from runtimed.core import copyin
+from runtimed.core.inroot import open_in_root
+from runtimed.errors import InvalidArgument
+from runtimed.images.reference import parse_reference
+from runtimed.images.service import RemoveResult, short_id
+
+if TYPE_CHECKING:
+    from runtimed.core.containers import ContainerService
+    from runtimed.images.service import ImageService
+
+log = structlog.get_logger(__name__)
+
+DOCKERIGNORE = ".dockerignore"
+
+
+@dataclass
+class BuildRequest:
+    options: BuildOptions = field(default_factory=BuildOptions)
+    dockerfile: bytes = b""  # the Dockerfile's text; empty: read `dockerfile_path` from the context
+    dockerfile_path: str = "Dockerfile"
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    tags: list[str]
+
+
+class BuildService:
+    def __init__(self, images: ImageService, containers: ContainerService, data_dir: Path) -> None:
+        self.images = images
+        self.containers = containers
+        self.root = data_dir / "build"
+        self.cache = BuildCache(images.metadata)
+        self.cache_mounts = self.root / "cache-mounts"
+        self.cache_mounts.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.root / "tmp"
+        # What a crash left of earlier builds' contexts.
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    async def build(
+        self, request: BuildRequest, context: AsyncIterator[bytes], emit: Emit
+    ) -> BuildResult:
+        names = [_tag_name(t) for t in request.tags]
+        work = self._tmp / uuid.uuid4().hex
+        ctx = work / "context"
+        ctx.mkdir(parents=True)
+        try:
+            await _receive(context, work / "context.tar", ctx)
+            text = request.dockerfile or await asyncio.to_thread(
+                _read_dockerfile, ctx, request.dockerfile_path
+            )
+            parsed = df.parse(text)
+            options = request.options
+            the_plan = plan(parsed, options.build_args, automatic_args(options.platform))
+            builder = Builder(
+                images=self.images,
+                containers=self.containers,
+                cache=self.cache,
+                context=ctx,
+                cache_mounts=self.cache_mounts,
+                dockerfile=parsed,
+                plan=the_plan,
+                options=options,
+                emit=emit,
+            )
+            image_id = await builder.run()
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
+        self.cache.mark_result(image_id)
+        await emit(f"Successfully built {short_id(image_id)}\n")
+        for name, shown in names:
+            self.images.metadata.set_name(name, "tag", image_id)
+            await emit(f"Successfully tagged {shown}\n")
+        log.info("image_built", image_id=image_id, tags=[n for n, _ in names])
+        return BuildResult(image_id, [s for _, s in names])
+
+    # -- the cache -------------------------------------------------------------
+
+    def hidden_images(self) -> set[str]:
+        return self.cache.hidden_images()
+
+    def usage(self) -> tuple[int, int]:
+        """(entries, bytes of the layers only the cache keeps)."""
+        hidden = self.cache.hidden_images()
+        return len(hidden), sum(self._own_size(i) for i in hidden)
+
+    def _own_size(self, image_id: str) -> int:
+        record = self.images.metadata.get_image(image_id)
+        if record is None or not record.chain_ids:
+            return 0
+        layer = self.images.metadata.get_layer(record.chain_ids[-1])
+        return layer.size if layer is not None else 0
+
+    async def prune(self) -> RemoveResult:
+        """builder prune: the step images no build result, tag or container needs."""
+        total = RemoveResult()
+        while True:
+            removed = False
+            for image_id in sorted(self.cache.hidden_images()):
+                record = self.images.metadata.get_image(image_id)
+                if record is None:
+                    continue
+                if self.images.containers_using(image_id) or _has_children(self.images, image_id):
+                    continue
+                self.cache.forget([image_id])
+                result = await self.images.remove(image_id, force=False)
+                total.deleted.extend(result.deleted)
+                total.space_reclaimed += result.space_reclaimed
+                removed = True
+            if not removed:
+                break
+        # What stays in the cache table then is only what something else still needs.
+        return total
+
+
+def _has_children(images: ImageService, image_id: str) -> bool:
+    children_of = getattr(images.metadata, "children_of", None)
+    return bool(children_of(image_id)) if children_of is not None else False
+
+
+def _tag_name(text: str) -> tuple[str, str]:
+    ref = parse_reference(text)
+    if ref.digest:
+        raise InvalidArgument(f"invalid tag {text!r}: a build result cannot be named by digest")
+    return f"{ref.name}:{ref.tag}", ref.familiar()
+
+
+async def _receive(chunks: AsyncIterator[bytes], spool: Path, ctx: Path) -> None:
+    size = 0
+    with spool.open("wb") as out:
+        async for chunk in chunks:
+            await asyncio.to_thread(out.write, chunk)
+            size += len(chunk)
+    if size:
+        await asyncio.to_thread(_unpack_context, spool, ctx)
+    spool.unlink(missing_ok=True)
+
+
+def _unpack_context(spool: Path, ctx: Path) -> None:
+    rules = IgnoreRules([])
+    try:
+        with tarfile.open(spool, mode="r:*") as tar:
+            for member in tar:
+                if os.path.normpath(member.name).lstrip("/") == DOCKERIGNORE and member.isreg():
+                    data = tar.extractfile(member)
+                    if data is not None:
+                        rules = IgnoreRules.parse(data.read().decode("utf-8", errors="replace"))
+                    break
+    except tarfile.TarError as exc:
+        raise InvalidArgument(f"the build context is not a valid tar archive: {exc}") from None
+
+    def skip(name: str) -> bool:
+        return bool(name) and name not in (".", DOCKERIGNORE) and rules.ignored(name)
+
+    root_fd = os.open(ctx, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with spool.open("rb") as archive:
+            copyin.extract(archive, root_fd, "/", "the build context", skip=skip if rules else None)
+    finally:
+        os.close(root_fd)
+
+
+def _read_dockerfile(ctx: Path, path: str) -> bytes:
+    root_fd = os.open(ctx, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = open_in_root(root_fd, path or "Dockerfile", os.O_RDONLY)
+    except OSError:
+        raise InvalidArgument(
+            f"Cannot locate specified Dockerfile: {path or 'Dockerfile'} (in the build context)"
+        ) from None
+    finally:
+        os.close(root_fd)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()

@@ -1,0 +1,54 @@
+"""Freezing a running container while the daemon reads or writes its files (cp, commit).
+
+Docker pauses the container for `cp` and (by default) `commit`, so what is
+read is one consistent state. The shim asks crun, which needs a cgroup
+freezer: until runtimed manages cgroups crun cannot freeze, and the work goes
+on unpaused (commit then takes whatever each file holds when it is read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import structlog
+
+from runtimed.core.model import Container
+from runtimed.errors import FailedPrecondition, Unavailable
+
+if TYPE_CHECKING:
+    from runtimed.core.containers import ContainerService
+
+log = structlog.get_logger(__name__)
+
+# One user at a time works in a paused container: the first one's resume must not
+# thaw it under a second.
+_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+@contextlib.asynccontextmanager
+async def paused(service: ContainerService, container: Container, what: str) -> AsyncIterator[bool]:
+    """The container frozen for `what`, where its runtime can freeze it; yields whether it is."""
+    if not container.running or container.state.paused:  # a paused one is frozen already
+        yield container.state.paused
+        return
+    lock = _locks.setdefault(container.id, asyncio.Lock())
+    async with lock:
+        shim = service.shim(container)
+        frozen = True
+        try:
+            await shim.pause()
+        except (FailedPrecondition, Unavailable) as exc:
+            log.debug(f"{what}_unpaused", container_id=container.id, reason=exc.message)
+            frozen = False
+        try:
+            yield frozen
+        finally:
+            if frozen:
+                try:
+                    await shim.resume()
+                except (FailedPrecondition, Unavailable) as exc:
+                    log.error(f"{what}_resume_failed", container_id=container.id, error=exc.message)

@@ -1,0 +1,60 @@
+"""What an image made here (import, commit) needs to be pushed: compressed layer
+blobs and a manifest, written once when the image is made.
+
+Storing them then, rather than at push time, fixes the manifest's digest for the
+image's life: every push sends the same bytes, so every registry (and every pull
+back) sees the same digest. Compression is deterministic (no file name, no
+timestamp in the gzip header), so the same layer always gets the same blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from pathlib import Path
+
+from runtimed.images import manifest as mt
+from runtimed.store.content import ContentStore
+
+GZIP_LEVEL = 6  # zlib's default, as docker compresses layers
+_GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
+_CHUNK = 1 << 20
+
+
+def compress_layer(content: ContentStore, tar: Path) -> mt.Descriptor:
+    """gzip the layer tarball `tar` into the content store (blocking: run in a thread)."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+    hasher = hashlib.sha256()
+    size = 0
+    tmp = content.new_ingest()
+    try:
+        with tar.open("rb") as src, tmp.open("wb") as out:
+
+            def emit(data: bytes) -> None:
+                nonlocal size
+                hasher.update(data)
+                out.write(data)
+                size += len(data)
+
+            while chunk := src.read(_CHUNK):
+                emit(compressor.compress(chunk))
+            emit(compressor.flush())
+        digest = "sha256:" + hasher.hexdigest()
+        content.commit(digest, tmp, verified=True)
+    finally:
+        content.discard(tmp)
+    return mt.Descriptor(mt.OCI_LAYER_GZIP, digest, size)
+
+
+def write_manifest(
+    content: ContentStore, config_digest: str, config_size: int, layers: list[mt.Descriptor]
+) -> str:
+    """Store the OCI image manifest naming the config and layer blobs; returns its digest."""
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": {"mediaType": mt.OCI_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": [layer.to_json() for layer in layers],
+    }
+    return content.write_bytes(json.dumps(doc, separators=(",", ":")).encode())
