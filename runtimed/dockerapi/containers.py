@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from runtimed.api.containerfilter import select
 from runtimed.api.engine_containers import prune_filter
+from runtimed.api.engine_resources import create_resources
 from runtimed.core.top import top
 from runtimed.dockerapi import attach, containerdocs
 from runtimed.dockerapi.context import Context
@@ -75,6 +76,9 @@ class ContainerHandlers:
             self.ctx.services.images.resolve(image)
         except NotFound:
             raise NotFound(f"No such image: {_with_tag(image)}") from None
+        plan.request.extras["resources"], warnings = create_resources(
+            self.ctx.services.cgroups, plan.resources
+        )
         container = await self.containers.create(plan.request)
         network = self.ctx.services.network
         try:
@@ -90,7 +94,7 @@ class ContainerHandlers:
             with contextlib.suppress(Exception):
                 await self.containers.remove(container.id, force=True, remove_volumes=True)
             raise
-        return json_response({"Id": container.id, "Warnings": plan.warnings}, 201)
+        return json_response({"Id": container.id, "Warnings": warnings}, 201)
 
     async def inspect(self, request: Request) -> Response:
         container = self.containers.get(request.params["id"])

@@ -25,53 +25,100 @@ _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 _PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 _DEFAULT_NETWORKS = ("", "default", "bridge")
 
-# HostConfig fields that ask for what runtimed cannot do yet, when they are not zero.
-# (Resource limits arrive with cgroups; these then become small additions here.)
+# HostConfig fields that ask for what runtimed cannot do (yet), when they are not zero.
 _UNSUPPORTED_HOST = (
-    "Memory",
-    "MemoryReservation",
-    "MemorySwap",
     "MemorySwappiness",
-    "KernelMemory",
     "KernelMemoryTCP",
-    "NanoCpus",
-    "CpuShares",
-    "CpuPeriod",
-    "CpuQuota",
     "CpuRealtimePeriod",
     "CpuRealtimeRuntime",
-    "CpusetCpus",
-    "CpusetMems",
     "CpuCount",
     "CpuPercent",
-    "BlkioWeight",
-    "BlkioWeightDevice",
-    "BlkioDeviceReadBps",
-    "BlkioDeviceWriteBps",
-    "BlkioDeviceReadIOps",
-    "BlkioDeviceWriteIOps",
-    "PidsLimit",
     "Devices",
     "DeviceRequests",
     "DeviceCgroupRules",
-    "OomKillDisable",
     "OomScoreAdj",
-    "CgroupParent",
     "Cgroup",
-    "ShmSize",
     "StorageOpt",
     "IOMaximumIOps",
     "IOMaximumBandwidth",
 )
+# HostConfig's resources (cgroups) -> the Engine API's Resources fields.
+_RESOURCES = {
+    "Memory": "memory",
+    "MemorySwap": "memory_swap",
+    "MemoryReservation": "memory_reservation",
+    "KernelMemory": "kernel_memory",
+    "NanoCpus": "nano_cpus",
+    "CpuShares": "cpu_shares",
+    "CpuPeriod": "cpu_period",
+    "CpuQuota": "cpu_quota",
+    "CpusetCpus": "cpuset_cpus",
+    "CpusetMems": "cpuset_mems",
+    "BlkioWeight": "blkio_weight",
+    "PidsLimit": "pids_limit",
+    "ShmSize": "shm_size",
+    "CgroupParent": "cgroup_parent",
+}
+_DEVICE_LIMITS = {
+    "BlkioWeightDevice": ("blkio_weight_device", "Weight"),
+    "BlkioDeviceReadBps": ("device_read_bps", "Rate"),
+    "BlkioDeviceWriteBps": ("device_write_bps", "Rate"),
+    "BlkioDeviceReadIOps": ("device_read_iops", "Rate"),
+    "BlkioDeviceWriteIOps": ("device_write_iops", "Rate"),
+}
+_HEALTH = {
+    "Interval": "interval",
+    "Timeout": "timeout",
+    "StartPeriod": "start_period",
+    "StartInterval": "start_interval",
+    "Retries": "retries",
+}
+
+
+def resources(host: dict[str, Any]) -> pb.Resources:
+    """HostConfig's resource fields (create and update carry the same ones)."""
+    msg = pb.Resources()
+    for key, name in _RESOURCES.items():
+        value = host.get(key)
+        if value is not None:
+            setattr(msg, name, type(getattr(msg, name))(value))
+    msg.oom_kill_disable = bool(host.get("OomKillDisable"))
+    for key, (name, field_name) in _DEVICE_LIMITS.items():
+        for item in host.get(key) or []:
+            item = _dict(item, key)
+            getattr(msg, name).add(
+                path=str(item.get("Path") or ""), value=int(item.get(field_name) or 0)
+            )
+    for u in host.get("Ulimits") or []:
+        u = _dict(u, "Ulimits[]")
+        msg.ulimits.add(
+            name=str(u.get("Name") or ""),
+            soft=int(u.get("Soft") or 0),
+            hard=int(u.get("Hard") or 0),
+        )
+    return msg
+
+
+def _health(cfg: dict[str, Any]) -> pb.HealthConfig | None:
+    """Config.Healthcheck (absent or null: the image's)."""
+    raw = cfg.get("Healthcheck")
+    if raw is None:
+        return None
+    raw = _dict(raw, "Healthcheck")
+    check = pb.HealthConfig(test=_strs(raw.get("Test"), "Healthcheck.Test"))
+    for key, name in _HEALTH.items():
+        setattr(check, name, int(raw.get(key) or 0))
+    return check
 
 
 @dataclass
 class CreatePlan:
-    """The core request, and networks to join after the create (a second -network)."""
+    """The core request, its resources (checked against cgroups at create), and networks
+    to join after the create (a second --network)."""
 
     request: CreateRequest
+    resources: pb.Resources
     more_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
 
 
 def _strs(value: Any, what: str) -> list[str]:
@@ -251,9 +298,10 @@ def _network(
 def _check_host_config(host: dict[str, Any]) -> None:
     for name in _UNSUPPORTED_HOST:
         if not _is_zero(host.get(name)):
-            raise _unsupported("HostConfig", name, "resource limits and devices need cgroups")
-    if host.get("Ulimits") is not None and not isinstance(host["Ulimits"], list):
-        raise InvalidArgument("HostConfig.Ulimits: want a list")
+            raise _unsupported("HostConfig", name)
+    for name in ("Ulimits", *_DEVICE_LIMITS):
+        if host.get(name) is not None and not isinstance(host[name], list):
+            raise InvalidArgument(f"HostConfig.{name}: want a list")
     if host.get("Init"):
         raise _unsupported("HostConfig", "Init", "no init binary (docker-init, tini) is set up")
     for name, allowed in (
@@ -299,9 +347,6 @@ def build_plan(body: Any, *, name: str = "", platform: str = "") -> CreatePlan:
     if not image:
         raise InvalidArgument("no image given (Config.Image is empty)")
     _check_host_config(host)
-    health = _dict(cfg.get("Healthcheck"), "Healthcheck")
-    if _strs(health.get("Test"), "Healthcheck.Test") not in ([], ["NONE"]):
-        raise _unsupported("Config", "Healthcheck")
     if cfg.get("Domainname"):
         raise _unsupported("Config", "Domainname")
     restart = _dict(host.get("RestartPolicy"), "RestartPolicy")
@@ -373,6 +418,10 @@ def build_plan(body: Any, *, name: str = "", platform: str = "") -> CreatePlan:
     if cfg.get("NetworkDisabled"):
         mode = "none"
     more = _network(req, mode, endpoints)
+    req.resources.CopyFrom(resources(host))
+    health = _health(cfg)
+    if health is not None:
+        req.healthcheck.CopyFrom(health)
     core = engine_create_request(req)
     core.cap_add = _strs(host.get("CapAdd"), "CapAdd")
     core.cap_drop = _strs(host.get("CapDrop"), "CapDrop")
@@ -382,13 +431,9 @@ def build_plan(body: Any, *, name: str = "", platform: str = "") -> CreatePlan:
         str(k): str(v) for k, v in _dict(host.get("Annotations"), "Annotations").items()
     }
     core.supplemental_groups = [int(g) for g in host.get("GroupAdd") or []]
-    core.rlimits = [
-        (str(u.get("Name") or ""), int(u.get("Soft") or 0), int(u.get("Hard") or 0))
-        for u in host.get("Ulimits") or []
-    ]
     if host.get("MaskedPaths") is not None:
         core.masked_paths = _strs(host.get("MaskedPaths"), "MaskedPaths")
     if host.get("ReadonlyPaths") is not None:
         core.readonly_paths = _strs(host.get("ReadonlyPaths"), "ReadonlyPaths")
     _security_opts(_strs(host.get("SecurityOpt"), "SecurityOpt"), core)
-    return CreatePlan(request=core, more_networks=more)
+    return CreatePlan(request=core, resources=req.resources, more_networks=more)

@@ -7,8 +7,8 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 from runtimed.api import imageview
 from runtimed.dockerapi.context import Context
@@ -17,7 +17,9 @@ from runtimed.dockerapi.http import Request, Response, StreamResponse, json_line
 from runtimed.dockerapi.router import Router, at_least
 from runtimed.errors import InvalidArgument, RuntimedError
 from runtimed.images.auth import Credential
-from runtimed.images.service import PullEvent, PullResult
+from runtimed.images.service import ProgressFn, PullEvent, PullResult
+
+R = TypeVar("R")
 
 
 def register(router: Router, ctx: Context) -> None:
@@ -67,6 +69,69 @@ def error_message(err: RuntimedError) -> dict[str, Any]:
     return {"errorDetail": {"message": err.message}, "error": err.message}
 
 
+async def progress_response(
+    work: Callable[[ProgressFn], Awaitable[R]],
+    message: Callable[[PullEvent], dict[str, Any]],
+    final: Callable[[R], list[dict[str, Any]]] = lambda _result: [],
+    *,
+    stop_on_hangup: bool,
+) -> StreamResponse:
+    """Docker's JSON progress stream of `work` (a pull, a push): one line per event, then
+    `final`'s lines. A failure before any layer moved is the answer's status (404 for an
+    unknown image, 401 for credentials), as dockerd answers before it has flushed
+    anything; a later one is the stream's last line (errorDetail)."""
+    queue: asyncio.Queue[PullEvent | _Done[R] | BaseException] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            queue.put_nowait(_Done(await work(queue.put_nowait)))
+        except BaseException as exc:  # handed to the stream below
+            queue.put_nowait(exc)
+
+    task = asyncio.create_task(run())
+    first: list[PullEvent | _Done[R]] = []
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            first.append(item)
+            if isinstance(item, _Done) or item.layer_id:
+                break
+    except BaseException:
+        task.cancel()
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        pending: list[PullEvent | _Done[R] | BaseException] = list(first)
+        try:
+            while True:
+                item = pending.pop(0) if pending else await queue.get()
+                if isinstance(item, RuntimedError):
+                    yield json_line(error_message(item))
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, _Done):
+                    for doc in final(item.result):
+                        yield json_line(doc)
+                    return
+                yield json_line(message(item))
+        finally:
+            if not task.done():
+                if stop_on_hangup:
+                    task.cancel()
+                else:
+                    task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    return StreamResponse(body())
+
+
+class _Done(Generic[R]):
+    def __init__(self, result: R) -> None:
+        self.result = result
+
+
 class ImageHandlers:
     def __init__(self, ctx: Context) -> None:
         self.images = ctx.services.images
@@ -85,48 +150,13 @@ class ImageHandlers:
     async def _pull(
         self, image: str, platform: str, credential: Credential | None
     ) -> StreamResponse:
-        queue: asyncio.Queue[PullEvent | PullResult | BaseException] = asyncio.Queue()
+        async def work(progress: ProgressFn) -> PullResult:
+            return await self.images.pull(
+                image, platform=platform, credential=credential, progress=progress
+            )
 
-        async def run() -> None:
-            try:
-                result = await self.images.pull(
-                    image, platform=platform, credential=credential, progress=queue.put_nowait
-                )
-                queue.put_nowait(result)
-            except BaseException as exc:  # handed to the stream below
-                queue.put_nowait(exc)
-
-        task = asyncio.create_task(run())
-        # A failure before any layer moved is the answer's status (404 for an unknown
-        # image, 401 for credentials), as dockerd answers before it has flushed anything.
-        first: list[PullEvent | PullResult] = []
-        while True:
-            item = await queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            first.append(item)
-            if isinstance(item, PullResult) or item.layer_id:
-                break
-
-        async def body() -> AsyncIterator[bytes]:
-            pending: list[PullEvent | PullResult] = list(first)
-            try:
-                while True:
-                    item = pending.pop(0) if pending else await queue.get()
-                    if isinstance(item, RuntimedError):
-                        yield json_line(error_message(item))
-                        return
-                    if isinstance(item, BaseException):
-                        raise item
-                    if isinstance(item, PullResult):
-                        return
-                    yield json_line(progress_message(item))
-            finally:
-                # A client that hangs up does not stop the pull: others may want the image.
-                if not task.done():
-                    task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
-
-        return StreamResponse(body())
+        # A client that hangs up does not stop the pull: others may want the image.
+        return await progress_response(work, progress_message, stop_on_hangup=False)
 
     async def _import(self, request: Request) -> StreamResponse:
         source = request.arg("fromSrc")

@@ -20,10 +20,14 @@ import structlog
 from runtimed import __version__
 from runtimed.dockerapi import (
     archive,
+    build,
     containers,
+    distribution,
     execs,
+    imagemaking,
     images,
     networks,
+    resources,
     system,
     unimplemented,
     volumes,
@@ -38,7 +42,20 @@ from runtimed.services import Runtime as Services
 log = structlog.get_logger(__name__)
 
 _LIMIT = 256 * 1024
-AREAS = (system, containers, execs, archive, images, networks, volumes, unimplemented)
+AREAS = (
+    system,
+    containers,
+    execs,
+    archive,
+    resources,
+    imagemaking,
+    images,
+    distribution,
+    build,
+    networks,
+    volumes,
+    unimplemented,
+)
 
 
 class DockerApi:

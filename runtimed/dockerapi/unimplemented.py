@@ -1,8 +1,7 @@
 """Endpoints of features runtimed does not have yet: a clear 501 each, not a 404.
 
 Each becomes a small handler module of its own once its feature lands
-(events, system df, stats/update/pause through cgroups, commit/history/diff/
-export/save/load, push, build).
+(events, system df, Docker's stats document).
 """
 
 from __future__ import annotations
@@ -16,19 +15,6 @@ PENDING = (
     ("GET", "/events", "events"),
     ("GET", "/system/df", "system df"),
     ("GET", "/containers/{id}/stats", "container stats"),
-    ("POST", "/containers/{id}/update", "container update"),
-    ("POST", "/containers/{id}/pause", "container pause"),
-    ("POST", "/containers/{id}/unpause", "container unpause"),
-    ("GET", "/containers/{id}/changes", "container diff"),
-    ("GET", "/containers/{id}/export", "container export"),
-    ("POST", "/commit", "commit"),
-    ("GET", "/images/get", "image save"),
-    ("POST", "/images/load", "image load"),
-    ("GET", "/images/{name*}/history", "image history"),
-    ("GET", "/images/{name*}/get", "image save"),
-    ("POST", "/images/{name*}/push", "image push"),
-    ("POST", "/build", "build"),
-    ("POST", "/build/prune", "build cache prune"),
 )
 
 

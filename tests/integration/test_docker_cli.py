@@ -112,9 +112,9 @@ def test_run_exit_codes(docker: DockerCli, busybox: ImageScenario, clean: None) 
     assert 'exec: "nosuchcmd": executable file not found in $PATH' in missing.stderr
     directory = docker("run", "--rm", busybox.ref, "/etc")
     assert directory.returncode == 126 and "permission denied" in directory.stderr
-    refused = docker("run", "--rm", "--memory", "16m", busybox.ref, "true")
+    refused = docker("run", "--rm", "--device", "/dev/null", busybox.ref, "true")
     assert refused.returncode == 125
-    assert "HostConfig.Memory is not supported by runtimed" in refused.stderr
+    assert "HostConfig.Devices is not supported by runtimed" in refused.stderr
     assert docker.ok("ps", "-aq").stdout == ""  # --rm left nothing behind
     piped = docker("run", "--rm", "-i", busybox.ref, "tr", "a-z", "A-Z", input="shout\n")
     assert (piped.returncode, piped.stdout) == (0, "SHOUT\n")

@@ -227,7 +227,9 @@ def test_create_translates_the_docker_cli_body() -> None:
             "Tmpfs": {"/run": "size=1m,exec"},
             "Sysctls": {"net.ipv4.ip_forward": "1"},
             "Ulimits": [{"Name": "nofile", "Soft": 100, "Hard": 200}],
-            "Memory": 0,
+            "Memory": 64 << 20,
+            "NanoCpus": 500_000_000,
+            "BlkioDeviceReadBps": [{"Path": "/dev/sda", "Rate": 1024}],
             "PidsLimit": None,
             "MemorySwappiness": None,
             "SecurityOpt": ["seccomp=unconfined", "label=disable"],
@@ -259,7 +261,10 @@ def test_create_translates_the_docker_cli_body() -> None:
     assert plan.more_networks == {"other": {"Aliases": ["x"]}}
     assert req.cap_add == ["NET_ADMIN"] and req.cap_drop == ["MKNOD"]
     assert req.sysctls == {"net.ipv4.ip_forward": "1"}
-    assert req.rlimits == [("nofile", 100, 200)]
+    res = plan.resources
+    assert (res.memory, res.nano_cpus, res.pids_limit) == (64 << 20, 500_000_000, 0)
+    assert [(d.path, d.value) for d in res.device_read_bps] == [("/dev/sda", 1024)]
+    assert [(u.name, u.soft, u.hard) for u in res.ulimits] == [("nofile", 100, 200)]
     assert req.seccomp == "unconfined"
 
 
@@ -272,7 +277,7 @@ def test_create_entrypoint_overrides() -> None:
 @pytest.mark.parametrize(
     ("host", "words"),
     [
-        ({"Memory": 1 << 20}, "HostConfig.Memory is not supported by runtimed"),
+        ({"Devices": [{"PathOnHost": "/dev/null"}]}, "HostConfig.Devices is not supported"),
         ({"Init": True}, "HostConfig.Init is not supported"),
         ({"IpcMode": "host"}, "HostConfig.IpcMode=host is not supported"),
         ({"SecurityOpt": ["apparmor=custom"]}, "SecurityOpt 'apparmor=custom'"),
