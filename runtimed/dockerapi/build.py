@@ -9,13 +9,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
+
 from runtimed.build.builder import BuildOptions
 from runtimed.build.service import BuildRequest
 from runtimed.dockerapi.context import Context
 from runtimed.dockerapi.http import Request, Response, StreamResponse, json_line, json_response
 from runtimed.dockerapi.images import error_message
 from runtimed.dockerapi.router import Router
-from runtimed.errors import InvalidArgument, RuntimedError
+from runtimed.errors import Internal, InvalidArgument, RuntimedError
+
+log = structlog.get_logger(__name__)
 
 _NETWORKS = ("", "default", "bridge", "none", "host")
 
@@ -83,6 +87,9 @@ class BuildHandlers:
             except RuntimedError as exc:
                 # A failed build is an answer: the stream's last line says why.
                 await queue.put(error_message(exc))
+            except Exception as exc:  # a bug: said in the stream, logged with its traceback
+                log.error("docker_api_build_crashed", exc_info=exc)
+                await queue.put(error_message(Internal(f"internal error in build: {exc}")))
             finally:
                 await queue.put(None)
 

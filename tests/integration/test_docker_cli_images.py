@@ -13,7 +13,8 @@ import pytest
 from tests.support.daemon import Daemon
 from tests.support.dockercli import DockerCli
 from tests.support.images import ImageScenario, push_busybox
-from tests.support.registry import Registry
+from tests.support.oci import File, Layer, build_image
+from tests.support.registry import Registry, push
 
 pytestmark = pytest.mark.integration
 
@@ -62,22 +63,6 @@ def test_commit_diff_export_history(
     docker.ok("rmi", "made/by:commit")
 
 
-def test_save_and_load(docker: DockerCli, busybox: ImageScenario, daemon: Daemon) -> None:
-    docker.ok("tag", busybox.ref, "saved/box:1")
-    archive = daemon.root / "saved.tar"
-    docker.ok("save", "-o", str(archive), "saved/box:1")
-    with tarfile.open(archive) as tar:
-        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
-    assert manifest[0]["RepoTags"] == ["saved/box:1"]
-    docker.ok("rmi", "saved/box:1")
-    loaded = docker.ok("load", "-i", str(archive)).stdout
-    assert loaded == "Loaded image: saved/box:1\n"
-    assert docker.ok("run", "--rm", "saved/box:1", "cat", "/etc/motd").stdout == (
-        "welcome to the runtimed test image\n"
-    )
-    docker.ok("rmi", "saved/box:1")
-
-
 def test_push(docker: DockerCli, busybox: ImageScenario, registry: Registry) -> None:
     target = registry.ref("pushed/box", "7")
     docker.ok("tag", busybox.ref, target)
@@ -91,6 +76,25 @@ def test_push(docker: DockerCli, busybox: ImageScenario, registry: Registry) -> 
         )
     assert resp.status_code == 200 and len(resp.json()["layers"]) == 3
     docker.ok("rmi", target)
+
+
+def test_save_and_load(docker: DockerCli, registry: Registry, daemon: Daemon) -> None:
+    # An image of its own: loading layers another image has re-registers them.
+    image = push(registry, "test/saveme", "1", build_image([Layer([File("etc/saved", b"s\n")])]))
+    docker.ok("pull", image.ref)
+    docker.ok("tag", image.ref, "saved/box:1")
+    image_id = docker.ok("inspect", "-f", "{{.Id}}", "saved/box:1").stdout
+    archive = daemon.root / "saved.tar"
+    docker.ok("save", "-o", str(archive), "saved/box:1")
+    with tarfile.open(archive) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert manifest[0]["RepoTags"] == ["saved/box:1"]
+    docker.ok("rmi", "saved/box:1", image.ref)
+    assert docker("inspect", "saved/box:1").returncode == 1
+    loaded = docker.ok("load", "-i", str(archive)).stdout
+    assert loaded == "Loaded image: saved/box:1\n"
+    assert docker.ok("inspect", "-f", "{{.Id}}", "saved/box:1").stdout == image_id
+    docker.ok("rmi", "saved/box:1")
 
 
 def test_classic_build(docker: DockerCli, busybox: ImageScenario, daemon: Daemon) -> None:
