@@ -2,7 +2,7 @@
 # From a fresh Debian 12 machine to a running rootless runtimed (run as root):
 # prepares the host, installs runtimed for an unprivileged user, starts the
 # daemon as that user, imports a busybox image built locally (offline) and
-# lists it and runs a container. The daemon is stopped at the end; the last line says how to use it.
+# lists it and runs a container, then builds an image from it with a Dockerfile and runs that. The daemon is stopped at the end; the last line says how to use it.
 set -euo pipefail
 user="${RUNTIMED_USER:-runtimed-test}"
 stage="${RUNTIMED_DIR:-/var/tmp/runtimed-demo}"
@@ -24,6 +24,9 @@ as_user bash -euo pipefail -c '
   runtimectl images
   runtimectl image inspect --format "{{.Id}} {{json .Config.Cmd}}" busybox:local
   runtimectl run --rm busybox:local sh -c "echo hello from \$(hostname) as \$(id -un)"
+  printf "FROM busybox:local\nRUN echo built by runtimectl build > /built.txt\nCMD [\"cat\", \"/built.txt\"]\n" \
+    | runtimectl build -t hello:built -
+  runtimectl run --rm hello:built
 '
 echo
 echo "Done. To use it yourself:  su - $user;  export PATH=$stage/venv/bin:\$PATH;  runtimed &"

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtimed.images.compose import NewLayer, store_image
+from runtimed.images.compose import NewLayer, layer_from_tar, store_image
 from runtimed.snapshots import diff
 
 if TYPE_CHECKING:
@@ -52,8 +52,7 @@ async def diff_layer(
 
         if not await asyncio.to_thread(write):
             return None
-        staging, unpacked = await images.layers.unpack(tmp, None)
-        return NewLayer(staging, unpacked.diff_id, unpacked.size, unpacked.tar_size)
+        return await layer_from_tar(images, tmp)
     finally:
         images.content.discard(tmp)
 
