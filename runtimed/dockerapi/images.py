@@ -20,6 +20,7 @@ from runtimed.images.auth import Credential
 from runtimed.images.service import ProgressFn, PullEvent, PullResult
 
 R = TypeVar("R")
+_ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def register(router: Router, ctx: Context) -> None:
@@ -216,6 +217,9 @@ class ImageHandlers:
         doc = imageview.inspect(self.images, record)
         if not at_least(request, "1.44"):
             doc["VirtualSize"] = doc["Size"]
+        # A time the CLI parses: Go's zero time for "never tagged" (an empty one fails).
+        doc["Metadata"] = {"LastTagTime": doc["Metadata"].get("LastTagTime") or _ZERO_TIME}
+        doc["Created"] = doc.get("Created") or _ZERO_TIME
         doc.setdefault("Container", "")
         doc.setdefault("ContainerConfig", None)
         return json_response(doc)

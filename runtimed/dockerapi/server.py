@@ -14,6 +14,7 @@ import os
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -36,6 +37,7 @@ from runtimed.dockerapi.context import Context
 from runtimed.dockerapi.errors import error_response, message_response
 from runtimed.dockerapi.http import Connection, Reply, Request
 from runtimed.dockerapi.router import API_VERSION, Router
+from runtimed.dockerapi.tlsstream import TlsStream
 from runtimed.errors import RuntimedError
 from runtimed.services import Runtime as Services
 
@@ -143,26 +145,39 @@ class DockerApiServer:
     async def serve_socket(
         self, sock: socket.socket, *, ssl_context: ssl.SSLContext | None = None
     ) -> asyncio.Server:
-        """Serve on a socket that is bound and listening already (TCP with TLS, ...)."""
+        """Serve on a socket that is bound and listening already (TCP with TLS, ...). TLS
+        runs in TlsStream, not in asyncio's transport: see tlsstream.py for why."""
+
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._accept(reader, writer, ssl_context)
+
         if sock.family == socket.AF_UNIX:
-            server = await asyncio.start_unix_server(
-                self._accept, sock=sock, ssl=ssl_context, limit=_LIMIT
-            )
+            server = await asyncio.start_unix_server(accept, sock=sock, limit=_LIMIT)
         else:
-            server = await asyncio.start_server(
-                self._accept, sock=sock, ssl=ssl_context, limit=_LIMIT
-            )
+            server = await asyncio.start_server(accept, sock=sock, limit=_LIMIT)
         self._servers.append(server)
         return server
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        stream: Any = None
         try:
-            await Connection(reader, writer, self.app.handle, self.app.headers).serve()
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
+            if tls is not None:
+                stream = TlsStream(reader, writer, tls)
+                await stream.handshake()
+            await Connection(
+                stream or reader, stream or writer, self.app.handle, self.app.headers
+            ).serve()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError) as exc:
+            if tls is not None and stream is not None:
+                log.debug("docker_api_tls_refused", error=str(exc))
         except asyncio.CancelledError:
             pass  # the server is closing
         except Exception:

@@ -90,5 +90,5 @@ def test_docker_without_a_client_certificate_is_refused(
     daemon, port = tls_daemon
     flags = ["--tls", "--tlscacert", str(pki.client.ca), "-H", f"tcp://127.0.0.1:{port}"]
     refused = _docker(daemon, *flags, "version", "--format", "{{.Server.APIVersion}}")
-    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.returncode == 1 and refused.stdout.strip() == ""
     assert "tls" in refused.stderr.lower() or "certificate" in refused.stderr.lower()
