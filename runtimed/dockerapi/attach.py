@@ -33,6 +33,7 @@ from runtimed.streaming.websocket import WsConnection
 
 _STREAM_NUMBER = {"stdout": 1, "stderr": 2}
 MAX_WS_MESSAGE = 16 << 20
+LOGS_AFTER_HEAD = 0.05  # seconds between a hijack's head and the log replay (see attach)
 
 
 def register(router: Router, ctx: Context) -> None:
@@ -109,6 +110,9 @@ class AttachHandlers:
             raise
         try:
             if want_logs:
+                # docker-py reads the answer's head through a buffered file, then the socket:
+                # bytes that came with the head are lost. Our first ones come a moment later.
+                await asyncio.sleep(LOGS_AFTER_HEAD)
                 async for stream, data in self._history(container, stdout, stderr):
                     await conn.write(data if tty else frame(_STREAM_NUMBER[stream], data))
             if connect is not None:
