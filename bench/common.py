@@ -69,9 +69,13 @@ def process_cpu(pid: int) -> float:
 
 
 def child_pids(pid: int) -> list[int]:
+    """Children of every thread of `pid` (Go programs such as podman fork from any)."""
+    found: list[int] = []
     with contextlib.suppress(OSError):
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(p) for p in (task / "children").read_text().split()]
+    return found
 
 
 def daemon_pids(daemon: Daemon) -> list[int]:
@@ -427,4 +431,5 @@ def is_our_pause_process(pid: int) -> bool:
     except OSError:
         return False
     uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
+    # catatonit, or (Debian's podman 4.3, without catatonit) podman's own "podman pause".
     return uid == os.getuid() and (b"catatonit" in cmdline or comm == "podman pause")

@@ -2,11 +2,9 @@
 # Run the benchmarks from a fresh Debian 12 machine (as root): installs what the
 # daemon needs plus podman, stages the tree for the unprivileged test user and
 # runs the benches as that user.
-# Usage: bench/run.sh [pull|push|containers|volumes|logs|logmem|network|streaming|images|build|dockerapi|all] [ARGS...]
-#   all (the default) runs every bench with its defaults; ARGS go to the bench
-#   named (bench/pull_bench.py, bench/push_bench.py, bench/container_bench.py,
-#   bench/volume_bench.py, bench/log_bench.py, bench/log_memory.py, bench/net_bench.py,
-#   bench/stream_bench.py, bench/image_bench.py or bench/dockerapi_bench.py, see their --help).
+# Usage: bench/run.sh [NAME|all] [ARGS...]
+#   NAME is one of the benches in the table below (bench/MODULE.py; see its --help);
+#   all (the default) runs every bench with its defaults; ARGS go to the bench named.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 deploy="$here/../deploy"
@@ -15,10 +13,21 @@ user="${RUNTIMED_BENCH_USER:-runtimed-bench}"
 # Not deploy/test.sh's directory: a bench may run while the tests do.
 stage="${RUNTIMED_BENCH_DIR:-/var/tmp/runtimed-bench}"
 
+# One line per bench: its name on the command line and its module in bench/.
+declare -A benches=(
+  [pull]=pull_bench [push]=push_bench [containers]=container_bench [volumes]=volume_bench
+  [logs]=log_bench [logmem]=log_memory [network]=net_bench [streaming]=stream_bench
+  [images]=image_bench [build]=build_bench [stats]=stats_bench [events]=events_bench
+  [dockerapi]=dockerapi_bench
+)
+order=(pull push containers volumes logs logmem network streaming images build stats events
+       dockerapi)
+
 which=all
-case "${1:-}" in
-  pull | push | containers | volumes | logs | logmem | network | streaming | images | build | dockerapi | all) which="$1"; shift ;;
-esac
+if [[ -n "${1:-}" && ( "$1" == all || -n "${benches[$1]:-}" ) ]]; then
+  which="$1"
+  shift
+fi
 if [[ $which == all && $# -gt 0 ]]; then
   echo "bench/run.sh: name the bench these arguments are for, e.g." \
     "bench/run.sh pull --rounds 5, bench/run.sh containers --log-mib 1024" >&2
@@ -36,22 +45,12 @@ crictl=$(find_crictl "$here/..")
 uid=$(id -u "$user")
 home=$(getent passwd "$user" | cut -d: -f6)
 
-case "$which" in
-  pull) modules=(bench.pull_bench) ;;
-  push) modules=(bench.push_bench) ;;
-  containers) modules=(bench.container_bench) ;;
-  volumes) modules=(bench.volume_bench) ;;
-  logs) modules=(bench.log_bench) ;;
-  logmem) modules=(bench.log_memory) ;;
-  network) modules=(bench.net_bench) ;;
-  streaming) modules=(bench.stream_bench) ;;
-  images) modules=(bench.image_bench) ;;
-  build) modules=(bench.build_bench) ;;
-  dockerapi) modules=(bench.dockerapi_bench) ;;
-  all) modules=(bench.pull_bench bench.push_bench bench.container_bench bench.volume_bench
-                bench.log_bench bench.log_memory bench.net_bench bench.stream_bench
-                bench.image_bench bench.build_bench bench.dockerapi_bench) ;;
-esac
+modules=()
+for name in "${order[@]}"; do
+  if [[ $which == all || $which == "$name" ]] && [[ -f "$here/${benches[$name]}.py" ]]; then
+    modules+=("bench.${benches[$name]}")
+  fi
+done
 
 # Each bench cleans up after itself (daemons, shims, registry, podman's containers
 # and pause process); no blanket kill of the user's processes, so tests running

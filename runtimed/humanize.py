@@ -14,6 +14,18 @@ def human_size(size: float, precision: int = 3) -> str:
     return f"{size:.{precision}g}{_SIZE_UNITS[unit]}"
 
 
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def bytes_size(size: float) -> str:
+    """Binary units with four significant digits, as `docker stats` shows memory (49.9MiB)."""
+    unit = 0
+    while size >= 1024 and unit < len(_BINARY_UNITS) - 1:
+        size /= 1024
+        unit += 1
+    return f"{size:.4g}{_BINARY_UNITS[unit]}"
+
+
 def human_duration(seconds: float) -> str:
     """Docker's HumanDuration wording ("About a minute", "3 weeks")."""
     s = int(seconds)

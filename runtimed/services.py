@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from runtimed.cgroups.service import ResourceService
     from runtimed.config import Config
     from runtimed.core.containers import ContainerService
+    from runtimed.core.events import EventBus
     from runtimed.core.sandboxes import SandboxService
     from runtimed.core.shim_client import ShimLauncher
     from runtimed.core.stats import StatsService
@@ -58,6 +59,7 @@ class Runtime:
     network: NetworkService
     stats: StatsService
     builds: BuildService
+    events: EventBus
     pod_cidr: str = ""
     cgroups: CgroupManager | None = None
     resources: ResourceService | None = None
@@ -85,3 +87,4 @@ class Runtime:
                 (self.config.run_dir / userns.HOLDER_PID_FILE).unlink()
         await self.registry.aclose()
         self.metadata.close()
+        self.events.close()

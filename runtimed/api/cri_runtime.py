@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
-from runtimed.api import cri_stats
+from runtimed.api import cri_events, cri_metrics, cri_stats
 from runtimed.api.cri_attrs import container_metadata, cri_containers, labels_match, pod_metadata
 from runtimed.api.cri_logpath import confined_log_path
 from runtimed.api.cri_mounts import cri_mounts, runtime_handlers
@@ -286,6 +287,16 @@ class CriRuntimeServicer(CriResourceRpcs, api_pb2_grpc.RuntimeServiceServicer):
     ) -> cri.ListPodSandboxStatsResponse:
         return await cri_stats.list_pod_sandbox_stats(self.rt, request.filter)
 
+    async def ListMetricDescriptors(
+        self, request: cri.ListMetricDescriptorsRequest, context: Any
+    ) -> cri.ListMetricDescriptorsResponse:
+        return cri_metrics.list_metric_descriptors()
+
+    async def ListPodSandboxMetrics(
+        self, request: cri.ListPodSandboxMetricsRequest, context: Any
+    ) -> cri.ListPodSandboxMetricsResponse:
+        return await cri_metrics.list_pod_sandbox_metrics(self.rt)
+
     # -- containers ------------------------------------------------------------
 
     async def CreateContainer(
@@ -517,6 +528,12 @@ class CriRuntimeServicer(CriResourceRpcs, api_pb2_grpc.RuntimeServiceServicer):
             streams.PortForwardRequest(pod_sandbox_id=sandbox.id, ports=list(request.port))
         )
         return cri.PortForwardResponse(url=url)
+
+    async def GetContainerEvents(
+        self, request: cri.GetEventsRequest, context: Any
+    ) -> AsyncIterator[cri.ContainerEventResponse]:
+        async for response in cri_events.container_events(self):
+            yield response
 
     async def ReopenContainerLog(
         self, request: cri.ReopenContainerLogRequest, context: Any

@@ -13,10 +13,13 @@ from runtimed import __version__, hostinfo
 from runtimed.api import imageview
 from runtimed.api.engine_build import BuildRpcs
 from runtimed.api.engine_containers import ContainerRpcs
+from runtimed.api.engine_df import DfRpcs
+from runtimed.api.engine_events import EventRpcs
 from runtimed.api.engine_images import ImageMakingRpcs
 from runtimed.api.engine_networks import NetworkRpcs
 from runtimed.api.engine_push import PushRpcs, request_credential
 from runtimed.api.engine_resources import ResourceRpcs, info_fields
+from runtimed.api.engine_stats import StatsRpcs
 from runtimed.api.engine_volumes import VolumeRpcs
 from runtimed.api.progress_stream import event_fields, stream_progress
 from runtimed.api.unimplemented import fill_unimplemented
@@ -35,12 +38,15 @@ CRI_VERSION = "v1"
 
 class EngineServicer(
     ContainerRpcs,
+    EventRpcs,
     ImageMakingRpcs,
     NetworkRpcs,
     VolumeRpcs,
     PushRpcs,
     ResourceRpcs,
     BuildRpcs,
+    StatsRpcs,
+    DfRpcs,
     engine_pb2_grpc.EngineServicer,
 ):
     def __init__(self, runtime: Runtime) -> None:

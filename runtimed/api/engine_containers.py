@@ -14,6 +14,7 @@ import structlog
 
 from runtimed.api import containerview, healthview
 from runtimed.api.containerfilter import select
+from runtimed.api.engine_df import layer_sizes
 from runtimed.api.engine_networks import network_extras
 from runtimed.api.engine_resources import create_resources
 from runtimed.api.engine_volumes import volume_extras
@@ -250,8 +251,14 @@ class ContainerRpcs:
         self, request: pb.PruneContainersRequest, context: Any
     ) -> pb.PruneContainersResponse:
         keep = prune_filter(dict(request.filters), time.time_ns())
+        # Writable layers are measured while they exist: docker's SpaceReclaimed.
+        stopped = [c.id for c in self.containers.list() if not c.running]
+        sizes = await asyncio.to_thread(layer_sizes, self.rt.snapshotter, stopped)
         removed = await self.containers.prune(keep)
-        return pb.PruneContainersResponse(deleted=[c.id for c in removed])
+        return pb.PruneContainersResponse(
+            deleted=[c.id for c in removed],
+            space_reclaimed=sum(sizes.get(c.id, 0) for c in removed),
+        )
 
     async def ListContainers(
         self, request: pb.ListContainersRequest, context: Any

@@ -121,6 +121,28 @@ def _wrap_stream(method: str, fn: Callable[..., AsyncIterator[Any]]) -> Callable
     return handler
 
 
+def rewrap(
+    handler: grpc.RpcMethodHandler,
+    unary: Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]],
+    stream: Callable[[Callable[..., AsyncIterator[Any]]], Callable[..., Any]],
+    request: Callable[[Any], Any] = lambda deserialize: deserialize,
+) -> grpc.RpcMethodHandler:
+    """The same handler with its behaviour wrapped: `unary` for calls answered once,
+    `stream` for server-streaming ones (what an interceptor needs to wrap every kind);
+    `request` wraps how requests are parsed."""
+    common = {
+        "request_deserializer": request(handler.request_deserializer),
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **common)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **common)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream), **common)
+    return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **common)
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
@@ -131,22 +153,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = details.method.rsplit("/", 1)[-1]
-        common = {
-            "request_deserializer": _tolerant(handler.request_deserializer),
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary), **common
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary), **common
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream), **common
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream), **common
+        return rewrap(
+            handler,
+            functools.partial(_wrap_unary, method),
+            functools.partial(_wrap_stream, method),
+            request=_tolerant,
         )

@@ -149,6 +149,7 @@ async def commit(
         images, config_doc=doc, base=base, layer=layer, names=names, parent=base.id
     )
     log.info("container_committed", container_id=container.id, image_id=image_id, paused=frozen)
+    containers.announce(container, "commit", imageID=image_id, comment=comment)
     return CommitResult(image_id, frozen)
 
 

@@ -113,9 +113,10 @@ class BuildService:
     def usage(self) -> tuple[int, int]:
         """(entries, bytes of the layers only the cache keeps)."""
         hidden = self.cache.hidden_images()
-        return len(hidden), sum(self._own_size(i) for i in hidden)
+        return len(hidden), sum(self.own_size(i) for i in hidden)
 
-    def _own_size(self, image_id: str) -> int:
+    def own_size(self, image_id: str) -> int:
+        """Bytes of the layer a step image adds (its cache entry's size)."""
         record = self.images.metadata.get_image(image_id)
         if record is None or not record.chain_ids:
             return 0

@@ -52,6 +52,7 @@ class ResourceService:
             await self.containers.shim(container).pause()
             container.state.paused = True
             await self.containers._save(container)
+        self.containers.announce(container, "pause")
 
     async def unpause(self, ref: str) -> None:
         container = self.containers.get(ref)
@@ -62,6 +63,7 @@ class ResourceService:
             await self.containers.shim(container).resume()
             container.state.paused = False
             await self.containers._save(container)
+        self.containers.announce(container, "unpause")
 
     def _running(self, container_id: str) -> Container:
         container = self.containers.get(container_id)

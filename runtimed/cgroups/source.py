@@ -36,9 +36,11 @@ class CgroupSource:
             page_faults=usage.page_faults,
             major_page_faults=usage.major_page_faults,
             processes=usage.processes,
+            threads=usage.pids or usage.processes,
             memory_limit=usage.memory_limit,
             io_read_bytes=usage.blkio_read,
             io_write_bytes=usage.blkio_write,
+            measured_by=self.name,
         )
 
     def pod(self, sandbox: Sandbox, containers: Sequence[Counters]) -> Counters | None:

@@ -10,10 +10,14 @@ from runtimed import __version__
 from runtimed.cli import (
     build,
     containers,
+    diskusage,
+    events,
     images,
     imagework,
     networks,
     push,
+    stats,
+    sysprune,
     system,
     tlscmd,
     unshare,
@@ -67,7 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     containers.register(sub, container_sub)
     imagework.register(sub, image_sub, container_sub)
     update.register(sub, container_sub)
+    stats.register(sub, container_sub)
     system.register(sub)
+    system_group = sub.add_parser("system", help="manage runtimed")
+    system_sub = system_group.add_subparsers(
+        dest="system_command", metavar="COMMAND", required=True
+    )
+    diskusage.register(system_sub)
+    sysprune.register(system_sub)
+    events.register(sub)
     volumes.register(sub)
     networks.register(sub)
     unshare.register(sub)

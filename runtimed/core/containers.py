@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from runtimed.core import restart
+from runtimed.core.events import CONTAINER, EventBus, container_attributes
 from runtimed.core.hooks import ContainerHook
 from runtimed.core.hostfiles import write_host_files
 from runtimed.core.logdrivers import LogDrivers
@@ -158,6 +159,7 @@ class ContainerService:
         self._pre_start: dict[str, list[_PreStartAttach]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self.hooks: list[ContainerHook] = []
+        self.events = EventBus()  # the daemon's shared bus replaces this one
         # Images in use may not be removed: the image service asks us.
         images.containers_using = records.using_image
 
@@ -195,6 +197,11 @@ class ContainerService:
 
     def _condition(self, container_id: str) -> asyncio.Condition:
         return self._changed.setdefault(container_id, asyncio.Condition())
+
+    def announce(self, container: Container, action: str, **extra: str) -> None:
+        self.events.publish(
+            CONTAINER, action, container.id, container_attributes(container, **extra)
+        )
 
     async def _save(self, container: Container, *, deferrable: bool = False) -> None:
         """Record the state. `deferrable`: a full disk does not fail it (see
@@ -350,6 +357,7 @@ class ContainerService:
             with contextlib.suppress(Exception):
                 await self.remove(container_id, force=True, remove_volumes=True)
             raise
+        self.announce(container, "create")
         log.info("container_created", container_id=container_id, name=name, image=image.id)
         return container
 
@@ -475,6 +483,7 @@ class ContainerService:
         self._monitor(container)
         for hook in self.hooks:
             await hook.after_start(container)
+        self.announce(container, "start")
         log.info("container_started", container_id=container.id, pid=pid)
 
     async def _create_and_start(
@@ -600,6 +609,10 @@ class ContainerService:
             state.paused = False
             # On a full disk the exit stays in the shim's exit file and in memory.
             await self._save(container, deferrable=True)
+            if state.reason == "OOMKilled":
+                self.announce(container, "oom")
+            ran = max(0, state.finished_at - state.started_at) // 1_000_000_000
+            self.announce(container, "die", exitCode=str(state.exit_code), execDuration=str(ran))
             log.info("container_exited", container_id=container_id, exit_code=state.exit_code)
         for hook in self.hooks:
             try:
@@ -694,18 +707,22 @@ class ContainerService:
         grace = container.config.stop_timeout if timeout is None or timeout < 0 else timeout
         client = self.shim(container)
         try:
+            self.announce(container, "kill", signal=str(sig))
             with contextlib.suppress(FailedPrecondition):  # it exited on its own meanwhile
                 await client.kill(sig, all_processes=False)
             try:
-                return await self.wait_exit(container.id, timeout=grace)
+                stopped = await self.wait_exit(container.id, timeout=grace)
             except TimeoutError:
                 log.info("container_stop_timeout", container_id=container.id, seconds=grace)
-            with contextlib.suppress(FailedPrecondition):
-                await client.kill(SIGKILL, all_processes=True)
-            return await self.wait_exit(container.id, timeout=30)
+                self.announce(container, "kill", signal=str(SIGKILL))
+                with contextlib.suppress(FailedPrecondition):
+                    await client.kill(SIGKILL, all_processes=True)
+                stopped = await self.wait_exit(container.id, timeout=30)
         except Unavailable:
             await self._record_exit(container.id, self._exit_file(container.id))
-            return self.get(container.id)
+            stopped = self.get(container.id)
+        self.announce(stopped, "stop")
+        return stopped
 
     async def kill(self, ref: str, signal: str = "") -> None:
         container = self.get(ref)
@@ -713,11 +730,15 @@ class ContainerService:
             raise FailedPrecondition(
                 f"Cannot kill container: {ref}: container {container.id} is not running"
             )
-        await self.shim(container).kill(parse_signal(signal or "SIGKILL"), all_processes=False)
+        sig = parse_signal(signal or "SIGKILL")
+        self.announce(container, "kill", signal=str(sig))
+        await self.shim(container).kill(sig, all_processes=False)
 
     async def restart(self, ref: str, *, timeout: int | None = None) -> Container:
         container = await self.stop(ref, timeout=timeout)
-        return await self.start(container.id)
+        container = await self.start(container.id)
+        self.announce(container, "restart")
+        return container
 
     async def rename(self, ref: str, new_name: str) -> None:
         container = self.get(ref)
@@ -727,6 +748,8 @@ class ContainerService:
                 f"Renaming a container with the same name as its current name: {new_name}"
             )
         self.records.rename(container.id, new_name)
+        old_name, container.name = container.name, new_name
+        self.announce(container, "rename", oldName=f"/{old_name}")
 
     # -- remove ----------------------------------------------------------------
 
@@ -744,6 +767,7 @@ class ContainerService:
                 container = self.get(container.id)
                 container.state.manually_stopped = True
                 await self._save(container, deferrable=True)  # it goes anyway
+            self.announce(container, "kill", signal=str(SIGKILL))
             with contextlib.suppress(Unavailable, FailedPrecondition):
                 await self.shim(container).kill(SIGKILL, all_processes=True)
             with contextlib.suppress(TimeoutError):
@@ -764,6 +788,7 @@ class ContainerService:
         async with cond:
             cond.notify_all()
         self._locks.pop(container.id, None)
+        self.announce(container, "destroy")
         log.info("container_removed", container_id=container.id)
         return container
 
@@ -794,6 +819,7 @@ class ContainerService:
         the first bytes of output.
         """
         container = self.get(ref)
+        self.announce(container, "attach")
         if container.running:
             return await self.shim(container).attach(stdin=stdin, stdout=stdout, stderr=stderr)
         gate = _PreStartAttach()
@@ -837,9 +863,18 @@ class ContainerService:
         process = await asyncio.to_thread(
             build_exec_process, base, args, list(env or []), user, working_dir, tty, rootfs
         )
-        return await self.shim(container).exec(
-            process, tty=tty, stdin=stdin, exec_id=exec_id or secrets.token_hex(8)
-        )
+        exec_id = exec_id or secrets.token_hex(8)
+        command = " ".join(args)
+        self.announce(container, f"exec_create: {command}", execID=exec_id)
+        stream = await self.shim(container).exec(process, tty=tty, stdin=stdin, exec_id=exec_id)
+        self.announce(container, f"exec_start: {command}", execID=exec_id)
+
+        def died(exit_doc: dict[str, Any]) -> None:
+            code = str(int(exit_doc.get("exit_code") or 0))
+            self.announce(container, "exec_die", execID=exec_id, exitCode=code)
+
+        stream.on_exit = died
+        return stream
 
     async def kill_exec(self, ref: str, exec_id: str, signal: int = SIGKILL) -> None:
         with contextlib.suppress(Unavailable, FailedPrecondition):

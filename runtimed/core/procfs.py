@@ -53,6 +53,9 @@ class ProcessUsage:
     rss: int  # resident bytes: anonymous, file-backed and shared memory
     anon: int  # resident anonymous bytes
     pss: int  # resident bytes, each page shared by n processes counted 1/n
+    threads: int = 1
+    io_read: int = 0  # bytes it had read from / written to storage (/proc/PID/io)
+    io_write: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class StatFields:
     cpu_ticks: int  # utime + stime + cutime + cstime
     minor_faults: int  # minflt + cminflt
     major_faults: int  # majflt + cmajflt
+    threads: int = 1  # num_threads
 
 
 def parse_stat(data: bytes) -> StatFields:
@@ -74,6 +78,7 @@ def parse_stat(data: bytes) -> StatFields:
         cpu_ticks=utime + stime + cutime + cstime,
         minor_faults=minflt + cminflt,
         major_faults=majflt + cmajflt,
+        threads=int(fields[17]),
     )
 
 
@@ -118,6 +123,7 @@ def read_process(pid: int) -> ProcessUsage | None:
         rss, anon, pss = _memory(pid)
     except (OSError, ValueError, IndexError):
         return None
+    io_read, io_write = _io(pid)
     return ProcessUsage(
         cpu_ns=stat.cpu_ticks * 1_000_000_000 // CLOCK_TICKS,
         minor_faults=stat.minor_faults,
@@ -125,7 +131,20 @@ def read_process(pid: int) -> ProcessUsage | None:
         rss=rss,
         anon=anon,
         pss=pss,
+        threads=stat.threads,
+        io_read=io_read,
+        io_write=io_write,
     )
+
+
+def _io(pid: int) -> tuple[int, int]:
+    """(read, written) bytes that reached storage; (0, 0) where /proc/PID/io is not ours
+    to read (another user namespace's process)."""
+    try:
+        fields = dict(line.split(b": ", 1) for line in _read(f"/proc/{pid}/io").splitlines())
+        return int(fields[b"read_bytes"]), int(fields[b"write_bytes"])
+    except (OSError, ValueError, KeyError):
+        return 0, 0
 
 
 @dataclass(frozen=True)

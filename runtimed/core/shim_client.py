@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +95,21 @@ class AttachStream:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
+        # Told the EXIT payload once it passes by (the exec_die event).
+        self.on_exit: Callable[[dict[str, Any]], None] | None = None
 
     async def read(self) -> tuple[int, bytes] | None:
         try:
             header = await self._reader.readexactly(_HEADER.size)
             kind, size = _HEADER.unpack(header)
-            return kind, await self._reader.readexactly(size)
+            payload = await self._reader.readexactly(size)
         except (asyncio.IncompleteReadError, ConnectionError):
             return None
+        if kind == EXIT and self.on_exit is not None:
+            notify, self.on_exit = self.on_exit, None
+            with contextlib.suppress(ValueError):
+                notify(json.loads(payload or b"{}"))
+        return kind, payload
 
     async def _send(self, kind: int, payload: bytes = b"") -> None:
         # After the process has gone the shim hangs up; input then has nowhere to go.

@@ -54,8 +54,10 @@ class Counters:
     major_page_faults: int = 0
     processes: int = 0
     memory_limit: int | None = None  # None: no limit known
-    io_read_bytes: int = 0  # block I/O (cgroups only)
+    io_read_bytes: int = 0  # block I/O (the cgroup's, or what /proc/PID/io counts)
     io_write_bytes: int = 0
+    threads: int = 0  # tasks: what the pids controller counts
+    measured_by: str = "proc"  # or "cgroup"
 
     def __add__(self, other: Counters) -> Counters:
         """Two disjoint groups as one; a sum has no limit of its own."""
@@ -63,7 +65,7 @@ class Counters:
             **{
                 f.name: getattr(self, f.name) + getattr(other, f.name)
                 for f in dataclasses.fields(self)
-                if f.name != "memory_limit"
+                if f.name not in ("memory_limit", "measured_by")
             }
         )
 
@@ -88,6 +90,9 @@ def proc_counters(pids: Iterable[int]) -> Counters:
             page_faults=usage.minor_faults + usage.major_faults,
             major_page_faults=usage.major_faults,
             processes=1,
+            threads=usage.threads,
+            io_read_bytes=usage.io_read,
+            io_write_bytes=usage.io_write,
         )
     return total
 
@@ -181,6 +186,7 @@ class ContainerStats:
     memory: MemoryStats | None
     writable_layer: FilesystemStats | None
     processes: int
+    counters: Counters | None = None  # what cpu and memory were made from; None: not running
 
 
 @dataclass(frozen=True)
@@ -301,6 +307,7 @@ class StatsService:
             memory=memory,
             writable_layer=await asyncio.to_thread(self._writable_layer, container),
             processes=counters.processes if counters else 0,
+            counters=counters,
         )
         return stats, counters
 

@@ -19,11 +19,13 @@ from runtimed.api.cri_image import CriImageServicer
 from runtimed.api.cri_runtime import CriRuntimeServicer
 from runtimed.api.engine import EngineServicer
 from runtimed.api.errors import ErrorInterceptor
+from runtimed.api.rpclog import RpcLogInterceptor
 from runtimed.build.service import BuildService
 from runtimed.cgroups.service import ResourceService
 from runtimed.cgroups.wiring import build_cgroups
 from runtimed.config import Config
 from runtimed.core.containers import ContainerService
+from runtimed.core.events import EventBus
 from runtimed.core.health import HealthMonitor
 from runtimed.core.logdrivers import LogDrivers, LoggingHook
 from runtimed.core.sandboxes import SandboxService
@@ -49,6 +51,7 @@ from runtimed.services import Runtime
 from runtimed.snapshots import select_snapshotter
 from runtimed.store.containers import ContainerRecords
 from runtimed.store.content import ContentStore
+from runtimed.store.events import EventRing
 from runtimed.store.metadata import MetadataStore
 from runtimed.streaming.server import StreamServer
 from runtimed.volumes.hook import VolumeHook
@@ -125,7 +128,15 @@ def build_runtime(config: Config, *, rootless: bool) -> Runtime:
     containers.hooks.append(NetworkHook(network))
     cgroups = build_cgroups(config, records)
     containers.hooks.append(cgroups.hook)
-    containers.hooks.append(HealthMonitor(containers))
+    # One bus for every service: the Engine, CRI (and Docker) streams read the same events.
+    events = EventBus(EventRing(data / "events.db"))
+    containers.events = images.events = volumes.events = network.events = events
+    containers.hooks.append(
+        HealthMonitor(
+            containers,
+            on_status=lambda c, status: containers.announce(c, f"health_status: {status}"),
+        )
+    )
     # CPU and memory from a container's cgroup, or from /proc without one.
     stats = StatsService(
         source=cgroups.source(ProcSource(infra_pid=sandboxes.infra_pid)),
@@ -155,6 +166,7 @@ def build_runtime(config: Config, *, rootless: bool) -> Runtime:
         cgroups=cgroups.manager,
         resources=ResourceService(cgroups.manager, containers),
         builds=BuildService(images, containers, data),
+        events=events,
     )
 
 
@@ -221,8 +233,10 @@ async def serve(config: Config, *, rootless: bool) -> None:
     docker_api = DockerApiServer(make_app(runtime))
     if docker_socket is not None:
         await docker_api.listen_unix(docker_socket)
+    # -D: every RPC served is logged (outermost, so it sees the status of an error too).
+    interceptors = [RpcLogInterceptor()] if config.debug else []
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        interceptors=[*interceptors, ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.max_send_message_length", 16 * 1024 * 1024),
@@ -270,6 +284,7 @@ async def serve(config: Config, *, rootless: bool) -> None:
     log.info("daemon_stopping")
     await health_servicer.enter_graceful_shutdown()
     await remote.aclose()
+    runtime.events.shutdown()  # live event streams end now rather than after the grace
     await server.stop(grace=5)
     await docker_api.aclose()
     await streaming.aclose()

@@ -601,6 +601,7 @@ def _record(
                 result.replaced[tag] = old
         result.images.append((image_id, plan.tags))
         log.info("image_loaded", image_id=image_id, tags=plan.tags)
+        images.announce("load", image_id, image_id)
     return result
 
 

@@ -181,6 +181,7 @@ class ImagePusher:
         self.images.metadata.set_name(f"{ref.name}@{digest}", "digest", record.id)
         progress(PullEvent(status=f"{tag}: digest: {digest} size: {len(data)}"))
         log.info("image_pushed", ref=f"{ref.name}:{tag}", digest=digest)
+        self.images.announce("push", f"{ref.name}:{tag}", f"{ref.name}:{tag}", image_id=record.id)
         return PushedTag(tag, digest, len(data))
 
     def _manifest(

@@ -223,3 +223,5 @@ async def stream_archive(images: ImageService, plan: SavePlan) -> AsyncIterator[
     """The archive in chunks, written by a thread, so memory stays flat."""
     async for data in thread_stream(lambda out: write_archive(images, plan, out), CHUNK):
         yield data
+    for image in plan.images:
+        images.announce("save", image.record.id, image.record.id)

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from runtimed.core.events import IMAGE, EventBus
 from runtimed.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -115,6 +116,7 @@ class ImageService:
         # Later issues plug the container store in here: image id -> container ids.
         self.containers_using = containers_using or (lambda _image_id: [])
         self._layer_locks: dict[str, asyncio.Lock] = {}
+        self.events = EventBus()  # the daemon's shared bus replaces this one
 
     # -- lookup ----------------------------------------------------------------
 
@@ -167,6 +169,19 @@ class ImageService:
     def list(self) -> list[ImageRecord]:
         return self.metadata.list_images()
 
+    def announce(self, action: str, actor_id: str, name: str = "", *, image_id: str = "") -> None:
+        """Publish an image event as Docker words it: the actor is an id or a reference
+        (pull, push), `name` a reference or the id; the image's labels come along while
+        it exists (`image_id`, else the actor when that is an id)."""
+        attributes: dict[str, str] = {}
+        record = self.metadata.get_image(image_id or actor_id)
+        if record is not None:
+            with contextlib.suppress(OSError, ValueError):
+                attributes.update((self.config(record).get("config") or {}).get("Labels") or {})
+        if name:
+            attributes["name"] = name
+        self.events.publish(IMAGE, action, actor_id, attributes)
+
     # -- pull ------------------------------------------------------------------
 
     async def pull(
@@ -212,6 +227,7 @@ class ImageService:
             [resolved.config.digest, *(layer.digest for layer in resolved.layers)],
         )
         up_to_date = all(v == resolved.config.digest for v in previous.values())
+        self.announce("pull", ref.familiar(), ref.familiar_name(), image_id=resolved.config.digest)
         log.info("image_pulled", ref=str(ref), image_id=resolved.config.digest)
         progress(PullEvent(status=f"Digest: {resolved.repo_digest}"))
         word = "Image is up to date for" if up_to_date else "Downloaded newer image for"
@@ -330,6 +346,7 @@ class ImageService:
         if ref.digest:
             raise InvalidArgument(f"refusing to create a tag with a digest reference: {target}")
         self.metadata.set_name(f"{ref.name}:{ref.tag}", "tag", record.id)
+        self.announce("tag", record.id, ref.familiar())
 
     async def remove(self, text: str, *, force: bool = False, prune: bool = True) -> RemoveResult:
         """docker rmi: untag the name given; delete the image once nothing names it.
@@ -343,6 +360,7 @@ class ImageService:
         if matched is not None and matched in record.tags and len(record.tags) > 1:
             self.metadata.remove_name(matched)
             result.untagged.append(matched)
+            self.announce("untag", record.id, record.id)
             return result
         if matched is None and not force:
             repos = {_repository(n) for n in record.tags}
@@ -370,6 +388,7 @@ class ImageService:
         if matched is not None and matched in record.digests and record.tags:
             self.metadata.remove_name(matched)
             result.untagged.append(matched)
+            self.announce("untag", record.id, record.id)
             return result
         result.untagged.extend([*record.tags, *record.digests])
         await self._delete(record, result, prune=prune)
@@ -408,7 +427,10 @@ class ImageService:
             await self._delete_one(above, result)
 
     async def _delete_one(self, record: ImageRecord, result: RemoveResult) -> None:
+        for _name in [*record.tags, *record.digests]:
+            self.announce("untag", record.id, record.id)
         self.metadata.delete_image(record.id)
+        self.announce("delete", record.id, record.id)
         result.deleted.append(record.id)
         for digest in (record.id, record.manifest_digest):
             if digest and not self.metadata.blob_in_use(digest):
@@ -498,6 +520,9 @@ class ImageService:
             )
         finally:
             self.content.discard(tmp)
+        if ref is not None:
+            self.announce("tag", image_id, ref.familiar())
+        self.announce("import", image_id, image_id)
         log.info("image_imported", image_id=image_id, ref=str(ref) if ref else None)
         return image_id
 

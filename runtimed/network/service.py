@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from runtimed.core.events import NETWORK, EventBus
 from runtimed.core.model import Container, Sandbox
 from runtimed.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from runtimed.network import (
@@ -101,6 +102,20 @@ class NetworkService:
         self._wiring: dict[str, asyncio.Future[None]] = {}
         # Stopped owners whose veths a reaper checks a little later, and their names.
         self._reaping: dict[str, tuple[asyncio.Task[None], list[str]]] = {}
+        self.events = EventBus()  # the daemon's shared bus replaces this one
+
+    def _announce(self, action: str, net: NetworkRecord, container_id: str = "") -> None:
+        attributes = {"name": net.name, "type": net.driver}
+        if container_id:
+            attributes["container"] = container_id
+        self.events.publish(NETWORK, action, net.id, attributes)
+
+    def _announce_endpoints(self, action: str, owner_id: str) -> None:
+        """connect/disconnect for each network a container is on (pods have no events)."""
+        nets = {n.id: n for n in self.store.networks()}
+        for endpoint in self.store.endpoints(owner_id=owner_id):
+            if endpoint.kind == "container" and endpoint.network_id in nets:
+                self._announce(action, nets[endpoint.network_id], owner_id)
 
     @property
     def ready(self) -> bool:
@@ -247,6 +262,7 @@ class NetworkService:
                     self.store.remove_network(net.id)
                     await self.worker.run(links.delete_link, net.bridge)
                 raise
+        self._announce("create", net)
         log.info("network_created", network_id=net.id, name=net.name, subnet=net.subnet)
         return net
 
@@ -269,6 +285,7 @@ class NetworkService:
                 await self.worker.run(links.delete_link, net.bridge)
                 await self._apply_firewall()
                 await self._update_dns()
+        self._announce("destroy", net)
         log.info("network_removed", network_id=net.id, name=net.name)
         return net
 
@@ -395,6 +412,7 @@ class NetworkService:
             # Active before its veths exist: a reaper of an earlier run must leave them be.
             self._active.add(container.id)
             await self._make_netns(container.id, pin, plans)
+            self._announce_endpoints("connect", container.id)
             spec.namespaces.network = str(pin)
             spec.namespaces.host_network = False
             if self._in_dns(container.id):
@@ -507,6 +525,7 @@ class NetworkService:
                     self.store.release(container.id, net.id)
                     raise
                 await self._update_dns()
+                self._announce("connect", net, container.id)
         log.info("network_connected", network=net.name, container_id=container.id)
 
     async def disconnect(self, network_ref: str, container_ref: str, *, force: bool) -> None:
@@ -523,6 +542,7 @@ class NetworkService:
             self.store.release(container.id, net.id)
             if container.id in self._active:
                 await self._update_dns()
+        self._announce("disconnect", net, container.id)
         log.info("network_disconnected", network=net.name, container_id=container.id)
 
     # -- pods (CRI) ----------------------------------------------------------------------
@@ -678,7 +698,10 @@ class NetworkService:
         self._stop_forwarder(owner_id)
         pin = self._pin(owner_id)
         was_active = owner_id in self._active and self._in_dns(owner_id)
-        pinned = owner_id in self._active or is_pinned(pin) or pin.exists()
+        active = owner_id in self._active
+        pinned = active or is_pinned(pin) or pin.exists()
+        if active:
+            self._announce_endpoints("disconnect", owner_id)
         self._active.discard(owner_id)
         if not pinned:
             return

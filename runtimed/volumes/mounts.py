@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from runtimed.core.events import VOLUME
 from runtimed.core.model import Container
 from runtimed.errors import FailedPrecondition, InvalidArgument, NotFound, RuntimedError
 from runtimed.oci.spec import BindMount, SpecRequest
@@ -302,6 +303,18 @@ class ContainerMounts:
             if path != record.mountpoint:
                 self.volumes.records.set_mountpoint(record.name, path)
             paths[record.name] = path
+            self.volumes.events.publish(
+                VOLUME,
+                "mount",
+                record.name,
+                {
+                    "driver": record.driver,
+                    "container": container.id,
+                    "destination": entry.target,
+                    "read/write": "false" if entry.readonly else "true",
+                    "propagation": entry.propagation,
+                },
+            )
         return paths
 
     async def release(self, container: Container | str, *, final: bool = False) -> None:
@@ -329,6 +342,14 @@ class ContainerMounts:
                 if not final:
                     continue
             self.volumes.records.delete_mount(container_id, active.volume)
+            if container_id.endswith(COPY_ID_SUFFIX):
+                continue  # the copy-up's own mount, not a container's: no event
+            self.volumes.events.publish(
+                VOLUME,
+                "unmount",
+                active.volume,
+                {"driver": active.driver, "container": container_id},
+            )
 
     async def forget(self, container: Container, *, remove_volumes: bool) -> None:
         """The container is being removed: release, drop image snapshots, and remove its

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from runtimed.core.events import VOLUME, EventBus
 from runtimed.core.model import Container, now_ns
 from runtimed.errors import FailedPrecondition, InvalidArgument, NotFound, RuntimedError
 from runtimed.store.metadata import MetadataStore
@@ -91,6 +92,7 @@ class VolumeService:
         self._entries = entry_point_drivers() if drivers is None else drivers
         self._drivers: dict[str, VolumeDriver] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.events = EventBus()  # the daemon's shared bus replaces this one
 
     # -- drivers ---------------------------------------------------------------
 
@@ -169,6 +171,7 @@ class VolumeService:
                 with contextlib.suppress(Exception):
                     await impl.remove(name)
                 raise
+        self.events.publish(VOLUME, "create", name, {"driver": driver})
         log.info("volume_created", volume=name, driver=driver, anonymous=anonymous)
         return record
 
@@ -275,8 +278,17 @@ class VolumeService:
                 log.warning("volume_driver_remove_failed_forced", volume=name, error=str(exc))
             self.records.delete(name)
         self._locks.pop(name, None)
+        self.events.publish(VOLUME, "destroy", name, {"driver": record.driver})
         log.info("volume_removed", volume=name, driver=record.driver)
         return True
+
+    async def size(self, record: VolumeRecord) -> int:
+        """Bytes of the volume's files; -1 where its driver cannot tell (docker's "N/A")."""
+        with contextlib.suppress(Exception):
+            usage = getattr(self.driver(record.driver), "usage", None)
+            if usage is not None:
+                return int(await asyncio.to_thread(usage, record.name))
+        return -1
 
     async def prune(
         self, filters: Iterable[tuple[str, str]] = (), *, all_volumes: bool = False
@@ -299,11 +311,7 @@ class VolumeService:
                 continue
             if self.used_by(record.name):
                 continue
-            size = 0
-            with contextlib.suppress(Exception):
-                usage = getattr(self.driver(record.driver), "usage", None)
-                if usage is not None:
-                    size = await asyncio.to_thread(usage, record.name)
+            size = max(0, await self.size(record))
             try:
                 if await self.remove(record.name):
                     deleted.append(record.name)

@@ -600,6 +600,45 @@ class Filter(_message.Message):
     value: str
     def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
+class EventsRequest(_message.Message):
+    __slots__ = ("since", "until", "filters")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    since: str
+    until: str
+    filters: _containers.RepeatedCompositeFieldContainer[Filter]
+    def __init__(self, since: _Optional[str] = ..., until: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ...) -> None: ...
+
+class EventActor(_message.Message):
+    __slots__ = ("id", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("type", "action", "actor", "scope", "time_nano")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TIME_NANO_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    action: str
+    actor: EventActor
+    scope: str
+    time_nano: int
+    def __init__(self, type: _Optional[str] = ..., action: _Optional[str] = ..., actor: _Optional[_Union[EventActor, _Mapping]] = ..., scope: _Optional[str] = ..., time_nano: _Optional[int] = ...) -> None: ...
+
 class ContainerSummary(_message.Message):
     __slots__ = ("id", "name", "image", "image_id", "command", "created", "state", "status", "ports", "labels", "exit_code", "size_rw")
     class LabelsEntry(_message.Message):
@@ -1442,3 +1481,127 @@ class PruneBuildCacheResponse(_message.Message):
     deleted: _containers.RepeatedScalarFieldContainer[str]
     space_reclaimed: int
     def __init__(self, deleted: _Optional[_Iterable[str]] = ..., space_reclaimed: _Optional[int] = ...) -> None: ...
+
+class ContainerStatsRequest(_message.Message):
+    __slots__ = ("containers", "all", "stream")
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    containers: _containers.RepeatedScalarFieldContainer[str]
+    all: bool
+    stream: bool
+    def __init__(self, containers: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., stream: _Optional[bool] = ...) -> None: ...
+
+class ContainerStatsEntry(_message.Message):
+    __slots__ = ("id", "name", "running", "read", "preread", "cpu_total_ns", "pre_cpu_total_ns", "system_cpu_ns", "pre_system_cpu_ns", "online_cpus", "memory_usage", "memory_limit", "net_rx_bytes", "net_tx_bytes", "block_read_bytes", "block_write_bytes", "pids", "source")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    READ_FIELD_NUMBER: _ClassVar[int]
+    PREREAD_FIELD_NUMBER: _ClassVar[int]
+    CPU_TOTAL_NS_FIELD_NUMBER: _ClassVar[int]
+    PRE_CPU_TOTAL_NS_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_CPU_NS_FIELD_NUMBER: _ClassVar[int]
+    PRE_SYSTEM_CPU_NS_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USAGE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    NET_RX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NET_TX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    running: bool
+    read: int
+    preread: int
+    cpu_total_ns: int
+    pre_cpu_total_ns: int
+    system_cpu_ns: int
+    pre_system_cpu_ns: int
+    online_cpus: int
+    memory_usage: int
+    memory_limit: int
+    net_rx_bytes: int
+    net_tx_bytes: int
+    block_read_bytes: int
+    block_write_bytes: int
+    pids: int
+    source: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., running: _Optional[bool] = ..., read: _Optional[int] = ..., preread: _Optional[int] = ..., cpu_total_ns: _Optional[int] = ..., pre_cpu_total_ns: _Optional[int] = ..., system_cpu_ns: _Optional[int] = ..., pre_system_cpu_ns: _Optional[int] = ..., online_cpus: _Optional[int] = ..., memory_usage: _Optional[int] = ..., memory_limit: _Optional[int] = ..., net_rx_bytes: _Optional[int] = ..., net_tx_bytes: _Optional[int] = ..., block_read_bytes: _Optional[int] = ..., block_write_bytes: _Optional[int] = ..., pids: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ContainerStatsBatch(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[ContainerStatsEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[ContainerStatsEntry, _Mapping]]] = ...) -> None: ...
+
+class SystemDfRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DfImage(_message.Message):
+    __slots__ = ("image", "shared_size")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    image: ImageSummary
+    shared_size: int
+    def __init__(self, image: _Optional[_Union[ImageSummary, _Mapping]] = ..., shared_size: _Optional[int] = ...) -> None: ...
+
+class DfContainer(_message.Message):
+    __slots__ = ("container", "local_volumes")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    container: ContainerSummary
+    local_volumes: int
+    def __init__(self, container: _Optional[_Union[ContainerSummary, _Mapping]] = ..., local_volumes: _Optional[int] = ...) -> None: ...
+
+class DfVolume(_message.Message):
+    __slots__ = ("name", "driver", "size", "links", "anonymous")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    driver: str
+    size: int
+    links: int
+    anonymous: bool
+    def __init__(self, name: _Optional[str] = ..., driver: _Optional[str] = ..., size: _Optional[int] = ..., links: _Optional[int] = ..., anonymous: _Optional[bool] = ...) -> None: ...
+
+class DfBuildCache(_message.Message):
+    __slots__ = ("id", "type", "size", "created", "last_used", "usage_count", "in_use", "shared")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_FIELD_NUMBER: _ClassVar[int]
+    USAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    type: str
+    size: int
+    created: int
+    last_used: int
+    usage_count: int
+    in_use: bool
+    shared: bool
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., size: _Optional[int] = ..., created: _Optional[int] = ..., last_used: _Optional[int] = ..., usage_count: _Optional[int] = ..., in_use: _Optional[bool] = ..., shared: _Optional[bool] = ...) -> None: ...
+
+class SystemDfResponse(_message.Message):
+    __slots__ = ("layers_size", "images", "containers", "volumes", "build_cache")
+    LAYERS_SIZE_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    BUILD_CACHE_FIELD_NUMBER: _ClassVar[int]
+    layers_size: int
+    images: _containers.RepeatedCompositeFieldContainer[DfImage]
+    containers: _containers.RepeatedCompositeFieldContainer[DfContainer]
+    volumes: _containers.RepeatedCompositeFieldContainer[DfVolume]
+    build_cache: _containers.RepeatedCompositeFieldContainer[DfBuildCache]
+    def __init__(self, layers_size: _Optional[int] = ..., images: _Optional[_Iterable[_Union[DfImage, _Mapping]]] = ..., containers: _Optional[_Iterable[_Union[DfContainer, _Mapping]]] = ..., volumes: _Optional[_Iterable[_Union[DfVolume, _Mapping]]] = ..., build_cache: _Optional[_Iterable[_Union[DfBuildCache, _Mapping]]] = ...) -> None: ...

@@ -44,6 +44,11 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.InfoRequest.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.InfoResponse.FromString,
                 _registered_method=True)
+        self.Events = channel.unary_stream(
+                '/runtimed.v1.Engine/Events',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.EventsRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.Event.FromString,
+                _registered_method=True)
         self.PullImage = channel.unary_stream(
                 '/runtimed.v1.Engine/PullImage',
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.PullImageRequest.SerializeToString,
@@ -304,6 +309,16 @@ class EngineStub:
                 request_serializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheRequest.SerializeToString,
                 response_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheResponse.FromString,
                 _registered_method=True)
+        self.ContainerStats = channel.unary_stream(
+                '/runtimed.v1.Engine/ContainerStats',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerStatsRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerStatsBatch.FromString,
+                _registered_method=True)
+        self.SystemDf = channel.unary_unary(
+                '/runtimed.v1.Engine/SystemDf',
+                request_serializer=runtimed_dot_v1_dot_engine__pb2.SystemDfRequest.SerializeToString,
+                response_deserializer=runtimed_dot_v1_dot_engine__pb2.SystemDfResponse.FromString,
+                _registered_method=True)
 
 
 class EngineServicer:
@@ -318,6 +333,14 @@ class EngineServicer:
 
     def Info(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Events(self, request, context):
+        """Docker's event stream: kept events from `since`, then live ones until `until`
+        passes or the client goes away.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -662,6 +685,21 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ContainerStats(self, request, context):
+        """docker stats: one batch of samples per second (stream), or a single batch
+        measured over one second (stream = false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SystemDf(self, request, context):
+        """docker system df: images, containers, local volumes and build cache on disk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -674,6 +712,11 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.Info,
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.InfoRequest.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.InfoResponse.SerializeToString,
+            ),
+            'Events': grpc.unary_stream_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.EventsRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.Event.SerializeToString,
             ),
             'PullImage': grpc.unary_stream_rpc_method_handler(
                     servicer.PullImage,
@@ -935,6 +978,16 @@ def add_EngineServicer_to_server(servicer, server):
                     request_deserializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheRequest.FromString,
                     response_serializer=runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheResponse.SerializeToString,
             ),
+            'ContainerStats': grpc.unary_stream_rpc_method_handler(
+                    servicer.ContainerStats,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.ContainerStatsRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.ContainerStatsBatch.SerializeToString,
+            ),
+            'SystemDf': grpc.unary_unary_rpc_method_handler(
+                    servicer.SystemDf,
+                    request_deserializer=runtimed_dot_v1_dot_engine__pb2.SystemDfRequest.FromString,
+                    response_serializer=runtimed_dot_v1_dot_engine__pb2.SystemDfResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'runtimed.v1.Engine', rpc_method_handlers)
@@ -990,6 +1043,33 @@ class Engine:
             '/runtimed.v1.Engine/Info',
             runtimed_dot_v1_dot_engine__pb2.InfoRequest.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.InfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/Events',
+            runtimed_dot_v1_dot_engine__pb2.EventsRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.Event.FromString,
             options,
             channel_credentials,
             insecure,
@@ -2394,6 +2474,60 @@ class Engine:
             '/runtimed.v1.Engine/PruneBuildCache',
             runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheRequest.SerializeToString,
             runtimed_dot_v1_dot_engine__pb2.PruneBuildCacheResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runtimed.v1.Engine/ContainerStats',
+            runtimed_dot_v1_dot_engine__pb2.ContainerStatsRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.ContainerStatsBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SystemDf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtimed.v1.Engine/SystemDf',
+            runtimed_dot_v1_dot_engine__pb2.SystemDfRequest.SerializeToString,
+            runtimed_dot_v1_dot_engine__pb2.SystemDfResponse.FromString,
             options,
             channel_credentials,
             insecure,
