@@ -24,6 +24,7 @@ from runtimed.dockerapi import (
     build,
     containers,
     distribution,
+    events,
     execs,
     imagemaking,
     images,
@@ -46,6 +47,7 @@ log = structlog.get_logger(__name__)
 _LIMIT = 256 * 1024
 AREAS = (
     system,
+    events,
     containers,
     execs,
     archive,

@@ -1,7 +1,8 @@
 """Endpoints of features runtimed does not have yet: a clear 501 each, not a 404.
 
 Each becomes a small handler module of its own once its feature lands
-(events, system df, Docker's stats document).
+(system df and Docker's stats document: their figures are computed in the Engine
+servicers today, api/engine_df.py and api/engine_stats.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from runtimed.dockerapi.http import Request, Response
 from runtimed.dockerapi.router import Handler, Router
 
 PENDING = (
-    ("GET", "/events", "events"),
     ("GET", "/system/df", "system df"),
     ("GET", "/containers/{id}/stats", "container stats"),
 )

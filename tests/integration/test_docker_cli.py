@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 
@@ -75,8 +76,8 @@ def test_errors_are_docker_json(daemon: Daemon) -> None:
     assert json.loads(body)["message"].startswith("client version 1.99 is too new")
     status, _, body = _raw(daemon, "GET", "/v1.41/containers/nosuch/json")
     assert (status, json.loads(body)) == (404, {"message": "No such container: nosuch"})
-    status, _, body = _raw(daemon, "GET", "/events")
-    assert status == 501 and "events" in json.loads(body)["message"]
+    status, _, body = _raw(daemon, "GET", "/system/df")
+    assert status == 501 and "system df" in json.loads(body)["message"]
     status, headers, body = _raw(daemon, "HEAD", "/_ping")
     assert (status, body) == (200, b"")
     assert headers["api-version"] == "1.50" and headers["ostype"] == "linux"
@@ -324,3 +325,34 @@ def test_container_lifecycle_verbs(docker: DockerCli, busybox: ImageScenario, cl
     pruned = docker.ok("container", "prune", "-f").stdout
     assert cid in pruned
     assert docker.ok("ps", "-aq").stdout == ""
+
+
+def test_events_filtered(docker: DockerCli, busybox: ImageScenario, clean: None) -> None:
+    fmt = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"
+    watcher = subprocess.Popen(
+        [docker.binary, "events", "--filter", "type=container", "--filter", "event=start",
+         "--filter", "event=die", "--format", fmt],
+        stdout=subprocess.PIPE,
+        env=docker.env,
+    )  # fmt: skip
+    try:
+        # The subscription is live once `docker events` got its answer's head: a first run
+        # may come before; the second one, after it was seen to start, is heard whole.
+        docker.ok("run", "--rm", "--name", "evt-early", busybox.ref, "true")
+        docker.ok("run", "--rm", "--name", "evt", busybox.ref, "true")
+        assert watcher.stdout is not None
+        lines = []
+        while "container die evt" not in lines:
+            line = watcher.stdout.readline().decode().strip()
+            assert line, f"docker events ended early; saw {lines}"
+            lines.append(line)
+        assert lines[-2:] == ["container start evt", "container die evt"]
+        assert all(line.split()[1] in ("start", "die") for line in lines)
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+    since = docker.ok(
+        "events", "--since", "1m", "--until", "0s", "--filter", "container=evt",
+        "--format", "{{.Action}}",
+    ).stdout.split()  # fmt: skip
+    assert since[:3] == ["create", "attach", "start"] and "destroy" in since

@@ -4,6 +4,7 @@ the low-level APIClient's streaming calls."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import docker
@@ -183,3 +184,27 @@ def test_low_level_streaming(daemon: Daemon, image: str, busybox: ImageScenario)
         api.remove_container(cid, force=True)
     finally:
         api.close()
+
+
+def test_events_while_a_container_runs(
+    client: docker.DockerClient, image: str, clean: None
+) -> None:
+    since = int(time.time()) - 1
+    container = client.containers.run(image, ["sh", "-c", "exit 5"], detach=True, name="evpy")
+    assert container.wait(timeout=60)["StatusCode"] == 5
+    events = client.events(
+        since=since, until=int(time.time()) + 1, filters={"container": "evpy"}, decode=True
+    )
+    actions = [(e["Type"], e["Action"]) for e in events]
+    assert actions[:2] == [("container", "create"), ("container", "start")]
+    die = [
+        e
+        for e in client.events(
+            since=since,
+            until=int(time.time()) + 1,
+            decode=True,
+            filters={"event": "die", "container": "evpy"},
+        )
+    ]
+    assert die[0]["Actor"]["Attributes"]["exitCode"] == "5"
+    assert die[0]["Actor"]["Attributes"]["name"] == "evpy"
