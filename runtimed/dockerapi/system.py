@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import platform
 import socket
@@ -203,8 +204,6 @@ class SystemHandlers:
 
 def _daemon_id(data_dir: os.PathLike[str]) -> str:
     """A stable id for this daemon's state (docker's is a UUID kept in its root)."""
-    import hashlib
-
     return hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:36]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -351,6 +352,9 @@ def test_events_filtered(docker: DockerCli, busybox: ImageScenario, clean: None)
     finally:
         watcher.terminate()
         watcher.wait(10)
+    # --until 0s is "now" in whole seconds (the CLI's rounding): the next second holds them.
+    last = time.time()
+    wait_for(lambda: int(time.time()) > int(last), what="the next second")
     since = docker.ok(
         "events", "--since", "1m", "--until", "0s", "--filter", "container=evt",
         "--format", "{{.Action}}",
