@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from runtimed.cli.client import Client, CliError
-from runtimed.cli.format import render
+from runtimed.cli.format import compile_template, run_template
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 # Go field names a template may use for Docker's message, and the JSON keys they are.
@@ -86,10 +86,11 @@ def cmd_events(client: Client, args: argparse.Namespace) -> int:
     request = pb.EventsRequest(
         since=args.since or "", until=args.until or "", filters=parse_filters(args.filter)
     )
+    compiled = compile_template(template) if template else None
     call = client.engine.Events(request)
     try:
         for event in call:
-            line = render(template, message(event)) if template else pretty_line(event)
+            line = run_template(compiled, message(event)) if compiled else pretty_line(event)
             print(line, flush=True)
     finally:
         call.cancel()

@@ -212,6 +212,23 @@ def print_docs(docs: Sequence[Mapping[str, Any]], template: Template | None) -> 
     return not errors
 
 
+def compile_template(fmt: str) -> Template:
+    """A --format template, parsed once for many values (docker exits 64 when it does
+    not parse); run it with run_template."""
+    return _parse(fmt, "template parsing error", TEMPLATE_USAGE_ERROR)
+
+
+def run_template(template: Template, value: Any) -> str:
+    """The template over `value` as it is: a mapping is a Go map (keys in their order for
+    {{json .}}), so a caller's Mapping can answer field names its own way."""
+    from runtimed.cli.gotemplate.errors import ExecError
+
+    try:
+        return template.execute(value)
+    except ExecError as exc:
+        raise CliError(exc.message) from None
+
+
 def render(fmt: str, data: Mapping[str, Any], type_name: str) -> str:
     """One struct through a --format template (info, version): docker exits 64 when the
     template does not parse and prints Go's error as it is when it fails to run."""

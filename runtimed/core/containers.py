@@ -855,6 +855,10 @@ class ContainerService:
         exec_id: str = "",
     ) -> AttachStream:
         container = self._running_or_fail(ref)
+        if container.state.paused:  # its processes could not run: refuse, as docker does
+            raise FailedPrecondition(
+                f"Container {container.id} is paused, unpause the container before exec"
+            )
         if not args:
             raise InvalidArgument("exec: no command given")
         bundle = self.state_dir(container.id) / "bundle" / "config.json"

@@ -49,6 +49,7 @@ async def paused(service: ContainerService, container: Container, what: str) -> 
         finally:
             if frozen:
                 try:
-                    await shim.resume()
+                    # Shielded: a client that hangs up cancels the work, never the thaw.
+                    await asyncio.shield(shim.resume())
                 except (FailedPrecondition, Unavailable) as exc:
                     log.error(f"{what}_resume_failed", container_id=container.id, error=exc.message)

@@ -292,7 +292,7 @@ def running_here(calls: list[str], can_pause: bool) -> tuple[Any, Any]:
     """A 'running container' whose root is this process's (/proc/PID/root is /)."""
     shim = FakeShim(calls, can_pause)
     service = SimpleNamespace(shim=lambda _container: shim)
-    state = SimpleNamespace(pid=os.getpid())
+    state = SimpleNamespace(pid=os.getpid(), paused=False)
     container = SimpleNamespace(id="c" * 64, name="box", running=True, state=state)
     return service, container
 
