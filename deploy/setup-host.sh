@@ -22,6 +22,8 @@ packages=(
   # Image interchange tests: archives we save are read by skopeo and podman, and
   # archives skopeo writes are loaded by us (test peers only, never used by runtimed).
   skopeo podman
+  # Docker API tests: docker-compose 1.29 (on Debian's docker-py) drives runtimed's docker.sock.
+  docker-compose
 )
 
 missing=()
@@ -32,6 +34,16 @@ if ((${#missing[@]})); then
   echo "setup-host: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The docker CLI drives runtimed's Docker API in the tests. These machines have one on PATH;
+# elsewhere Debian's docker.io brings it (its own daemon is not started: the tests use ours).
+if ! command -v docker >/dev/null; then
+  echo "setup-host: installing docker.io for its docker CLI"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+  if command -v service >/dev/null; then
+    service docker stop >/dev/null 2>&1 || true
+  fi
 fi
 # Debian starts the packaged registry as a service; the tests run their own.
 if command -v service >/dev/null && service docker-registry status >/dev/null 2>&1; then

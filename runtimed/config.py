@@ -15,7 +15,7 @@ from typing import Any
 
 from runtimed.cgroups.units import parse_ulimit
 from runtimed.errors import InvalidArgument
-from runtimed.paths import config_dir, data_dir, default_socket, runtime_dir
+from runtimed.paths import config_dir, data_dir, default_socket, parse_host, runtime_dir
 from runtimed.streaming.address import DEFAULT_ADDRESS, parse_address
 
 STORAGE_DRIVERS = ("auto", "overlay", "fuse-overlayfs", "vfs")
@@ -44,6 +44,8 @@ class Config:
     default_log_opts: dict[str, str] = field(default_factory=dict)
     # The CRI streaming server (exec, attach, port-forward URLs): loopback HOST:PORT, 0 = any.
     stream_address: str = DEFAULT_ADDRESS
+    # The Docker Engine API's unix socket: None = docker.sock in run_dir, "" = no Docker API.
+    docker_socket: str | None = None
     debug: bool = False
     # Remote access (dockerd's hosts/tlsverify/tlscacert/tlscert/tlskey): tcp:// listeners
     # for the gRPC API and for the Docker API, served only with mutual TLS.
@@ -86,6 +88,12 @@ class Config:
             except ValueError as exc:
                 raise InvalidArgument(f"{source}: {key}: {exc}") from exc
 
+    def docker_socket_path(self) -> Path | None:
+        """Where the Docker API listens (None: it is off)."""
+        if self.docker_socket is None:
+            return self.run_dir / "docker.sock"
+        return Path(self.docker_socket).absolute() if self.docker_socket else None
+
     def registries_conf_path(self) -> Path | None:
         """Our own registries.conf, else the user's containers one, else the system's."""
         if self.registries_conf is not None:
@@ -117,6 +125,18 @@ def _stream_address(value: Any) -> str:
     return str(value)
 
 
+def _docker_socket(value: Any) -> str:
+    """A path, unix:///PATH, or "" to turn the Docker API off."""
+    if not isinstance(value, str):
+        raise ValueError(f'{value!r} is not a path (or "" for no Docker API)')
+    if not value:
+        return ""
+    try:
+        return str(parse_host(value))
+    except InvalidArgument as exc:
+        raise ValueError(exc.message) from None
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{value!r} is not true or false")
@@ -137,6 +157,7 @@ _SETTINGS: dict[str, Callable[[Any], object]] = {
     "host_loopback": _boolean,
     "default_log_opts": lambda v: {str(k): str(x) for k, x in dict(v).items()},
     "stream_address": _stream_address,
+    "docker_socket": _docker_socket,
     "debug": bool,
     "default_ulimits": lambda v: [parse_ulimit(f"{k}={x}") for k, x in dict(v).items()],
     "tcp_hosts": lambda v: [str(x) for x in v],

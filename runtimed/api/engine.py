@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtimed import __version__
+from runtimed import __version__, hostinfo
 from runtimed.api import imageview
 from runtimed.api.engine_build import BuildRpcs
 from runtimed.api.engine_containers import ContainerRpcs
@@ -96,12 +94,12 @@ class EngineServicer(
             containers_running=sum(1 for c in containers if c.running),
             containers_stopped=sum(1 for c in containers if not c.running),
             kernel_version=platform.release(),
-            operating_system=_os_name(),
+            operating_system=hostinfo.os_name(),
             arch=platform.machine(),
             ncpu=os.cpu_count() or 0,
-            mem_total=_mem_total(),
-            cgroup_version=_cgroup_version(),
-            uid_map=_uid_map(),
+            mem_total=hostinfo.mem_total(),
+            cgroup_version=hostinfo.cgroup_version(),
+            uid_map=hostinfo.uid_map(),
             default_log_driver=cfg.default_log_driver,
             debug=cfg.debug,
             **info_fields(rt.cgroups),
@@ -235,33 +233,6 @@ def _pull_result(result: PullResult) -> pb.PullImageProgress:
             up_to_date=result.up_to_date,
         )
     )
-
-
-def _first_line_value(path: str, prefix: str) -> str | None:
-    with contextlib.suppress(OSError):
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(prefix):
-                return line[len(prefix) :].strip()
-    return None
-
-
-def _os_name() -> str:
-    return (_first_line_value("/etc/os-release", "PRETTY_NAME=") or sys.platform).strip('"')
-
-
-def _mem_total() -> int:
-    value = _first_line_value("/proc/meminfo", "MemTotal:")
-    return int(value.split()[0]) * 1024 if value else 0
-
-
-def _cgroup_version() -> str:
-    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
-
-
-def _uid_map() -> str:
-    with contextlib.suppress(OSError):
-        return " ".join(Path("/proc/self/uid_map").read_text().split())
-    return ""
 
 
 fill_unimplemented(EngineServicer, pb.DESCRIPTOR.services_by_name["Engine"])

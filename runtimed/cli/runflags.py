@@ -13,10 +13,7 @@ from runtimed.cli.healthflags import apply_health_flags
 from runtimed.cli.mountflags import check_duplicates, parse_mount, parse_tmpfs
 from runtimed.cli.netflags import apply_network_flags
 from runtimed.cli.resourceflags import resources_from_args
-from runtimed.cli.stdio import (
-    DEFAULT_DETACH_KEYS,
-    parse_detach_keys,
-)
+from runtimed.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 

@@ -25,24 +25,18 @@ import time
 import tty as ttymod
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 from runtimed.cli.rpc import RpcError, StatusCode
-from runtimed.errors import InvalidArgument
+from runtimed.detachkeys import DetachScanner
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
-DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 # After a detach: at most this long for queued input to be sent, then this long for
 # the daemon to take it, before the call is cancelled (unless the daemon ends it first).
 DETACH_GRACE = 1.0
 DETACH_SETTLE = 0.1
 READ_SIZE = 32 * 1024
 STDIN_WINDOW = 64
-
-# Docker's names for the control characters: ctrl-@ is NUL, ctrl-a..ctrl-z are 1..26,
-# then ctrl-[ ctrl-\ ctrl-] ctrl-^ ctrl-_ are 27..31.
-_CTRL_NAMES = {"ctrl-@": 0} | {f"ctrl-{chr(ord('a') + i)}": i + 1 for i in range(26)}
-_CTRL_NAMES |= {"ctrl-[": 27, "ctrl-\\": 28, "ctrl-]": 29, "ctrl-^": 30, "ctrl-_": 31}
 
 # What `--sig-proxy` forwards; SIGWINCH is a resize, SIGCHLD/SIGPIPE are ours.
 PROXIED_SIGNALS = (
@@ -53,58 +47,6 @@ PROXIED_SIGNALS = (
     signal.SIGUSR1,
     signal.SIGUSR2,
 )
-
-
-def parse_detach_keys(spec: str) -> bytes:
-    """`ctrl-p,ctrl-q` -> b"\\x10\\x11"; single characters stand for themselves."""
-    codes = bytearray()
-    for key in spec.split(","):
-        if len(key) == 1 and key.isascii():
-            codes.append(ord(key))
-        elif key in _CTRL_NAMES:
-            codes.append(_CTRL_NAMES[key])
-        elif key == "DEL":
-            codes.append(127)
-        else:
-            _bad_keys(spec)
-    return bytes(codes)
-
-
-def _bad_keys(spec: str) -> NoReturn:
-    raise InvalidArgument(
-        f"Invalid detach keys ({spec}) provided: use a comma-separated list of single "
-        "characters or ctrl-<a-z, @, [, \\, ], ^, _>, e.g. ctrl-p,ctrl-q"
-    )
-
-
-class DetachScanner:
-    """Finds the detach sequence in keyboard input, holding back a partial match.
-
-    Bytes that turn out not to be the sequence are released in order, so
-    typing ctrl-p then `x` still reaches the container as both bytes.
-    """
-
-    def __init__(self, keys: bytes) -> None:
-        self.keys = keys
-        self.pending = bytearray()
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """Bytes to forward, and whether the full sequence was typed (input after it is dropped)."""
-        out = bytearray()
-        for byte in data:
-            self.pending.append(byte)
-            # Drop from the front until what is held is again a prefix of the keys.
-            while self.pending and not self.keys.startswith(self.pending):
-                out.append(self.pending.pop(0))
-            if self.keys and self.pending == self.keys:
-                self.pending.clear()
-                return bytes(out), True
-        return bytes(out), False
-
-    def flush(self) -> bytes:
-        held = bytes(self.pending)
-        self.pending.clear()
-        return held
 
 
 class StdioResult(NamedTuple):  # not a dataclass: that import alone costs runtimectl 5 ms

@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="docker_hosts",
         action="append",
         default=[],
-        metavar="tcp://ADDR:PORT",
-        help="serve the Docker Engine API on this TCP address (repeatable; --tlsverify only)",
+        metavar="unix://PATH|tcp://ADDR:PORT",
+        help="where to serve the Docker Engine API: its unix socket (default: docker.sock "
+        "beside the socket; '' for none), and tcp:// addresses (repeatable; --tlsverify only)",
     )
     p.add_argument(
         "--tlsverify", action="store_true", help="mutual TLS on tcp:// (required for them)"
@@ -80,6 +81,9 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.socket = parse_host(socket_flag)
         if not args.run_dir:
             cfg.run_dir = cfg.socket.parent
+    docker_unix = _docker_unix_host(args)
+    if docker_unix is not None:
+        cfg.docker_socket = str(parse_host(docker_unix)) if docker_unix else ""
     if args.data_dir:
         cfg.data_dir = args.data_dir
     if args.run_dir:
@@ -95,6 +99,8 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg.data_dir = cfg.data_dir.absolute()
     cfg.run_dir = cfg.run_dir.absolute()
     cfg.socket = cfg.socket.absolute()
+    if cfg.docker_socket:
+        cfg.docker_socket = str(Path(cfg.docker_socket).absolute())
     return cfg
 
 
@@ -106,13 +112,22 @@ def _unix_host(args: argparse.Namespace) -> str | None:
     return args.socket or (unix[0] if unix else None)
 
 
+def _docker_unix_host(args: argparse.Namespace) -> str | None:
+    """The Docker API's unix socket named by --docker-host ("" for none; None: not named)."""
+    unix = [h for h in args.docker_hosts if not h or not parse_any_host(h).is_tcp]
+    if len(set(unix)) > 1:
+        raise InvalidArgument(f"one unix socket for the Docker API only, not {' and '.join(unix)}")
+    return unix[0] if unix else None
+
+
 def apply_remote_flags(cfg: Config, args: argparse.Namespace) -> None:
     """tcp:// -H and --docker-host values replace runtimed.toml's lists; TLS flags override."""
     tcp = [h for h in args.hosts if parse_any_host(h).is_tcp]
     if tcp:
         cfg.tcp_hosts = tcp
-    if args.docker_hosts:
-        cfg.docker_tcp_hosts = list(args.docker_hosts)
+    docker_tcp = [h for h in args.docker_hosts if h and parse_any_host(h).is_tcp]
+    if docker_tcp:
+        cfg.docker_tcp_hosts = docker_tcp
     cfg.tlsverify = cfg.tlsverify or args.tlsverify
     cfg.tlscacert = args.tlscacert or cfg.tlscacert
     cfg.tlscert = args.tlscert or cfg.tlscert
@@ -200,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         check_dir_usable("--socket", cfg.socket, cfg.socket.parent)
         check_not_foreign("--socket", cfg.socket)
         check_dir_usable("--run-dir", cfg.run_dir, cfg.run_dir)
+        docker_socket = cfg.docker_socket_path()
+        if docker_socket is not None:
+            check_dir_usable("--docker-host", docker_socket, docker_socket.parent)
+            check_not_foreign("--docker-host", docker_socket)
         lock_fd = take_lock(cfg.data_dir)
         if os.geteuid() == 0:
             return _serve(cfg, lock_fd, rootless=userns.is_rootless())

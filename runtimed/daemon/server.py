@@ -33,6 +33,7 @@ from runtimed.core.shim_client import ShimLauncher
 from runtimed.core.stats import ProcSource, StatsService
 from runtimed.daemon import logging as daemon_logging
 from runtimed.daemon.remote import RemoteAccess
+from runtimed.dockerapi import DockerApiServer, make_app
 from runtimed.errors import FailedPrecondition
 from runtimed.gen.runtime.v1 import api_pb2_grpc
 from runtimed.gen.runtimed.v1 import engine_pb2_grpc
@@ -169,7 +170,7 @@ def build_runtime(config: Config, *, rootless: bool) -> Runtime:
     )
 
 
-def _prepare_socket(path: Path, *, own_dir: bool) -> None:
+def _prepare_socket(path: Path, *, own_dir: bool, flag: str = "--socket") -> None:
     """Clear a stale socket, refusing a live one or anything that is not a socket.
 
     The runtime's own directory (`own_dir`: the default one) is made and kept private.
@@ -188,7 +189,7 @@ def _prepare_socket(path: Path, *, own_dir: bool) -> None:
     except OSError as exc:
         raise FailedPrecondition(f"cannot use {directory} for the socket: {exc.strerror}") from None
     if not stat.S_ISSOCK(st.st_mode):
-        raise FailedPrecondition(f"{path} exists and is not a socket: pick another --socket")
+        raise FailedPrecondition(f"{path} exists and is not a socket: pick another {flag}")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(str(path))
@@ -197,9 +198,7 @@ def _prepare_socket(path: Path, *, own_dir: bool) -> None:
         return
     finally:
         probe.close()
-    raise FailedPrecondition(
-        f"{path} is in use by another daemon: stop it or pick another --socket"
-    )
+    raise FailedPrecondition(f"{path} is in use by another daemon: stop it or pick another {flag}")
 
 
 def _check_bind(path: Path) -> None:
@@ -218,6 +217,10 @@ def _check_bind(path: Path) -> None:
 async def serve(config: Config, *, rootless: bool) -> None:
     _prepare_socket(config.socket, own_dir=config.own_socket_dir)
     _check_bind(config.socket)
+    docker_socket = config.docker_socket_path()
+    if docker_socket is not None:
+        _prepare_socket(docker_socket, own_dir=False, flag="--docker-host")
+        _check_bind(docker_socket)
     remote = RemoteAccess.plan(config)  # tcp:// listeners, mutual TLS only
     remote.check_bind()
     runtime = build_runtime(config, rootless=rootless)
@@ -226,6 +229,10 @@ async def serve(config: Config, *, rootless: bool) -> None:
         config.stream_address, containers=runtime.containers, sandboxes=runtime.sandboxes
     )
     await streaming.start()
+    # The Docker Engine API: the same services, its own socket.
+    docker_api = DockerApiServer(make_app(runtime))
+    if docker_socket is not None:
+        await docker_api.listen_unix(docker_socket)
     # -D: every RPC served is logged (outermost, so it sees the status of an error too).
     interceptors = [RpcLogInterceptor()] if config.debug else []
     server = grpc.aio.server(
@@ -248,9 +255,11 @@ async def serve(config: Config, *, rootless: bool) -> None:
         remote.add_grpc_ports(server)
         await server.start()
     except RuntimeError as exc:  # grpc's "Failed to bind" (checked before; a race)
+        await docker_api.aclose()
         await runtime.aclose()
         raise FailedPrecondition(f"cannot listen on {config.socket}: {exc}") from None
     except FailedPrecondition:
+        await docker_api.aclose()
         await runtime.aclose()
         raise
     finally:
@@ -277,6 +286,7 @@ async def serve(config: Config, *, rootless: bool) -> None:
     await remote.aclose()
     runtime.events.shutdown()  # live event streams end now rather than after the grace
     await server.stop(grace=5)
+    await docker_api.aclose()
     await streaming.aclose()
     await runtime.aclose()
     with contextlib.suppress(FileNotFoundError):

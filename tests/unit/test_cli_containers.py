@@ -37,7 +37,7 @@ from runtimed.cli.runflags import (
     parse_volume,
     parse_volumes,
 )
-from runtimed.cli.stdio import DetachScanner, parse_detach_keys
+from runtimed.detachkeys import DetachScanner, parse_detach_keys
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.gen.runtimed.v1 import engine_pb2_grpc
