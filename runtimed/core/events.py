@@ -10,6 +10,8 @@ daemon hands every service the same one):
 The event gets its time and a sequence number, goes into the on-disk ring
 (store/events.py, so `--since` reaches back across restarts) and to every live
 subscriber. Publishing never blocks on a subscriber: one that falls more than
+log = structlog.get_logger(__name__)
+
 QUEUE_LIMIT events behind catches up from the ring.
 
 Types and actions (Docker's names). Emitted today: container create, start,
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -33,7 +36,9 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from runtimed.errors import Unavailable
+import structlog
+
+from runtimed.errors import RuntimedError, Unavailable
 from runtimed.records import Event
 
 if TYPE_CHECKING:
@@ -78,6 +83,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 
 # CRI containers carry their pod's id, as dockershim labelled its containers.
 SANDBOX_ATTRIBUTE = "io.kubernetes.sandbox.id"
+
+log = structlog.get_logger(__name__)
 
 QUEUE_LIMIT = 4096
 MEMORY_EVENTS = 1024  # kept by a bus without a ring (services built alone, in tests)
@@ -166,7 +173,7 @@ class EventBus:
         """Record one event and hand it to every subscriber; callable from any thread."""
         with self._lock:
             event = Event(type_, action, actor_id, dict(attributes or {}), time.time_ns(), scope)
-            seq = self._ring.append(event) if self._ring is not None else self._seq + 1
+            seq = self._keep(event)
             event = replace(event, seq=seq)
             self._seq = seq
             if self._ring is None:
@@ -180,6 +187,17 @@ class EventBus:
             else:
                 self._loop.call_soon_threadsafe(self._drain)  # type: ignore[union-attr]
         return event
+
+    def _keep(self, event: Event) -> int:
+        """The event's number, from the ring that keeps it; a ring that cannot write (a
+        full disk) must not fail what the event tells of: live subscribers still get it."""
+        if self._ring is None:
+            return self._seq + 1
+        try:
+            return self._ring.append(event)
+        except (RuntimedError, OSError, sqlite3.Error) as exc:
+            log.warning("event_not_kept", action=event.action, error=str(exc))
+            return self._seq + 1
 
     def _drain(self) -> None:
         """Hand out what was published, in publish order (a thread's event may have been
