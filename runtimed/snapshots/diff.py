@@ -66,6 +66,17 @@ def _listdir(fd: int) -> list[str]:
     return sorted(os.listdir(fd), key=_name_key)
 
 
+def _stats(fd: int, parts: Parts) -> Iterator[tuple[str, Parts, os.stat_result]]:
+    """(name, its path, its lstat) for each entry of `fd` in name order, skipping any that
+    vanish meanwhile."""
+    for name in _listdir(fd):
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        yield name, (*parts, name), st
+
+
 def _same_dir(a: os.stat_result, b: os.stat_result, *, ignore_mtime: bool) -> bool:
     return (
         a.st_mode == b.st_mode
@@ -143,12 +154,7 @@ def _walk_upper(
     dir_fd: int, parts: Parts, lower: _LowerView, ignore: frozenset[Parts], in_opaque: bool
 ) -> Iterator[tuple[_Entry, int]]:
     """(entry, its parent's fd) for everything below `dir_fd`, parents first."""
-    for name in _listdir(dir_fd):
-        here = (*parts, name)
-        try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
+    for name, here, st in _stats(dir_fd, parts):
         if whiteout.is_whiteout(st):
             yield _Entry(here, st, DELETED), dir_fd
             continue
@@ -238,12 +244,7 @@ def _vfs_changes(
     seen: set[Parts] = set()
 
     def walk(fd: int, parts: Parts) -> None:
-        for name in _listdir(fd):
-            here = (*parts, name)
-            try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
+        for name, here, st in _stats(fd, parts):
             seen.add(here)
             old = lower.get(here)
             if old is None and here in ignore and _is_placeholder(st, fd, name):
@@ -390,12 +391,7 @@ def write_tree_tar(root: Path, out: IO[bytes]) -> None:
 
 
 def _tree(writer: _TarWriter, fd: int, parts: Parts) -> None:
-    for name in _listdir(fd):
-        here = (*parts, name)
-        try:
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
+    for name, here, st in _stats(fd, parts):
         writer.add(fd, name, "/".join(here), st)
         if stat.S_ISDIR(st.st_mode):
             try:
