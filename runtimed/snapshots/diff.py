@@ -77,6 +77,20 @@ def _stats(fd: int, parts: Parts) -> Iterator[tuple[str, Parts, os.stat_result]]
         yield name, (*parts, name), st
 
 
+@contextlib.contextmanager
+def _subdir(fd: int, name: str) -> Iterator[int | None]:
+    """Directory `name` below `fd`, open; None when it vanished or stopped being one."""
+    try:
+        child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+    except (FileNotFoundError, NotADirectoryError):
+        yield None
+        return
+    try:
+        yield child
+    finally:
+        os.close(child)
+
+
 def _same_dir(a: os.stat_result, b: os.stat_result, *, ignore_mtime: bool) -> bool:
     return (
         a.st_mode == b.st_mode
@@ -164,11 +178,9 @@ def _walk_upper(
         if not stat.S_ISDIR(st.st_mode):
             yield _Entry(here, st, CHANGED if below is not None else ADDED), dir_fd
             continue
-        try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        try:
+        with _subdir(dir_fd, name) as fd:
+            if fd is None:
+                continue
             opaque = whiteout.is_opaque(fd)
             if below is None or not stat.S_ISDIR(below.st_mode):
                 entry = _Entry(here, st, ADDED, opaque=opaque)
@@ -181,8 +193,6 @@ def _walk_upper(
                 entry = _Entry(here, st, CHANGED, listed=not same)
             yield entry, dir_fd
             yield from _walk_upper(fd, here, lower, ignore, in_opaque or opaque)
-        finally:
-            os.close(fd)
 
 
 # -- vfs: compare the merged tree with the layers ---------------------------------------------
@@ -254,14 +264,9 @@ def _vfs_changes(
             elif _differs(st, old):
                 found[here] = _Entry(here, st, CHANGED)
             if stat.S_ISDIR(st.st_mode):
-                try:
-                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                try:
-                    walk(child, here)
-                finally:
-                    os.close(child)
+                with _subdir(fd, name) as child:
+                    if child is not None:
+                        walk(child, here)
 
     walk(merged_fd, ())
     for parts, st in lower.items():
@@ -394,14 +399,9 @@ def _tree(writer: _TarWriter, fd: int, parts: Parts) -> None:
     for name, here, st in _stats(fd, parts):
         writer.add(fd, name, "/".join(here), st)
         if stat.S_ISDIR(st.st_mode):
-            try:
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            try:
-                _tree(writer, child, here)
-            finally:
-                os.close(child)
+            with _subdir(fd, name) as child:
+                if child is not None:
+                    _tree(writer, child, here)
 
 
 class _ExactReader:
