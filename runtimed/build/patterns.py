@@ -61,8 +61,9 @@ def _class(pattern: str, i: int) -> tuple[str, int]:
     return (f"[^/{body}]" if negated else f"(?!/)[{body}]"), i
 
 
-@lru_cache(maxsize=512)
-def _go_regex(pattern: str) -> re.Pattern[str]:
+def _translate(pattern: str, *, globstar: bool, kind: str) -> re.Pattern[str]:
+    """A glob as a regex: Go's filepath.Match, or with `globstar` .dockerignore's (where
+    `**` also spans directories)."""
     out: list[str] = []
     i = 0
     try:
@@ -70,7 +71,16 @@ def _go_regex(pattern: str) -> re.Pattern[str]:
             ch = pattern[i]
             i += 1
             if ch == "*":
-                out.append("[^/]*")
+                if globstar and i < len(pattern) and pattern[i] == "*":
+                    i += 1
+                    if i < len(pattern) and pattern[i] == "/":
+                        i += 1
+                    if i >= len(pattern):
+                        out.append(".*")
+                    else:
+                        out.append("(?:.*/)?")
+                else:
+                    out.append("[^/]*")
             elif ch == "?":
                 out.append("[^/]")
             elif ch == "[":
@@ -84,8 +94,13 @@ def _go_regex(pattern: str) -> re.Pattern[str]:
             else:
                 out.append(re.escape(ch))
     except ValueError as exc:
-        raise InvalidArgument(f"syntax error in pattern {pattern!r}: {exc}") from None
+        raise InvalidArgument(f"syntax error in {kind} {pattern!r}: {exc}") from None
     return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+@lru_cache(maxsize=512)
+def _go_regex(pattern: str) -> re.Pattern[str]:
+    return _translate(pattern, globstar=False, kind="pattern")
 
 
 def go_match(pattern: str, name: str) -> bool:
@@ -109,38 +124,7 @@ class _Rule:
 
 
 def _ignore_regex(pattern: str) -> re.Pattern[str]:
-    out: list[str] = []
-    i = 0
-    try:
-        while i < len(pattern):
-            ch = pattern[i]
-            i += 1
-            if ch == "*":
-                if i < len(pattern) and pattern[i] == "*":
-                    i += 1
-                    if i < len(pattern) and pattern[i] == "/":
-                        i += 1
-                    if i >= len(pattern):
-                        out.append(".*")
-                    else:
-                        out.append("(?:.*/)?")
-                else:
-                    out.append("[^/]*")
-            elif ch == "?":
-                out.append("[^/]")
-            elif ch == "[":
-                piece, i = _class(pattern, i)
-                out.append(piece)
-            elif ch == "\\":
-                if i >= len(pattern):
-                    raise ValueError("trailing escape")
-                out.append(re.escape(pattern[i]))
-                i += 1
-            else:
-                out.append(re.escape(ch))
-    except ValueError as exc:
-        raise InvalidArgument(f"syntax error in .dockerignore pattern {pattern!r}: {exc}") from None
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
+    return _translate(pattern, globstar=True, kind=".dockerignore pattern")
 
 
 def _clean(pattern: str) -> str:

@@ -6,6 +6,9 @@ import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
 from runtimed.client.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
@@ -239,7 +242,6 @@ def _links(value: Mapping[str, str] | Iterable[str] | None) -> list[tuple[str, s
 def exec_requests(
     container_id: str,
     cmd: str | Iterable[str],
-    *,
     environment: Mapping[str, Any] | Iterable[str] | None,
     user: str,
     workdir: str | None,
@@ -247,8 +249,8 @@ def exec_requests(
     privileged: bool,
     detach: bool,
 ) -> list[pb.StdioInput]:
-    """The Exec call's requests: the options, then "no input" (ending the requests without
-    closing stdin would read as a detach)."""
+    """The Exec call's requests, arguments in exec_run's order: the options, then "no input"
+    (ending the requests without closing stdin would read as a detach)."""
     options = pb.ExecOptions(
         id=container_id,
         cmd=split_command(cmd) or [],
@@ -350,3 +352,64 @@ def wait_result(reply: pb.WaitContainerResponse) -> dict[str, Any]:
 
 def removed_image(reply: pb.RemoveImageResponse) -> list[dict[str, str]]:
     return [{"Untagged": u} for u in reply.untagged] + [{"Deleted": d} for d in reply.deleted]
+
+
+def reply_dict(reply: Message) -> dict[str, Any]:
+    """version()/info(): the reply as a dict with the proto's field names."""
+    return json_format.MessageToDict(reply, preserving_proto_field_name=True)
+
+
+def stop_request(container_id: str, timeout: int | None) -> pb.StopContainerRequest:
+    """stop()/restart(): no timeout means the container's own (-1)."""
+    return pb.StopContainerRequest(id=container_id, timeout=-1 if timeout is None else timeout)
+
+
+def kill_request(container_id: str, signal: str | int | None) -> pb.KillContainerRequest:
+    return pb.KillContainerRequest(id=container_id, signal="" if signal is None else str(signal))
+
+
+def top_result(reply: pb.TopContainerResponse) -> dict[str, Any]:
+    return {
+        "Titles": list(reply.titles),
+        "Processes": [list(r.fields) for r in reply.processes],
+    }
+
+
+def list_containers_request(
+    all_: bool, value: Mapping[str, Any] | None, limit: int
+) -> pb.ListContainersRequest:
+    return pb.ListContainersRequest(
+        all=all_, filters=filters(value), last=limit if limit > 0 else 0
+    )
+
+
+def pruned_containers(reply: pb.PruneContainersResponse) -> dict[str, Any]:
+    return {"ContainersDeleted": list(reply.deleted), "SpaceReclaimed": reply.space_reclaimed}
+
+
+def list_images_request(
+    name: str | None, all_: bool, value: Mapping[str, Any] | None
+) -> pb.ListImagesRequest:
+    return pb.ListImagesRequest(all=all_, filters=filter_map(value), reference=name or "")
+
+
+def connect_request(
+    network: str, container: str, aliases: list[str] | None, ipv4_address: str | None
+) -> pb.ConnectNetworkRequest:
+    return pb.ConnectNetworkRequest(
+        network=network, container=container, aliases=aliases or [], ip=ipv4_address or ""
+    )
+
+
+def volume_create_request(
+    name: str | None,
+    driver: str | None,
+    driver_opts: Mapping[str, str] | None,
+    labels: Mapping[str, str] | None,
+) -> pb.CreateVolumeRequest:
+    return pb.CreateVolumeRequest(
+        name=name or "",
+        driver=driver or "",
+        driver_opts=dict(driver_opts or {}),
+        labels=dict(labels or {}),
+    )

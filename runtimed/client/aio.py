@@ -7,8 +7,6 @@ import builtins
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any
 
-from google.protobuf import json_format
-
 from runtimed.client import _build, _channel
 from runtimed.client._models import (
     ContainerAttrs,
@@ -58,12 +56,12 @@ class AsyncClient:
     async def version(self) -> dict[str, Any]:
         with translated():
             reply = await self.api.Version(pb.VersionRequest())
-        return json_format.MessageToDict(reply, preserving_proto_field_name=True)
+        return _build.reply_dict(reply)
 
     async def info(self) -> dict[str, Any]:
         with translated():
             reply = await self.api.Info(pb.InfoRequest())
-        return json_format.MessageToDict(reply, preserving_proto_field_name=True)
+        return _build.reply_dict(reply)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -97,21 +95,15 @@ class AsyncContainer(ContainerAttrs):
 
     async def stop(self, timeout: int | None = None) -> None:
         with translated():
-            await self.client.api.StopContainer(
-                pb.StopContainerRequest(id=self.id, timeout=-1 if timeout is None else timeout)
-            )
+            await self.client.api.StopContainer(_build.stop_request(self.id, timeout))
 
     async def restart(self, timeout: int | None = None) -> None:
         with translated():
-            await self.client.api.RestartContainer(
-                pb.StopContainerRequest(id=self.id, timeout=-1 if timeout is None else timeout)
-            )
+            await self.client.api.RestartContainer(_build.stop_request(self.id, timeout))
 
     async def kill(self, signal: str | int | None = None) -> None:
         with translated():
-            await self.client.api.KillContainer(
-                pb.KillContainerRequest(id=self.id, signal="" if signal is None else str(signal))
-            )
+            await self.client.api.KillContainer(_build.kill_request(self.id, signal))
 
     async def remove(self, v: bool = False, force: bool = False) -> None:
         with translated():
@@ -187,14 +179,7 @@ class AsyncContainer(ContainerAttrs):
     ) -> ExecResult:
         """As Client's; with `stream` the output is an async iterator of chunks."""
         requests = _build.exec_requests(
-            self.id,
-            cmd,
-            environment=environment,
-            user=user,
-            workdir=workdir,
-            tty=tty,
-            privileged=privileged,
-            detach=detach,
+            self.id, cmd, environment, user, workdir, tty, privileged, detach
         )
         collected = ExecOutput(stdout, stderr)
         call = self.client.api.Exec(iter(requests))
@@ -215,10 +200,7 @@ class AsyncContainer(ContainerAttrs):
             reply = await self.client.api.TopContainer(
                 pb.TopContainerRequest(id=self.id, ps_args=ps_args or "")
             )
-        return {
-            "Titles": list(reply.titles),
-            "Processes": [list(r.fields) for r in reply.processes],
-        }
+        return _build.top_result(reply)
 
 
 async def _log_chunks(call: AsyncIterable[pb.LogEntry], timestamps: bool) -> AsyncIterator[bytes]:
@@ -292,9 +274,7 @@ class AsyncContainerCollection:
         filters: Mapping[str, Any] | None = None,
         limit: int = -1,
     ) -> list[AsyncContainer]:
-        req = pb.ListContainersRequest(
-            all=all, filters=_build.filters(filters), last=limit if limit > 0 else 0
-        )
+        req = _build.list_containers_request(all, filters, limit)
         with translated():
             listed = (await self.client.api.ListContainers(req)).containers
         found = []
@@ -310,7 +290,7 @@ class AsyncContainerCollection:
             reply = await self.client.api.PruneContainers(
                 pb.PruneContainersRequest(filters=_build.filter_map(filters))
             )
-        return {"ContainersDeleted": list(reply.deleted), "SpaceReclaimed": reply.space_reclaimed}
+        return _build.pruned_containers(reply)
 
 
 # --- images -------------------------------------------------------------------------------
@@ -364,9 +344,7 @@ class AsyncImageCollection:
         all: bool = False,  # noqa: A002 - docker-py's name
         filters: Mapping[str, Any] | None = None,
     ) -> list[AsyncImage]:
-        req = pb.ListImagesRequest(
-            all=all, filters=_build.filter_map(filters), reference=name or ""
-        )
+        req = _build.list_images_request(name, all, filters)
         with translated(image=True):
             listed = (await self.client.api.ListImages(req)).images
         return [await self.get(summary.id) for summary in listed]
@@ -401,9 +379,7 @@ class AsyncNetwork(NetworkAttrs):
         ref = container.id if isinstance(container, AsyncContainer) else container
         with translated():
             await self.client.api.ConnectNetwork(
-                pb.ConnectNetworkRequest(
-                    network=self.id, container=ref, aliases=aliases or [], ip=ipv4_address or ""
-                )
+                _build.connect_request(self.id, ref, aliases, ipv4_address)
             )
 
     async def disconnect(self, container: AsyncContainer | str, force: bool = False) -> None:
@@ -475,12 +451,7 @@ class AsyncVolumeCollection:
         driver_opts: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> AsyncVolume:
-        req = pb.CreateVolumeRequest(
-            name=name or "",
-            driver=driver or "",
-            driver_opts=dict(driver_opts or {}),
-            labels=dict(labels or {}),
-        )
+        req = _build.volume_create_request(name, driver, driver_opts, labels)
         with translated():
             return AsyncVolume(volume_doc(await self.client.api.CreateVolume(req)), self.client)
 

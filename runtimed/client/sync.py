@@ -7,8 +7,6 @@ import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from google.protobuf import json_format
-
 from runtimed.client import _build, _channel
 from runtimed.client._models import (
     ContainerAttrs,
@@ -64,12 +62,12 @@ class Client:
     def version(self) -> dict[str, Any]:
         with translated():
             reply = self.api.Version(pb.VersionRequest())
-        return json_format.MessageToDict(reply, preserving_proto_field_name=True)
+        return _build.reply_dict(reply)
 
     def info(self) -> dict[str, Any]:
         with translated():
             reply = self.api.Info(pb.InfoRequest())
-        return json_format.MessageToDict(reply, preserving_proto_field_name=True)
+        return _build.reply_dict(reply)
 
     def close(self) -> None:
         self._channel.close()
@@ -108,21 +106,15 @@ class Container(ContainerAttrs):
     def stop(self, timeout: int | None = None) -> None:
         """SIGTERM (or the stop signal), SIGKILL after `timeout` seconds."""
         with translated():
-            self.client.api.StopContainer(
-                pb.StopContainerRequest(id=self.id, timeout=-1 if timeout is None else timeout)
-            )
+            self.client.api.StopContainer(_build.stop_request(self.id, timeout))
 
     def restart(self, timeout: int | None = None) -> None:
         with translated():
-            self.client.api.RestartContainer(
-                pb.StopContainerRequest(id=self.id, timeout=-1 if timeout is None else timeout)
-            )
+            self.client.api.RestartContainer(_build.stop_request(self.id, timeout))
 
     def kill(self, signal: str | int | None = None) -> None:
         with translated():
-            self.client.api.KillContainer(
-                pb.KillContainerRequest(id=self.id, signal="" if signal is None else str(signal))
-            )
+            self.client.api.KillContainer(_build.kill_request(self.id, signal))
 
     def remove(self, v: bool = False, force: bool = False) -> None:
         """`v`: its anonymous volumes too; `force`: kill it first if it runs."""
@@ -186,14 +178,7 @@ class Container(ContainerAttrs):
         """Run `cmd` in the container: ExecResult(exit_code, output), output as bytes, a
         (stdout, stderr) pair with `demux`, or an iterator of chunks with `stream`."""
         requests = _build.exec_requests(
-            self.id,
-            cmd,
-            environment=environment,
-            user=user,
-            workdir=workdir,
-            tty=tty,
-            privileged=privileged,
-            detach=detach,
+            self.id, cmd, environment, user, workdir, tty, privileged, detach
         )
         collected = ExecOutput(stdout, stderr)
         call = self.client.api.Exec(iter(requests))
@@ -214,10 +199,7 @@ class Container(ContainerAttrs):
             reply = self.client.api.TopContainer(
                 pb.TopContainerRequest(id=self.id, ps_args=ps_args or "")
             )
-        return {
-            "Titles": list(reply.titles),
-            "Processes": [list(r.fields) for r in reply.processes],
-        }
+        return _build.top_result(reply)
 
 
 def _log_chunks(call: Iterable[pb.LogEntry], timestamps: bool) -> Iterator[bytes]:
@@ -307,9 +289,7 @@ class ContainerCollection:
     ) -> list[Container]:
         """Running containers (all=True: every one), newest first; docker's filters
         (status, label, name, id, ancestor, exited, before, since)."""
-        req = pb.ListContainersRequest(
-            all=all, filters=_build.filters(filters), last=limit if limit > 0 else 0
-        )
+        req = _build.list_containers_request(all, filters, limit)
         with translated():
             listed = self.client.api.ListContainers(req).containers
         found = []
@@ -325,7 +305,7 @@ class ContainerCollection:
             reply = self.client.api.PruneContainers(
                 pb.PruneContainersRequest(filters=_build.filter_map(filters))
             )
-        return {"ContainersDeleted": list(reply.deleted), "SpaceReclaimed": reply.space_reclaimed}
+        return _build.pruned_containers(reply)
 
 
 def _finish_streamed(
@@ -394,9 +374,7 @@ class ImageCollection:
         all: bool = False,  # noqa: A002 - docker-py's name
         filters: Mapping[str, Any] | None = None,
     ) -> list[Image]:
-        req = pb.ListImagesRequest(
-            all=all, filters=_build.filter_map(filters), reference=name or ""
-        )
+        req = _build.list_images_request(name, all, filters)
         with translated(image=True):
             listed = self.client.api.ListImages(req).images
         return [self.get(summary.id) for summary in listed]
@@ -418,10 +396,10 @@ class ImageCollection:
             reply = self.client.api.PruneImages(
                 pb.PruneImagesRequest(all=not dangling, filters=_build.filter_map(flt))
             )
-        deleted = [{"Untagged": u} for u in reply.untagged] + [
-            {"Deleted": d} for d in reply.deleted
-        ]
-        return {"ImagesDeleted": deleted, "SpaceReclaimed": reply.space_reclaimed}
+        return {
+            "ImagesDeleted": _build.removed_image(reply),
+            "SpaceReclaimed": reply.space_reclaimed,
+        }
 
 
 # --- networks and volumes -----------------------------------------------------------------
@@ -447,12 +425,7 @@ class Network(NetworkAttrs):
     ) -> None:
         with translated():
             self.client.api.ConnectNetwork(
-                pb.ConnectNetworkRequest(
-                    network=self.id,
-                    container=_ref(container),
-                    aliases=aliases or [],
-                    ip=ipv4_address or "",
-                )
+                _build.connect_request(self.id, _ref(container), aliases, ipv4_address)
             )
 
     def disconnect(self, container: Container | str, force: bool = False) -> None:
@@ -544,12 +517,7 @@ class VolumeCollection:
         driver_opts: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> Volume:
-        req = pb.CreateVolumeRequest(
-            name=name or "",
-            driver=driver or "",
-            driver_opts=dict(driver_opts or {}),
-            labels=dict(labels or {}),
-        )
+        req = _build.volume_create_request(name, driver, driver_opts, labels)
         with translated():
             return Volume(volume_doc(self.client.api.CreateVolume(req)), self.client)
 

@@ -87,26 +87,11 @@ def _zstd() -> Any:
     return zstandard.ZstdDecompressor().decompressobj()
 
 
-class _Zstd:
-    def __init__(self) -> None:
-        self.current = _zstd()
-
-    def feed(self, data: bytes) -> bytes:
-        out = []
-        while data:
-            out.append(self.current.decompress(data))
-            if not self.current.eof:
-                break
-            data = self.current.unused_data
-            self.current = _zstd()
-        return b"".join(out)
-
-
 def _decompressor(head: bytes) -> tuple[str, _Decompressor]:
     if head.startswith(b"\x1f\x8b"):
         return "gzip", _Restarting(lambda: zlib.decompressobj(wbits=31))
     if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zstd", _Zstd()
+        return "zstd", _Restarting(_zstd)
     if head.startswith(b"BZh"):
         return "bzip2", _Restarting(bz2.BZ2Decompressor)
     if head.startswith(b"\xfd7zXZ\x00"):

@@ -230,27 +230,6 @@ class RegistryClient:
         except httpx.TransportError as exc:
             raise _Transient(self._unreachable(ep, parts.scheme, exc)) from None
 
-    async def request(
-        self,
-        ep: Endpoint,
-        method: str,
-        path: str,
-        *,
-        credential: Credential | None,
-        scope: str | None,
-        headers: Mapping[str, str] | None = None,
-        content: Body | None = None,
-    ) -> httpx.Response:
-        """One authenticated request (the push side builds on this); the caller closes it.
-
-        `scope` may hold several token scopes separated by spaces; `content` is
-        bytes or a function giving a fresh byte stream, so the request can be sent
-        again after an authentication challenge.
-        """
-        return await self._open(
-            ep, method, path, credential=credential, scope=scope, headers=headers, content=content
-        )
-
     @property
     def retry_delays(self) -> tuple[float, ...]:
         return self._retry_delays
@@ -281,7 +260,7 @@ class RegistryClient:
 
     # -- authentication --------------------------------------------------
 
-    async def _open(
+    async def request(
         self,
         ep: Endpoint,
         method: str,
@@ -292,7 +271,13 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         content: Body | None = None,
     ) -> httpx.Response:
-        """A request with auth handled; the caller must close the streamed response."""
+        """One authenticated request (the push side builds on this); the caller must close
+        the streamed response.
+
+        `scope` may hold several token scopes separated by spaces; `content` is
+        bytes or a function giving a fresh byte stream, so the request can be sent
+        again after an authentication challenge.
+        """
         base = dict(headers or {})
         challenge = self._challenges.get(ep.host)
         auth = await self._authorization(ep, challenge, scope, credential) if challenge else {}
@@ -539,7 +524,7 @@ class RegistryClient:
         self, ep: Endpoint, reference: str, cred: Credential | None, what: str
     ) -> tuple[bytes, str | None, str]:
         """Fetch and verify manifest bytes; returns (bytes, content type, digest)."""
-        response = await self._open(
+        response = await self.request(
             ep,
             "GET",
             f"/v2/{ep.repository}/manifests/{reference}",
@@ -630,7 +615,7 @@ class RegistryClient:
     ) -> None:
         ep = image.endpoint
         source = f"{ep.host}/{image.repository}"
-        response = await self._open(
+        response = await self.request(
             ep,
             "GET",
             f"/v2/{image.repository}/blobs/{desc.digest}",
@@ -733,7 +718,7 @@ class RegistryClient:
     async def check_login(self, registry_host: str, credential: Credential) -> None:
         """Verify `credential` against the registry's /v2/ endpoint."""
         ep = self._config.endpoint_for_registry(registry_host)
-        response = await self._open(ep, "GET", "/v2/", credential=credential, scope=None)
+        response = await self.request(ep, "GET", "/v2/", credential=credential, scope=None)
         try:
             if response.status_code != 200:
                 raise await self._status_error(response, ep, "the API version check")

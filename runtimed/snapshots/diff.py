@@ -66,6 +66,31 @@ def _listdir(fd: int) -> list[str]:
     return sorted(os.listdir(fd), key=_name_key)
 
 
+def _stats(fd: int, parts: Parts) -> Iterator[tuple[str, Parts, os.stat_result]]:
+    """(name, its path, its lstat) for each entry of `fd` in name order, skipping any that
+    vanish meanwhile."""
+    for name in _listdir(fd):
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        yield name, (*parts, name), st
+
+
+@contextlib.contextmanager
+def _subdir(fd: int, name: str) -> Iterator[int | None]:
+    """Directory `name` below `fd`, open; None when it vanished or stopped being one."""
+    try:
+        child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+    except (FileNotFoundError, NotADirectoryError):
+        yield None
+        return
+    try:
+        yield child
+    finally:
+        os.close(child)
+
+
 def _same_dir(a: os.stat_result, b: os.stat_result, *, ignore_mtime: bool) -> bool:
     return (
         a.st_mode == b.st_mode
@@ -143,12 +168,7 @@ def _walk_upper(
     dir_fd: int, parts: Parts, lower: _LowerView, ignore: frozenset[Parts], in_opaque: bool
 ) -> Iterator[tuple[_Entry, int]]:
     """(entry, its parent's fd) for everything below `dir_fd`, parents first."""
-    for name in _listdir(dir_fd):
-        here = (*parts, name)
-        try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
+    for name, here, st in _stats(dir_fd, parts):
         if whiteout.is_whiteout(st):
             yield _Entry(here, st, DELETED), dir_fd
             continue
@@ -158,11 +178,9 @@ def _walk_upper(
         if not stat.S_ISDIR(st.st_mode):
             yield _Entry(here, st, CHANGED if below is not None else ADDED), dir_fd
             continue
-        try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        try:
+        with _subdir(dir_fd, name) as fd:
+            if fd is None:
+                continue
             opaque = whiteout.is_opaque(fd)
             if below is None or not stat.S_ISDIR(below.st_mode):
                 entry = _Entry(here, st, ADDED, opaque=opaque)
@@ -175,8 +193,6 @@ def _walk_upper(
                 entry = _Entry(here, st, CHANGED, listed=not same)
             yield entry, dir_fd
             yield from _walk_upper(fd, here, lower, ignore, in_opaque or opaque)
-        finally:
-            os.close(fd)
 
 
 # -- vfs: compare the merged tree with the layers ---------------------------------------------
@@ -238,12 +254,7 @@ def _vfs_changes(
     seen: set[Parts] = set()
 
     def walk(fd: int, parts: Parts) -> None:
-        for name in _listdir(fd):
-            here = (*parts, name)
-            try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
+        for name, here, st in _stats(fd, parts):
             seen.add(here)
             old = lower.get(here)
             if old is None and here in ignore and _is_placeholder(st, fd, name):
@@ -253,14 +264,9 @@ def _vfs_changes(
             elif _differs(st, old):
                 found[here] = _Entry(here, st, CHANGED)
             if stat.S_ISDIR(st.st_mode):
-                try:
-                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                try:
-                    walk(child, here)
-                finally:
-                    os.close(child)
+                with _subdir(fd, name) as child:
+                    if child is not None:
+                        walk(child, here)
 
     walk(merged_fd, ())
     for parts, st in lower.items():
@@ -390,22 +396,12 @@ def write_tree_tar(root: Path, out: IO[bytes]) -> None:
 
 
 def _tree(writer: _TarWriter, fd: int, parts: Parts) -> None:
-    for name in _listdir(fd):
-        here = (*parts, name)
-        try:
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
+    for name, here, st in _stats(fd, parts):
         writer.add(fd, name, "/".join(here), st)
         if stat.S_ISDIR(st.st_mode):
-            try:
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            try:
-                _tree(writer, child, here)
-            finally:
-                os.close(child)
+            with _subdir(fd, name) as child:
+                if child is not None:
+                    _tree(writer, child, here)
 
 
 class _ExactReader:

@@ -4,15 +4,14 @@ can do; update, pause, the OOM killer, and cgroups gone after rm (also after kil
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.containers import inspect
 from tests.support.daemon import Daemon
 
 pytestmark = pytest.mark.integration
@@ -23,18 +22,6 @@ MiB = 1024 * 1024
 @pytest.fixture(scope="module")
 def image(daemon: Daemon) -> str:
     return daemon.import_busybox("bb:cgroups")
-
-
-@pytest.fixture
-def cleanup(daemon: Daemon) -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for name in names:
-        daemon.ctl("rm", "-f", name)
-
-
-def inspect(daemon: Daemon, name: str) -> dict:
-    return json.loads(daemon.ok("container", "inspect", name).stdout)[0]
 
 
 def cgroup_dirs(pid: int) -> dict[str, Path]:

@@ -6,11 +6,11 @@ import json
 import os
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.containers import inspect
 from tests.support.daemon import Daemon
 from tests.support.waiting import ended, wait_for
 
@@ -23,18 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def image(daemon: Daemon) -> str:
     """busybox with every applet as a hard link, imported from a local tarball."""
     return daemon.import_busybox("bb:test")
-
-
-@pytest.fixture
-def cleanup(daemon: Daemon) -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for name in names:
-        daemon.ctl("rm", "-f", name)
-
-
-def inspect(daemon: Daemon, name: str) -> dict:
-    return json.loads(daemon.ok("container", "inspect", name).stdout)[0]
 
 
 def test_run_prints_output_and_returns_exit_code(daemon: Daemon, image: str) -> None:

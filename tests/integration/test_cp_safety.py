@@ -9,7 +9,6 @@ directory (CVE-2018-15664).
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import tarfile
@@ -20,6 +19,7 @@ import grpc
 import pytest
 
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+from tests.support.containers import inspect
 from tests.support.daemon import Daemon
 from tests.support.waiting import wait_for
 
@@ -93,10 +93,6 @@ def racing(daemon: Daemon, image: str, racer_bin: Path, host_dir: Path) -> Itera
         assert inspect(daemon, name)["State"]["Running"], "the racer stopped swapping"
     finally:
         daemon.ctl("rm", "-f", name)
-
-
-def inspect(daemon: Daemon, name: str) -> dict:
-    return json.loads(daemon.ok("container", "inspect", name).stdout)[0]
 
 
 def payload_tar() -> bytes:

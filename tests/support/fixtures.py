@@ -1,4 +1,4 @@
-"""Session fixtures for the test registry.
+"""Shared fixtures: the test registry (session-wide), the daemon, container cleanup.
 
 Load from conftest.py with `pytest_plugins = ["tests.support.fixtures"]`.
 """
@@ -53,3 +53,12 @@ def daemon() -> Iterator[Daemon]:
     """A real runtimed of this module's own: private socket and data dir, removed after."""
     with Daemon() as d:
         yield d
+
+
+@pytest.fixture
+def cleanup(daemon: Daemon) -> Iterator[list[str]]:
+    """Names of containers the test creates: removed (forcibly) after it."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        daemon.ctl("rm", "-f", name)
