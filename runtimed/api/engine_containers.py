@@ -14,7 +14,7 @@ import structlog
 
 from runtimed.api import containerview, healthview
 from runtimed.api.containerfilter import select
-from runtimed.api.engine_df import layer_sizes
+from runtimed.core.diskusage import layer_sizes
 from runtimed.api.engine_networks import network_extras
 from runtimed.api.engine_resources import create_resources
 from runtimed.api.engine_volumes import volume_extras
