@@ -20,9 +20,9 @@ from runtimed.volumes.plan import volume_names
 
 if TYPE_CHECKING:
     from runtimed.core.model import Container
-    from runtimed.store.metadata import ImageRecord
     from runtimed.services import Runtime
     from runtimed.snapshots import Snapshotter
+    from runtimed.store.metadata import ImageRecord
     from runtimed.volumes.service import VolumeView
 
 # What a caller may ask for (docker's `type` filter of /system/df).
