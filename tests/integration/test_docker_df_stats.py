@@ -55,7 +55,7 @@ def test_system_df_counts(docker_cli: DockerCli, busybox: ImageScenario, clean: 
     docker_cli.ok("volume", "create", "spare")
     table = docker_cli.ok("system", "df").stdout.splitlines()
     assert table[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
-    rows = {line[:15].strip(): line[15:].split() for line in table[1:]}
+    rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line) for line in table[1:])}
     assert rows["Images"][:2] == ["1", "1"]
     assert rows["Containers"][:2] == ["2", "1"]
     assert rows["Local Volumes"][:2] == ["2", "1"]
