@@ -79,6 +79,10 @@ def test_stats_no_stream_of_a_busy_container(
     used, limit = (part.strip() for part in mem.split("/"))
     assert re.fullmatch(r"[\d.]+[KMG]iB", used) and not used.startswith("0B")
     assert re.fullmatch(r"[\d.]+[KMG]iB", limit)
+    io = docker_cli.ok("stats", "--no-stream", "--format", "{{.NetIO}}|{{.PIDs}}", "spin")
+    net, pids = io.stdout.strip().split("|")
+    assert re.fullmatch(r"[\d.]+k?B / [\d.]+k?B", net)
+    assert int(pids) >= 1
     table = docker_cli.ok("stats", "--no-stream", "spin").stdout.splitlines()
     assert table[0].split()[:3] == ["CONTAINER", "ID", "NAME"]
     assert table[1].split()[1] == "spin"
