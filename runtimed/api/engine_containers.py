@@ -14,13 +14,13 @@ import structlog
 
 from runtimed.api import containerview, healthview
 from runtimed.api.containerfilter import select
-from runtimed.api.engine_df import layer_sizes
 from runtimed.api.engine_networks import network_extras
 from runtimed.api.engine_resources import create_resources
 from runtimed.api.engine_volumes import volume_extras
 from runtimed.core import restart
 from runtimed.core.containers import PID_CONTAINER, PID_HOST, CreateRequest
 from runtimed.core.copy import copy_from_container, copy_to_container
+from runtimed.core.diskusage import layer_sizes
 from runtimed.core.health import EXTRAS_KEY
 from runtimed.core.logs import DETAILS_METADATA, details_prefix, parse_since, read_logs
 from runtimed.core.model import Container, Status

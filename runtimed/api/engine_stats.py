@@ -1,4 +1,4 @@
-"""docker stats over runtimed.v1.Engine: counters of containers, sampled once a second.
+"""docker stats over runtimed.v1.Engine: core/samples' readings as the API's batches.
 
 Each batch carries the previous sample's CPU counters next to the new ones, so the
 client computes CPU % from two samples one interval apart, as docker's CLI does
@@ -7,12 +7,12 @@ client computes CPU % from two samples one interval apart, as docker's CLI does
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+import functools
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from runtimed.core.model import Container, Status
-from runtimed.core.samples import Sample, sample
+from runtimed.core.samples import Reading, readings
 from runtimed.errors import NotFound
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.network import view as netview
@@ -20,12 +20,9 @@ from runtimed.network import view as netview
 if TYPE_CHECKING:
     from runtimed.services import Runtime
 
-INTERVAL = 1.0  # seconds between samples, docker's
-_NO_NETWORK_OF_ITS_OWN = ("host", "none")
 
-
-def entry(container: Container, now: Sample, before: Sample | None) -> pb.ContainerStatsEntry:
-    pre = before if before is not None and before.running else None
+def entry(reading: Reading) -> pb.ContainerStatsEntry:
+    container, now, pre = reading.container, reading.now, reading.before
     return pb.ContainerStatsEntry(
         id=container.id,
         name=container.name.lstrip("/"),
@@ -65,34 +62,15 @@ class StatsRpcs:
                 continue  # removed while we watch: it leaves the table, as in docker
         return found
 
-    async def _sample_all(self, containers: Sequence[Container]) -> dict[str, Sample]:
-        def measure() -> dict[str, Sample]:
-            return {
-                c.id: sample(self.rt.stats.source, c, own_network=self._own_network(c))
-                for c in containers
-            }
-
-        return await asyncio.to_thread(measure)
-
-    def _own_network(self, container: Container) -> bool:
-        return netview.network_mode(self.rt.containers, container) not in _NO_NETWORK_OF_ITS_OWN
-
     async def ContainerStats(
         self, request: pb.ContainerStatsRequest, context: Any
     ) -> AsyncIterator[pb.ContainerStatsBatch]:
         # Names resolve once, up front: an unknown one is an error before anything streams.
         named = [self.rt.containers.get(ref).id for ref in request.containers]
-        before: dict[str, Sample] = {}
-        first = True
-        while True:
-            targets = self._stats_targets(request, named)
-            now = await self._sample_all(targets)
-            if not first:
-                yield pb.ContainerStatsBatch(
-                    entries=[entry(c, now[c.id], before.get(c.id)) for c in targets]
-                )
-                if not request.stream:
-                    return
-            first = False
-            before = now
-            await asyncio.sleep(INTERVAL)
+        async for batch in readings(
+            self.rt.stats.source,
+            functools.partial(self._stats_targets, request, named),
+            functools.partial(netview.has_own_network, self.rt.containers),
+            stream=request.stream,
+        ):
+            yield pb.ContainerStatsBatch(entries=[entry(r) for r in batch])

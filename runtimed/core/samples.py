@@ -9,15 +9,18 @@ is read in the container's own network namespace.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from runtimed.core.model import Container
 from runtimed.core.procfs import CLOCK_TICKS, parse_kb, parse_net_dev, read_net_dev
 from runtimed.core.stats import UsageSource
 
+INTERVAL = 1.0  # seconds between samples, docker's
 LOOPBACK = "lo"  # docker counts the container's interfaces to the outside only
 
 
@@ -92,3 +95,44 @@ def sample(source: UsageSource, container: Container, *, own_network: bool) -> S
         pids=counters.threads or counters.processes,
         source=counters.measured_by,
     )
+
+
+@dataclass(frozen=True)
+class Reading:
+    container: Container
+    now: Sample
+    before: Sample | None  # the sample one interval earlier, if it ran then
+
+
+async def readings(
+    source: UsageSource,
+    targets: Callable[[], Sequence[Container]],
+    own_network: Callable[[Container], bool],
+    *,
+    stream: bool,
+    interval: float = INTERVAL,
+) -> AsyncIterator[list[Reading]]:
+    """Samples of the containers `targets` names each time, every `interval` seconds,
+    each with the one before it, so a client turns the pair into a CPU % as docker's
+    CLI does. The first batch comes one interval in; without `stream` it is the only one.
+    """
+
+    def measure(containers: Sequence[Container]) -> dict[str, Sample]:
+        return {c.id: sample(source, c, own_network=own_network(c)) for c in containers}
+
+    before: dict[str, Sample] = {}
+    first = True
+    while True:
+        chosen = targets()
+        now = await asyncio.to_thread(measure, chosen)
+        if not first:
+            yield [Reading(c, now[c.id], _ran(before.get(c.id))) for c in chosen]
+            if not stream:
+                return
+        first = False
+        before = now
+        await asyncio.sleep(interval)
+
+
+def _ran(previous: Sample | None) -> Sample | None:
+    return previous if previous is not None and previous.running else None

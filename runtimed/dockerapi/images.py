@@ -16,6 +16,7 @@ from runtimed.dockerapi.errors import HttpError
 from runtimed.dockerapi.http import Request, Response, StreamResponse, json_line, json_response
 from runtimed.dockerapi.router import Router, at_least
 from runtimed.errors import InvalidArgument, RuntimedError
+from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 from runtimed.images.auth import Credential
 from runtimed.images.service import ProgressFn, PullEvent, PullResult
 
@@ -32,6 +33,24 @@ def register(router: Router, ctx: Context) -> None:
     router.add("GET", "/images/{name*}/json", h.inspect)
     router.add("POST", "/images/{name*}/tag", h.tag)
     router.add("DELETE", "/images/{name*}", h.remove)
+
+
+def image_doc(request: Request, s: pb.ImageSummary, shared_size: int = -1) -> dict[str, Any]:
+    """One entry of GET /images/json (and of /system/df's Images)."""
+    doc: dict[str, Any] = {
+        "Id": s.id,
+        "ParentId": "",
+        "RepoTags": list(s.repo_tags),
+        "RepoDigests": list(s.repo_digests),
+        "Created": s.created,
+        "Size": s.size,
+        "SharedSize": shared_size,
+        "Labels": dict(s.labels) or None,
+        "Containers": s.containers,
+    }
+    if not at_least(request, "1.44"):
+        doc["VirtualSize"] = s.size
+    return doc
 
 
 def registry_credential(request: Request) -> Credential | None:
@@ -194,21 +213,7 @@ class ImageHandlers:
                 and "dangling" not in filters
             ):
                 continue
-            s = imageview.summary(self.images, record)
-            doc = {
-                "Id": s.id,
-                "ParentId": "",
-                "RepoTags": list(s.repo_tags),
-                "RepoDigests": list(s.repo_digests),
-                "Created": s.created,
-                "Size": s.size,
-                "SharedSize": -1,
-                "Labels": dict(s.labels) or None,
-                "Containers": s.containers,
-            }
-            if not at_least(request, "1.44"):
-                doc["VirtualSize"] = s.size
-            out.append(doc)
+            out.append(image_doc(request, imageview.summary(self.images, record)))
         out.sort(key=lambda d: d["Created"], reverse=True)
         return json_response(out)
 

@@ -23,6 +23,7 @@ from runtimed.dockerapi import (
     archive,
     build,
     containers,
+    diskusage,
     distribution,
     events,
     execs,
@@ -30,8 +31,8 @@ from runtimed.dockerapi import (
     images,
     networks,
     resources,
+    stats,
     system,
-    unimplemented,
     volumes,
 )
 from runtimed.dockerapi.context import Context
@@ -47,8 +48,10 @@ log = structlog.get_logger(__name__)
 _LIMIT = 256 * 1024
 AREAS = (
     system,
+    diskusage,
     events,
     containers,
+    stats,
     execs,
     archive,
     resources,
@@ -58,7 +61,6 @@ AREAS = (
     build,
     networks,
     volumes,
-    unimplemented,
 )
 
 

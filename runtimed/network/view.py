@@ -31,6 +31,12 @@ def network_mode(containers: ContainerService, container: Container) -> str:
     return {"bridge": "bridge", "pod": "bridge"}.get(mode, mode)
 
 
+def has_own_network(containers: ContainerService, container: Container) -> bool:
+    """Whether the container has a network namespace of its own (not the host's, not
+    none): its counters are the container's NET I/O in `stats`."""
+    return network_mode(containers, container) not in ("host", "none")
+
+
 def host_config(containers: ContainerService, container: Container) -> dict[str, Any]:
     """HostConfig's network part: mode, port bindings, DNS, extra hosts, links."""
     net = NetRequest.from_extras(container.config.extras)

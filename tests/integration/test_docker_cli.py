@@ -77,8 +77,8 @@ def test_errors_are_docker_json(daemon: Daemon) -> None:
     assert json.loads(body)["message"].startswith("client version 1.99 is too new")
     status, _, body = _raw(daemon, "GET", "/v1.41/containers/nosuch/json")
     assert (status, json.loads(body)) == (404, {"message": "No such container: nosuch"})
-    status, _, body = _raw(daemon, "GET", "/system/df")
-    assert status == 501 and "system df" in json.loads(body)["message"]
+    status, _, body = _raw(daemon, "GET", "/system/df?type=nosuch")
+    assert (status, json.loads(body)) == (400, {"message": "unknown object type: nosuch"})
     status, headers, body = _raw(daemon, "HEAD", "/_ping")
     assert (status, body) == (200, b"")
     assert headers["api-version"] == "1.50" and headers["ostype"] == "linux"
