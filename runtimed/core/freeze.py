@@ -21,12 +21,23 @@ from runtimed.errors import FailedPrecondition, Unavailable
 
 if TYPE_CHECKING:
     from runtimed.core.containers import ContainerService
+    from runtimed.core.shim_client import ShimClient
 
 log = structlog.get_logger(__name__)
 
 # One user at a time works in a paused container: the first one's resume must not
 # thaw it under a second.
 _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+# Thaws scheduled for cancelled freezes (kept here so they are not collected early).
+_thawing: set[asyncio.Future[None]] = set()
+
+
+async def _thaw_after(pausing: asyncio.Future[None], shim: ShimClient) -> None:
+    with contextlib.suppress(Exception):
+        await pausing
+        await shim.resume()
 
 
 @contextlib.asynccontextmanager
@@ -39,8 +50,14 @@ async def paused(service: ContainerService, container: Container, what: str) -> 
     async with lock:
         shim = service.shim(container)
         frozen = True
+        pausing = asyncio.ensure_future(shim.pause())
         try:
-            await shim.pause()
+            await asyncio.shield(pausing)
+        except asyncio.CancelledError:
+            # The client hung up while the shim froze it: thaw it once the freeze is done.
+            _thawing.add(thaw := asyncio.ensure_future(_thaw_after(pausing, shim)))
+            thaw.add_done_callback(_thawing.discard)
+            raise
         except (FailedPrecondition, Unavailable) as exc:
             log.debug(f"{what}_unpaused", container_id=container.id, reason=exc.message)
             frozen = False
