@@ -112,6 +112,7 @@ class Builder:
         containers: ContainerService,
         cache: BuildCache,
         context: Path,
+        context_digests: cp.KnownDigests | None = None,
         cache_mounts: Path,
         dockerfile: Dockerfile,
         plan: Plan,
@@ -123,6 +124,7 @@ class Builder:
         self.snapshotter = containers.snapshotter
         self.cache = cache
         self.context = context
+        self.context_digests = context_digests
         self.cache_mounts = cache_mounts
         self.dockerfile = dockerfile
         self.escape = dockerfile.escape
@@ -153,7 +155,9 @@ class Builder:
             )
         if state.image_id is None:
             raise InvalidArgument("the build made no image: FROM scratch with no step adds nothing")
-        unused = sorted(set(self.options.build_args) - self.used_args - PROXY_ARGS)
+        # An ARG before FROM consumes its build-arg, as docker counts it, used or not.
+        declared = self.used_args | self.plan.meta_names
+        unused = sorted(set(self.options.build_args) - declared - PROXY_ARGS)
         if unused:
             await self.emit(
                 f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
@@ -437,7 +441,9 @@ class Builder:
                 if source_id:
                     digest = cache_key(source_id, json.dumps([m.rel for m in matches]))
                 else:
-                    digest = await asyncio.to_thread(cp.checksum, root_fd, matches)
+                    digest = await asyncio.to_thread(
+                        cp.checksum, root_fd, matches, self.context_digests
+                    )
                 docs_digest = cache_key(
                     "", json.dumps([[d.name, self._heredoc_text(d, env)] for d in heredoc_docs])
                 )

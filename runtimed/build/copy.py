@@ -144,7 +144,31 @@ def _walk_dir(top: str, rel: str) -> Iterator[Entry]:
             yield from _walk_dir(top, child)
 
 
-def checksum(root_fd: int, matches: list[Match]) -> str:
+class KnownDigests:
+    """sha256 of the context's files, taken as they were unpacked (runtimed.core.copyin's
+    `record`), so a build's cache keys need not read them again. A file is known by
+    its inode; a size, mtime or ctime that moved since means it changed: read it again."""
+
+    def __init__(self) -> None:
+        self._by_inode: dict[tuple[int, int], tuple[int, int, int, bytes]] = {}
+
+    def record(self, fd: int, digest: bytes) -> None:
+        st = os.fstat(fd)
+        self._by_inode[(st.st_dev, st.st_ino)] = (
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            digest,
+        )
+
+    def get(self, st: os.stat_result) -> bytes | None:
+        known = self._by_inode.get((st.st_dev, st.st_ino))
+        if known is None or known[:3] != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            return None
+        return known[3]
+
+
+def checksum(root_fd: int, matches: list[Match], known: KnownDigests | None = None) -> str:
     """What the files say about themselves: names, types, modes, link targets, contents."""
     digest = hashlib.sha256()
     for match in matches:
@@ -157,7 +181,8 @@ def checksum(root_fd: int, matches: list[Match]) -> str:
             if stat.S_ISLNK(st.st_mode):
                 digest.update(os.readlink(entry.path).encode() + b"\0")
             elif stat.S_ISREG(st.st_mode):
-                digest.update(_file_digest(entry.path))
+                recorded = known.get(st) if known is not None else None
+                digest.update(recorded or _file_digest(entry.path))
     return "sha256:" + digest.hexdigest()
 
 

@@ -1,10 +1,9 @@
 """docker build, daemon side: take the context, run the Dockerfile, name the result.
 
-The context arrives as a tar stream (the client has applied .dockerignore
-already; it is applied again here for contexts sent as tarballs). It is
-unpacked by runtimed.core.copyin into a private directory, so no member can
-land outside it, then read only through paths resolved inside it. The
-Dockerfile comes with the options, or is read from the context at `-f`.
+The context arrives as a tar stream and is unpacked as it comes into a
+private directory (runtimed.build.context), then read only through paths
+resolved inside it. The Dockerfile comes with the options, or is read from
+the context at `-f`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import tarfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,9 +22,8 @@ import structlog
 from runtimed.build import dockerfile as df
 from runtimed.build.builder import Builder, BuildOptions, Emit, automatic_args
 from runtimed.build.cache import BuildCache
-from runtimed.build.patterns import IgnoreRules
+from runtimed.build.context import receive
 from runtimed.build.stages import plan
-from runtimed.core import copyin
 from runtimed.core.inroot import open_in_root
 from runtimed.errors import InvalidArgument
 from runtimed.images.reference import parse_reference
@@ -37,8 +34,6 @@ if TYPE_CHECKING:
     from runtimed.images.service import ImageService
 
 log = structlog.get_logger(__name__)
-
-DOCKERIGNORE = ".dockerignore"
 
 
 @dataclass
@@ -67,6 +62,7 @@ class BuildService:
         # What a crash left of earlier builds' contexts.
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
+        self._cleanups: set[asyncio.Future[None]] = set()
 
     async def build(
         self, request: BuildRequest, context: AsyncIterator[bytes], emit: Emit
@@ -76,7 +72,7 @@ class BuildService:
         ctx = work / "context"
         ctx.mkdir(parents=True)
         try:
-            await _receive(context, work / "context.tar", ctx)
+            digests = await receive(context, ctx, request.dockerfile_path)
             text = request.dockerfile or await asyncio.to_thread(
                 _read_dockerfile, ctx, request.dockerfile_path
             )
@@ -88,6 +84,7 @@ class BuildService:
                 containers=self.containers,
                 cache=self.cache,
                 context=ctx,
+                context_digests=digests,
                 cache_mounts=self.cache_mounts,
                 dockerfile=parsed,
                 plan=the_plan,
@@ -96,7 +93,8 @@ class BuildService:
             )
             image_id = await builder.run()
         finally:
-            await asyncio.to_thread(shutil.rmtree, work, True)
+            # Not waited for: the build's answer need not wait on deleting its context.
+            self._cleanup(work)
         self.cache.mark_result(image_id)
         await emit(f"Successfully built {short_id(image_id)}\n")
         for name, shown in names:
@@ -104,6 +102,11 @@ class BuildService:
             await emit(f"Successfully tagged {shown}\n")
         log.info("image_built", image_id=image_id, tags=[n for n, _ in names])
         return BuildResult(image_id, [s for _, s in names])
+
+    def _cleanup(self, work: Path) -> None:
+        task = asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, work, True))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     # -- the cache -------------------------------------------------------------
 
@@ -155,41 +158,6 @@ def _tag_name(text: str) -> tuple[str, str]:
     if ref.digest:
         raise InvalidArgument(f"invalid tag {text!r}: a build result cannot be named by digest")
     return f"{ref.name}:{ref.tag}", ref.familiar()
-
-
-async def _receive(chunks: AsyncIterator[bytes], spool: Path, ctx: Path) -> None:
-    size = 0
-    with spool.open("wb") as out:
-        async for chunk in chunks:
-            await asyncio.to_thread(out.write, chunk)
-            size += len(chunk)
-    if size:
-        await asyncio.to_thread(_unpack_context, spool, ctx)
-    spool.unlink(missing_ok=True)
-
-
-def _unpack_context(spool: Path, ctx: Path) -> None:
-    rules = IgnoreRules([])
-    try:
-        with tarfile.open(spool, mode="r:*") as tar:
-            for member in tar:
-                if os.path.normpath(member.name).lstrip("/") == DOCKERIGNORE and member.isreg():
-                    data = tar.extractfile(member)
-                    if data is not None:
-                        rules = IgnoreRules.parse(data.read().decode("utf-8", errors="replace"))
-                    break
-    except tarfile.TarError as exc:
-        raise InvalidArgument(f"the build context is not a valid tar archive: {exc}") from None
-
-    def skip(name: str) -> bool:
-        return bool(name) and name not in (".", DOCKERIGNORE) and rules.ignored(name)
-
-    root_fd = os.open(ctx, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        with spool.open("rb") as archive:
-            copyin.extract(archive, root_fd, "/", "the build context", skip=skip if rules else None)
-    finally:
-        os.close(root_fd)
 
 
 def _read_dockerfile(ctx: Path, path: str) -> bytes:

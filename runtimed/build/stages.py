@@ -53,6 +53,7 @@ class Plan:
     meta_args: list[Instruction]  # ARG lines before the first FROM
     stages: list[Stage]
     meta_values: dict[str, str]  # their values after --build-arg
+    meta_names: frozenset[str] = frozenset()  # the names those ARG lines declare
 
 
 def parse_arg(inst: Instruction, env: dict[str, str], escape: str) -> list[tuple[str, str | None]]:
@@ -70,6 +71,7 @@ def plan(dockerfile: Dockerfile, build_args: dict[str, str], automatic: dict[str
     meta: list[Instruction] = []
     stages: list[Stage] = []
     meta_values: dict[str, str] = dict(automatic)
+    meta_names: set[str] = set()
     escape = dockerfile.escape
     for inst in dockerfile.instructions:
         if inst.keyword == "FROM":
@@ -83,6 +85,7 @@ def plan(dockerfile: Dockerfile, build_args: dict[str, str], automatic: dict[str
                 )
             meta.append(inst)
             for name, default in parse_arg(inst, meta_values, escape):
+                meta_names.add(name)
                 if name in build_args:
                     meta_values[name] = build_args[name]
                 elif default is not None:
@@ -91,7 +94,9 @@ def plan(dockerfile: Dockerfile, build_args: dict[str, str], automatic: dict[str
         stages[-1].instructions.append(inst)
     if not stages:
         raise InvalidArgument("the Dockerfile has no FROM instruction: nothing to build")
-    return Plan(meta_args=meta, stages=stages, meta_values=meta_values)
+    return Plan(
+        meta_args=meta, stages=stages, meta_values=meta_values, meta_names=frozenset(meta_names)
+    )
 
 
 def _stage(

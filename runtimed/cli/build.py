@@ -10,7 +10,6 @@ stdin) travels with the options.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import stat
 import sys
@@ -28,51 +27,65 @@ CHUNK = 1 << 20
 _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"(\xb5/\xfd")
 
 
-class _Pending(io.RawIOBase):
-    """What tarfile writes, handed out in chunks as it comes."""
+class _Chunker:
+    """Tar bytes gathered into messages of about CHUNK bytes; a big file's pieces go
+    out as they were read, never joined or copied again."""
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
         self.size = 0
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.parts.append(bytes(data))
+    def add(self, data: bytes) -> Iterator[bytes]:
+        self.parts.append(data)
         self.size += len(data)
-        return len(data)
+        if self.size >= CHUNK:
+            yield from self.flush()
 
-    def take(self) -> bytes:
-        data = b"".join(self.parts)
-        self.parts, self.size = [], 0
-        return data
+    def flush(self) -> Iterator[bytes]:
+        if self.parts:
+            data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+            self.parts, self.size = [], 0
+            yield data
 
 
 def context_tar(root: Path, rules: IgnoreRules) -> Iterator[bytes]:
-    """The directory as a tar stream, without what .dockerignore leaves out."""
-    pending = _Pending()
-    with tarfile.open(fileobj=pending, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for rel, full, st in _walk(root, "", rules):
-            info = tarfile.TarInfo(rel)
-            info.mode = stat.S_IMODE(st.st_mode)
-            info.mtime = int(st.st_mtime)
-            info.uid = info.gid = 0
-            if stat.S_ISDIR(st.st_mode):
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            elif stat.S_ISLNK(st.st_mode):
-                info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(full)
-                tar.addfile(info)
-            elif stat.S_ISREG(st.st_mode):
-                info.size = st.st_size
-                with open(full, "rb") as f:
-                    tar.addfile(info, f)
-            if pending.size >= CHUNK:
-                yield pending.take()
-    if pending.size:
-        yield pending.take()
+    """The directory as a tar stream (PAX headers, as docker sends), without what
+    .dockerignore leaves out."""
+    out = _Chunker()
+    for rel, full, st in _walk(root, "", rules):
+        info = tarfile.TarInfo(rel)
+        info.mode = stat.S_IMODE(st.st_mode)
+        info.mtime = int(st.st_mtime)
+        info.uid = info.gid = 0
+        if stat.S_ISDIR(st.st_mode):
+            info.type = tarfile.DIRTYPE
+        elif stat.S_ISLNK(st.st_mode):
+            info.type = tarfile.SYMTYPE
+            info.linkname = os.readlink(full)
+        elif stat.S_ISREG(st.st_mode):
+            info.size = st.st_size
+        else:
+            continue
+        yield from out.add(info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
+        if info.size:
+            yield from _file_data(full, info.size, out)
+    yield from out.add(bytes(2 * tarfile.BLOCKSIZE))  # the end-of-archive marker
+    yield from out.flush()
+
+
+def _file_data(path: str, size: int, out: _Chunker) -> Iterator[bytes]:
+    """A file's bytes as tar data: exactly `size` of them, then padding to a block."""
+    left = size
+    with open(path, "rb", buffering=0) as f:
+        while left:
+            data = f.read(min(left, CHUNK))
+            if not data:
+                raise CliError(f"error checking context: {path} shrank while it was read")
+            left -= len(data)
+            yield from out.add(data)
+    remainder = size % tarfile.BLOCKSIZE
+    if remainder:
+        yield from out.add(bytes(tarfile.BLOCKSIZE - remainder))
 
 
 def _walk(root: Path, rel: str, rules: IgnoreRules) -> Iterator[tuple[str, str, os.stat_result]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import posixpath
 import shutil
@@ -48,23 +49,25 @@ def extract(
     container: str,
     *,
     owners: bool = False,
-    skip: Callable[[str], bool] | None = None,
+    record: Callable[[int, bytes], None] | None = None,
+    plain: bool = False,
 ) -> None:
     """Unpack `archive` into directory `base` of the root `root_fd` (container `container`).
 
     `owners`: entries get the archive's uid/gid (the builder's COPY and ADD);
-    `skip(name)`: entries (by normalized name) left out (a build context's .dockerignore).
+    `record(fd, sha256)`: called for each regular file once written (a build context's
+    files are hashed as they arrive, so the build's cache need not read them again).
+    `plain`: `archive` is known to be an uncompressed tar, read front to back only (its
+    seek() need only go forward), so no compression is probed for.
     """
     try:
-        tar = tarfile.open(fileobj=archive, mode="r:*")  # noqa: SIM115 - closed by the with below
+        tar = tarfile.open(fileobj=archive, mode="r:" if plain else "r:*")  # noqa: SIM115
     except tarfile.TarError as exc:
         raise InvalidArgument(f"copy: not a valid tar archive: {exc}") from exc
-    unpacker = _Unpacker(root_fd, base, container, owners=owners)
+    unpacker = _Unpacker(root_fd, base, container, owners=owners, record=record)
     try:
         with tar:
             for member in tar:
-                if skip is not None and skip(posixpath.normpath(member.name).lstrip("/")):
-                    continue
                 unpacker.add(tar, member)
             unpacker.finish()
     except tarfile.TarError as exc:
@@ -79,9 +82,18 @@ def _ns(member: tarfile.TarInfo) -> tuple[int, int]:
 
 
 class _Unpacker:
-    def __init__(self, root_fd: int, base: str, container: str, *, owners: bool = False) -> None:
+    def __init__(
+        self,
+        root_fd: int,
+        base: str,
+        container: str,
+        *,
+        owners: bool = False,
+        record: Callable[[int, bytes], None] | None = None,
+    ) -> None:
         self.root_fd = root_fd
         self.owners = owners
+        self.record = record
         self.base = posixpath.normpath("/" + base.lstrip("/"))
         self.container = container
         # Modes and times of directories, set last: their contents change their mtime.
@@ -181,12 +193,20 @@ class _Unpacker:
         source = tar.extractfile(member)
         assert source is not None
         with os.fdopen(os.open(leaf, _FILE_FLAGS, 0o600, dir_fd=parent), "wb") as out:
-            shutil.copyfileobj(source, out, _CHUNK)
+            if self.record is None:
+                shutil.copyfileobj(source, out, _CHUNK)
+            else:
+                digest = hashlib.sha256()
+                while chunk := source.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
             out.flush()
             if self.owners:
                 os.fchown(out.fileno(), member.uid, member.gid)
             os.fchmod(out.fileno(), member.mode & 0o7777)
             os.utime(out.fileno(), ns=_ns(member))
+            if self.record is not None:
+                self.record(out.fileno(), digest.digest())
 
     def _hardlink(self, member: tarfile.TarInfo, inside: str, parent: int, leaf: str) -> None:
         linkname = posixpath.normpath(member.linkname)

@@ -14,26 +14,24 @@ recorded, so a bad archive leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-import bz2
 import contextlib
 import hashlib
 import json
-import lzma
 import re
 import tarfile
-import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
-import zstandard
 
 from runtimed.errors import DataLoss, FailedPrecondition, InvalidArgument
 from runtimed.images import manifest as mt
 from runtimed.images import tarsplit
 from runtimed.images.compose import canonical
+from runtimed.images.decompress import ERRORS as DECOMPRESS_ERRORS
+from runtimed.images.decompress import SNIFF, Decompressor, decompressor
 from runtimed.images.layers import chain_ids
 from runtimed.images.reference import parse_reference
 from runtimed.images.service import ImageService, _parse_config
@@ -56,52 +54,9 @@ def _bad(message: str) -> InvalidArgument:
 # -- spooling: any compression in, a plain tar on disk ---------------------------------
 
 
-class _Decompressor(Protocol):
-    def feed(self, data: bytes) -> bytes: ...
-
-
-class _Plain:
-    def feed(self, data: bytes) -> bytes:
-        return data
-
-
-class _Restarting:
-    """Multi-stream formats (gzip members, bzip2 streams, xz streams, zstd frames)."""
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self.make = make
-        self.current = make()
-
-    def feed(self, data: bytes) -> bytes:
-        out = []
-        while data:
-            out.append(self.current.decompress(data))
-            if not self.current.eof:
-                break
-            data = self.current.unused_data
-            self.current = self.make()
-        return b"".join(out)
-
-
-def _zstd() -> Any:
-    return zstandard.ZstdDecompressor().decompressobj()
-
-
-def _decompressor(head: bytes) -> tuple[str, _Decompressor]:
-    if head.startswith(b"\x1f\x8b"):
-        return "gzip", _Restarting(lambda: zlib.decompressobj(wbits=31))
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zstd", _Restarting(_zstd)
-    if head.startswith(b"BZh"):
-        return "bzip2", _Restarting(bz2.BZ2Decompressor)
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "xz", _Restarting(lzma.LZMADecompressor)
-    return "tar", _Plain()
-
-
 async def spool(chunks: AsyncIterator[bytes], path: Path) -> int:
     """Write the decompressed stream to `path`; its size."""
-    decomp: _Decompressor | None = None
+    decomp: Decompressor | None = None
     kind = "tar"
     head = b""
     total = 0
@@ -111,7 +66,7 @@ async def spool(chunks: AsyncIterator[bytes], path: Path) -> int:
             try:
                 assert decomp is not None
                 plain = decomp.feed(data)
-            except (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
+            except DECOMPRESS_ERRORS as exc:
                 raise _bad(f"the archive is not valid {kind} data: {exc}") from None
             try:
                 out.write(plain)
@@ -124,13 +79,13 @@ async def spool(chunks: AsyncIterator[bytes], path: Path) -> int:
         async for chunk in chunks:
             if decomp is None:
                 head += chunk
-                if len(head) < 6:
+                if len(head) < SNIFF:
                     continue
-                kind, decomp = _decompressor(head)
+                kind, decomp = decompressor(head)
                 chunk, head = head, b""
             total += await asyncio.to_thread(write, chunk)
         if decomp is None and head:
-            kind, decomp = _decompressor(head)
+            kind, decomp = decompressor(head)
             total += await asyncio.to_thread(write, head)
     if total == 0:
         raise _bad("the archive is empty")

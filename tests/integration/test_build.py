@@ -300,6 +300,29 @@ def test_dockerignore(daemon: Daemon, tmp_path: Path) -> None:
     code, _, err = build(daemon, ctx, ok=False)
     assert code == 1 and "app.log" in err and "not found" in err
 
+    # A context sent as a tarball brings its own .dockerignore, applied by the daemon.
+    sent = tar_bytes(
+        [
+            file_member("Dockerfile", b"FROM busybox:local\nCOPY . /ctx/\n"),
+            file_member(".dockerignore", b"*.log\n!keep.log\nsecret\n"),
+            file_member("app.log", b"x"),
+            file_member("keep.log", b"kept"),
+            file_member("secret/key", b"k"),
+            file_member("sub/app.log", b"s"),
+        ]
+    )
+    result = daemon.ctl("build", "-t", "ignored:tar", "-", input=sent)
+    assert result.returncode == 0, result.stderr
+    listing = sh(daemon, "ignored:tar", "cd /ctx && find . -type f | sort").split()
+    assert listing == ["./.dockerignore", "./Dockerfile", "./keep.log", "./sub/app.log"]
+
+
+def test_build_args_of_global_args_are_consumed(daemon: Daemon, tmp_path: Path) -> None:
+    ctx = write(tmp_path, {"Dockerfile": "ARG BASE=nothing:here\nFROM ${BASE}\nRUN true\n"})
+    _, out, _ = build(daemon, ctx, "--build-arg", "BASE=busybox:local", "--build-arg", "EXTRA=1")
+    # BASE was used by FROM; only EXTRA is named, as docker names it.
+    assert "[Warning] One or more build-args [EXTRA] were not consumed\n" in out
+
 
 def test_hostile_contexts_are_refused_or_kept_inside(daemon: Daemon, tmp_path: Path) -> None:
     outside = tmp_path / "outside-secret"

@@ -126,6 +126,16 @@ def test_client_stream_upload_is_flow_controlled(served) -> None:
     assert reply.image_id == hashlib.sha256(b"".join(blocks)).hexdigest()
 
 
+def test_messages_of_every_size_arrive_whole_and_in_order(served) -> None:
+    _, stub, _, _ = served
+    # Around the size where a message stops being joined with its prefix into one write,
+    # and one larger than a frame, so frames split inside the prefix and the payload.
+    sizes = [0, 1, 65530, 65531, 65536, 3_000_001, 2, 1_048_576 * 2 + 7]
+    blocks = [bytes([i + 1]) * n for i, n in enumerate(sizes)]
+    reply = stub.ImportImage(pb.ImportImageChunk(data=b) for b in blocks)
+    assert reply.image_id == hashlib.sha256(b"".join(blocks)).hexdigest()
+
+
 def test_bidirectional_stream(served) -> None:
     _, stub, _, _ = served
     requests = [pb.StdioInput(stdin=b"abc"), pb.StdioInput(stdin=b"def")]

@@ -38,6 +38,11 @@ _RECV_WINDOW = 16 * 1024 * 1024
 _RECV_FRAME = 1024 * 1024
 _CANCEL = 0x8
 _MESSAGE_HEADER = struct.Struct(">BI")  # gRPC framing: compressed flag, length
+# HTTP/2 frame header: 24-bit length (16 + 8), type, flags, stream id.
+_FRAME_HEADER = struct.Struct(">HBBBL")
+_DATA = 0x0
+_END_STREAM = 0x1
+_COALESCE = 64 * 1024  # smaller frames and messages are joined into one write
 
 
 class Stream:
@@ -68,10 +73,14 @@ class Stream:
     # --- sending ------------------------------------------------------------------
 
     def send_message(self, payload: bytes, *, end: bool = False) -> None:
-        self.conn.send_data(self, _MESSAGE_HEADER.pack(0, len(payload)) + payload, end=end)
+        prefix = _MESSAGE_HEADER.pack(0, len(payload))
+        if len(payload) < _COALESCE:
+            self.conn.send_data(self, prefix + payload, end=end)
+        else:  # a build context's megabytes: not copied again on their way out
+            self.conn.send_data(self, prefix, payload, end=end)
 
     def end_requests(self) -> None:
-        self.conn.send_data(self, b"", end=True)
+        self.conn.send_data(self, end=True)
 
     def cancel(self) -> None:
         self.abort(RpcError(StatusCode.CANCELLED, "Locally cancelled by application!"))
@@ -244,7 +253,7 @@ class Connection:
 
     # --- sending ------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         """Write with `wlock` held; a broken socket ends every call."""
         try:
             assert self.sock is not None
@@ -262,17 +271,18 @@ class Connection:
     def reset(self, stream: Stream, error_code: int) -> None:
         self.send_frame(fr.RstStreamFrame(stream.id, error_code=error_code))
 
-    def send_data(self, stream: Stream, data: bytes, *, end: bool) -> None:
-        """Send `data` within the flow-control windows; stops quietly if the call
-        ends meanwhile (the caller then reads its status)."""
-        view = memoryview(data)
+    def send_data(self, stream: Stream, *parts: bytes, end: bool) -> None:
+        """Send `parts` as one run of DATA frames within the flow-control windows; stops
+        quietly if the call ends meanwhile (the caller then reads its status)."""
+        views = collections.deque(memoryview(p) for p in parts if p)
+        remaining = sum(len(v) for v in views)
         while True:
             with self.cond:
                 size = 0
-                while view:
+                while remaining:
                     if stream.done:
                         return
-                    size = min(len(view), self.send_window, stream.send_window)
+                    size = min(remaining, self.send_window, stream.send_window)
                     size = min(size, self.peer_max_frame)
                     if size > 0:
                         break
@@ -281,12 +291,29 @@ class Connection:
                     return
                 self.send_window -= size
                 stream.send_window -= size
-            chunk, view = view[:size], view[size:]
-            last = end and not view
-            self.send_frame(
-                fr.DataFrame(stream.id, data=bytes(chunk), flags=["END_STREAM"] if last else [])
-            )
-            if not view:
+            pieces: list[memoryview] = []
+            left = size
+            while left:
+                view = views.popleft()
+                if len(view) > left:
+                    views.appendleft(view[left:])
+                    view = view[:left]
+                pieces.append(view)
+                left -= len(view)
+            remaining -= size
+            flags = _END_STREAM if end and not remaining else 0
+            header = _FRAME_HEADER.pack(size >> 8, size & 0xFF, _DATA, flags, stream.id)
+            with self.wlock:
+                if self.sock is None:
+                    return
+                if size < _COALESCE:
+                    self._write(header + b"".join(pieces))
+                else:  # the frame's bytes go out as they are, no joined copy
+                    self._write(header)
+                    for piece in pieces:
+                        if self.error is None:
+                            self._write(piece)
+            if not remaining:
                 return
 
     # --- receiving ----------------------------------------------------------------
