@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from isal import isal_zlib
@@ -30,12 +31,18 @@ _CHUNK = 1 << 20
 
 def compress_layer(content: ContentStore, tar: Path) -> mt.Descriptor:
     """gzip the layer tarball `tar` into the content store (blocking: run in a thread)."""
+    with tar.open("rb") as src:
+        return compress_stream(content, iter(lambda: src.read(_CHUNK), b""))
+
+
+def compress_stream(content: ContentStore, chunks: Iterable[bytes]) -> mt.Descriptor:
+    """gzip a layer's tar stream into the content store (blocking: run in a thread)."""
     compressor = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, _GZIP_WBITS)
     hasher = hashlib.sha256()
     size = 0
     tmp = content.new_ingest()
     try:
-        with tar.open("rb") as src, tmp.open("wb") as out:
+        with tmp.open("wb") as out:
 
             def emit(data: bytes) -> None:
                 nonlocal size
@@ -43,7 +50,7 @@ def compress_layer(content: ContentStore, tar: Path) -> mt.Descriptor:
                 out.write(data)
                 size += len(data)
 
-            while chunk := src.read(_CHUNK):
+            for chunk in chunks:
                 emit(compressor.compress(chunk))
             emit(compressor.flush())
         digest = "sha256:" + hasher.hexdigest()

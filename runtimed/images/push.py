@@ -3,9 +3,10 @@
 Per blob, the cheapest way that works: nothing when the repository has it
 already (HEAD), a cross-repository mount when another repository of the same
 registry is known to hold it (from earlier pulls and pushes, kept in the
-metadata store), else an upload of the compressed bytes we keep. Then the
-manifest goes up exactly as stored, so its digest is the one we know the image
-by. Progress is reported per layer with docker's words.
+metadata store), else an upload of the compressed bytes we keep (made now,
+once, for a layer that has none: runtimed.images.reblob). Then the manifest
+goes up exactly as stored, so its digest is the one we know the image by.
+Progress is reported per layer with docker's words.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from runtimed.errors import (
     RuntimedError,
 )
 from runtimed.images import manifest as mt
+from runtimed.images import reblob
 from runtimed.images.auth import Credential
 from runtimed.images.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from runtimed.images.registry import RegistryClient, is_transient
@@ -149,6 +151,13 @@ class ImagePusher:
         progress: ProgressFn,
     ) -> PushedTag:
         data, media_type, doc = self._manifest(record, ref, tag)
+
+        async def elsewhere(digest: str) -> bool:
+            if self.images.metadata.blob_sources(digest, uploader.endpoint.registry):
+                return True  # mountable from another repository there
+            return await uploader.exists(digest)
+
+        data, doc = await reblob.complete(self.images, record, data, doc, elsewhere)
         diff_ids = self.images.config(record).get("rootfs", {}).get("diff_ids") or []
         layers: dict[str, tuple[str, mt.Descriptor]] = {}
         # dockerd lists layers top first, each by its (uncompressed) diff id.
@@ -173,7 +182,7 @@ class ImagePusher:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         stored = await uploader.put_manifest(tag, data, media_type)
-        digest = record.manifest_digest or mt.sha256_digest(data)
+        digest = mt.sha256_digest(data)
         if stored and stored != digest:
             raise DataLoss(
                 f"registry {uploader.endpoint.host} computed {stored} for manifest {digest}"

@@ -302,13 +302,16 @@ class MetadataStore:
     def delete_image(self, image_id: str) -> None:
         self.removal(lambda tx: tx.execute("DELETE FROM images WHERE id=?", (image_id,)))
 
-    def set_layer_blob(self, chain_id: str, digest: str, size: int) -> None:
-        """Give a layer that has no stored blob yet (an older import) its compressed blob."""
+    def set_layer_blob(
+        self, chain_id: str, digest: str, size: int, *, replacing: str | None = None
+    ) -> None:
+        """Give a layer that has no stored blob yet (an older import) its compressed blob;
+        or, with `replacing`, one for the blob it had named but that is not stored here."""
         with self.transaction() as tx:
             tx.execute(
                 "UPDATE layers SET blob_digest=?, blob_size=? WHERE chain_id=? AND"
-                " blob_digest IS NULL",
-                (digest, size, chain_id),
+                " (blob_digest IS NULL OR blob_digest=?)",
+                (digest, size, chain_id, replacing),
             )
 
     # -- remote copies of blobs ------------------------------------------------

@@ -139,6 +139,31 @@ def test_imported_image_pulls_back_identical(
         assert by_digest in doc["RepoDigests"]
 
 
+def test_a_loaded_image_gets_its_blobs_on_first_push(daemon: Daemon, registry: Registry) -> None:
+    # A docker-archive holds plain layer tars: the loading daemon keeps no blob to push.
+    source = f"{registry.host}/push/saved:1"
+    daemon.ok("import", str(random_rootfs(daemon.root / "saved.tar", 300_000)), source)
+    archive = daemon.root / "saved-image.tar"
+    daemon.ok("save", "-o", str(archive), source)
+    daemon.ok("rmi", source)
+    target = f"{registry.host}/push/loaded:1"
+    with Daemon() as fresh:
+        fresh.ok("load", "-i", str(archive))
+        fresh.ok("tag", source, target)
+        first = fresh.ok("push", target).stdout
+        assert set(layer_statuses(first).values()) == {"Pushed"}, first
+        digest = digest_lines(first)["1"][0]
+        # The manifest made on the first push is kept: a second push sends the same one.
+        again = fresh.ok("push", target).stdout
+        assert set(layer_statuses(again).values()) == {"Layer already exists"}, again
+        assert digest_lines(again)["1"][0] == digest
+        image_id = json.loads(fresh.ok("image", "inspect", target).stdout)[0]["Id"]
+    assert registry_manifest(registry, "push/loaded", "1")[0] == digest
+    assert skopeo_digest(target) == digest
+    with Daemon() as other:  # pulls it back by digest: the same image
+        assert other.ok("pull", f"{registry.host}/push/loaded@{digest}").out_lines[-1] == image_id
+
+
 def test_quiet_prints_only_the_reference(daemon: Daemon, imported: str) -> None:
     assert daemon.ok("push", "-q", imported).stdout == imported + "\n"
     name = imported.rsplit(":", 1)[0]
