@@ -30,7 +30,7 @@ from runtimed.build.patterns import IgnoreRules
 from runtimed.core import copyin
 from runtimed.errors import InvalidArgument
 from runtimed.images.decompress import ERRORS as DECOMPRESS_ERRORS
-from runtimed.images.decompress import SNIFF, Decompressor, decompressor
+from runtimed.images.decompress import Sniffing
 
 DOCKERIGNORE = ".dockerignore"
 _DEPTH = 16  # chunks (runtimectl sends 1-2 MiB each) waiting for the unpacking thread
@@ -48,9 +48,7 @@ class ChunkPipe:
     def __init__(self, depth: int = _DEPTH) -> None:
         self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
         self._cancelled = False
-        self._head = b""  # raw bytes held until the format is known
-        self._kind = "tar"
-        self._decoder: Decompressor | None = None
+        self._stream = Sniffing()
         self._eof = False
         self._chunk = b""  # the plain chunk being read, from _offset on
         self._offset = 0
@@ -123,23 +121,12 @@ class ChunkPipe:
             item = self._queue.get()
             if self._cancelled:
                 raise OSError("the build context transfer was cancelled")
-            if item is None:
-                self._eof = True
-                item, self._head = self._head, b""  # a stream shorter than the sniff
-                if not item:
-                    break
-            elif self._decoder is None:
-                self._head += item
-                if len(self._head) < SNIFF:
-                    continue
-                item, self._head = self._head, b""
-            if self._decoder is None:
-                self._kind, self._decoder = decompressor(item)
+            self._eof = item is None
             try:
-                plain = self._decoder.feed(item)
+                plain = self._stream.end() if item is None else self._stream.feed(item)
             except DECOMPRESS_ERRORS as exc:
                 raise InvalidArgument(
-                    f"the build context is not valid {self._kind} data: {exc}"
+                    f"the build context is not valid {self._stream.kind} data: {exc}"
                 ) from None
             if plain:
                 return plain

@@ -60,3 +60,30 @@ def decompressor(head: bytes) -> tuple[str, Decompressor]:
     if head.startswith(b"\xfd7zXZ\x00"):
         return "xz", _Restarting(lzma.LZMADecompressor)
     return "tar", _Plain()
+
+
+class Sniffing:
+    """A decompressor for a stream of unknown format, fed chunk by chunk: the first
+    SNIFF bytes are held until they tell the format (`kind`, "tar" until then)."""
+
+    def __init__(self) -> None:
+        self.kind = "tar"
+        self._head = b""
+        self._decoder: Decompressor | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        if self._decoder is None:
+            self._head += data
+            if len(self._head) < SNIFF:
+                return b""
+            data, self._head = self._head, b""
+            self.kind, self._decoder = decompressor(data)
+        return self._decoder.feed(data)
+
+    def end(self) -> bytes:
+        """The stream is over: what a stream shorter than SNIFF bytes decompresses to."""
+        if self._decoder is not None or not self._head:
+            return b""
+        data, self._head = self._head, b""
+        self.kind, self._decoder = decompressor(data)
+        return self._decoder.feed(data)

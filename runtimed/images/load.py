@@ -31,7 +31,7 @@ from runtimed.images import manifest as mt
 from runtimed.images import tarsplit
 from runtimed.images.compose import canonical
 from runtimed.images.decompress import ERRORS as DECOMPRESS_ERRORS
-from runtimed.images.decompress import SNIFF, Decompressor, decompressor
+from runtimed.images.decompress import Sniffing
 from runtimed.images.layers import chain_ids
 from runtimed.images.reference import parse_reference
 from runtimed.images.service import ImageService, _parse_config
@@ -56,18 +56,16 @@ def _bad(message: str) -> InvalidArgument:
 
 async def spool(chunks: AsyncIterator[bytes], path: Path) -> int:
     """Write the decompressed stream to `path`; its size."""
-    decomp: Decompressor | None = None
-    kind = "tar"
-    head = b""
+    stream = Sniffing()
     total = 0
     with path.open("wb") as out:
 
-        def write(data: bytes) -> int:
+        def write(data: bytes | None) -> int:
+            """Decompress `data` (None: the stream's end) and spool what it gives."""
             try:
-                assert decomp is not None
-                plain = decomp.feed(data)
+                plain = stream.end() if data is None else stream.feed(data)
             except DECOMPRESS_ERRORS as exc:
-                raise _bad(f"the archive is not valid {kind} data: {exc}") from None
+                raise _bad(f"the archive is not valid {stream.kind} data: {exc}") from None
             try:
                 out.write(plain)
             except OSError as exc:
@@ -77,16 +75,8 @@ async def spool(chunks: AsyncIterator[bytes], path: Path) -> int:
             return len(plain)
 
         async for chunk in chunks:
-            if decomp is None:
-                head += chunk
-                if len(head) < SNIFF:
-                    continue
-                kind, decomp = decompressor(head)
-                chunk, head = head, b""
             total += await asyncio.to_thread(write, chunk)
-        if decomp is None and head:
-            kind, decomp = decompressor(head)
-            total += await asyncio.to_thread(write, head)
+        total += await asyncio.to_thread(write, None)
     if total == 0:
         raise _bad("the archive is empty")
     return total
