@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import structlog
 
+from runtimed.build.layer import write_diff
 from runtimed.core.containers import ContainerService
 from runtimed.core.freeze import paused
 from runtimed.core.model import Container
@@ -31,7 +32,6 @@ from runtimed.images.changes import apply_changes
 from runtimed.images.compose import layer_from_tar, store_image
 from runtimed.images.reference import parse_reference
 from runtimed.images.service import now_rfc3339
-from runtimed.snapshots import diff
 
 log = structlog.get_logger(__name__)
 
@@ -115,15 +115,10 @@ async def commit(
     try:
         async with containers._lock(container.id):
             container = containers.get(container.id)
-            frozen = False
-            if pause:
-                async with paused(containers, container, "commit") as frozen:
-                    entries = await asyncio.to_thread(
-                        _write_diff, containers, container.id, lowers, ignore, tmp
-                    )
-            else:
+            hold = paused(containers, container, "commit") if pause else nullcontext(False)
+            async with hold as frozen:
                 entries = await asyncio.to_thread(
-                    _write_diff, containers, container.id, lowers, ignore, tmp
+                    write_diff, containers.snapshotter, container.id, lowers, ignore, tmp
                 )
         layer = await layer_from_tar(images, tmp) if entries else None
     finally:
@@ -151,14 +146,3 @@ async def commit(
     log.info("container_committed", container_id=container.id, image_id=image_id, paused=frozen)
     containers.announce(container, "commit", imageID=image_id, comment=comment)
     return CommitResult(image_id, frozen)
-
-
-def _write_diff(
-    containers: ContainerService,
-    key: str,
-    lowers: list[Path],
-    ignore: frozenset[tuple[str, ...]],
-    out_path: Path,
-) -> int:
-    with out_path.open("wb") as out:
-        return diff.write_diff_tar(containers.snapshotter, key, lowers, ignore, out)

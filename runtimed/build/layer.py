@@ -45,16 +45,23 @@ async def diff_layer(
     """The snapshot's changes as a registered-to-be layer (None when it changed nothing)."""
     tmp = images.content.new_ingest()
     try:
-
-        def write() -> int:
-            with tmp.open("wb") as out:
-                return diff.write_diff_tar(snapshotter, key, lowers, ignore, out)
-
-        if not await asyncio.to_thread(write):
+        if not await asyncio.to_thread(write_diff, snapshotter, key, lowers, ignore, tmp):
             return None
         return await layer_from_tar(images, tmp)
     finally:
         images.content.discard(tmp)
+
+
+def write_diff(
+    snapshotter: Snapshotter,
+    key: str,
+    lowers: list[Path],
+    ignore: frozenset[tuple[str, ...]],
+    out_path: Path,
+) -> int:
+    """The snapshot's diff as a tar at `out_path`; the entries written (0: no changes)."""
+    with out_path.open("wb") as out:
+        return diff.write_diff_tar(snapshotter, key, lowers, ignore, out)
 
 
 @contextlib.asynccontextmanager
