@@ -31,7 +31,13 @@ from runtimed.images import reblob
 from runtimed.images.auth import Credential
 from runtimed.images.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from runtimed.images.registry import RegistryClient, is_transient
-from runtimed.images.service import PROGRESS_INTERVAL, ImageService, ProgressFn, PullEvent
+from runtimed.images.service import (
+    PROGRESS_INTERVAL,
+    ImageService,
+    ProgressFn,
+    PullEvent,
+    short_id,
+)
 from runtimed.images.upload import BlobUploader
 from runtimed.store.metadata import ImageRecord
 
@@ -53,10 +59,6 @@ class PushedTag:
 class PushResult:
     repository: str  # the full name pushed to (HOST/PATH)
     tags: list[PushedTag]
-
-
-def _short(digest: str) -> str:
-    return digest.removeprefix("sha256:")[:12]
 
 
 def _explicit_tag(text: str) -> bool:
@@ -166,7 +168,7 @@ class ImagePusher:
             if desc.digest in layers:
                 continue
             diff_id = diff_ids[position] if position < len(diff_ids) else desc.digest
-            layers[desc.digest] = (_short(diff_id), desc)
+            layers[desc.digest] = (short_id(diff_id), desc)
         for layer_id, _desc in layers.values():
             progress(PullEvent(status="Preparing", layer_id=layer_id))
         tasks = [
