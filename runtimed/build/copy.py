@@ -28,6 +28,7 @@ from typing import IO
 from runtimed.build.patterns import go_match, has_wildcards
 from runtimed.core.inroot import closing, open_in_root
 from runtimed.errors import InvalidArgument
+from runtimed.snapshots.diff import ExactReader
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _CHUNK = 1 << 20
@@ -275,27 +276,9 @@ def write_tar(
                     tar.addfile(info)
                 elif stat.S_ISREG(st.st_mode):
                     info.size = st.st_size
-                    with open(entry.path, "rb") as f:
-                        tar.addfile(info, _Exact(f, st.st_size))
+                    with open(entry.path, "rb", buffering=0) as f:
+                        tar.addfile(info, ExactReader(f.fileno(), st.st_size))  # type: ignore[arg-type]
                 # Devices, fifos and sockets in a context are not copied (as BuildKit skips them).
-
-
-class _Exact:
-    """A file read as exactly `size` bytes (cut or zero-padded if it changed meanwhile)."""
-
-    def __init__(self, f: IO[bytes], size: int) -> None:
-        self.f = f
-        self.left = size
-
-    def read(self, n: int = -1) -> bytes:
-        if self.left <= 0:
-            return b""
-        want = self.left if n < 0 else min(n, self.left)
-        data = self.f.read(want)
-        if len(data) < want:
-            data += b"\0" * (want - len(data))
-        self.left -= len(data)
-        return data
 
 
 def parse_chmod(value: str | None, line: int) -> int | None:

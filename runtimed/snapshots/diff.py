@@ -404,8 +404,9 @@ def _tree(writer: _TarWriter, fd: int, parts: Parts) -> None:
                     _tree(writer, child, here)
 
 
-class _ExactReader:
-    """Exactly `size` bytes of an fd: cut if the file grew, zero-padded if it shrank."""
+class ExactReader:
+    """Exactly `size` bytes of an fd, for a tar member whose header said `size`: cut if
+    the file grew, zero-padded if it shrank (tarfile refuses any short read)."""
 
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
@@ -413,11 +414,13 @@ class _ExactReader:
 
     def read(self, n: int = -1) -> bytes:
         want = self.left if n < 0 else min(n, self.left)
-        if want <= 0:
-            return b""
-        data = os.read(self.fd, min(want, _CHUNK))
-        if not data:
-            data = b"\0" * min(want, _CHUNK)
+        data = b""
+        while len(data) < want:
+            more = os.read(self.fd, want - len(data))
+            if not more:
+                data += b"\0" * (want - len(data))
+                break
+            data += more
         self.left -= len(data)
         return data
 
@@ -495,7 +498,7 @@ class _TarWriter:
                 self.links[key] = info.name
             info.size = now.st_size
             self._xattrs(fd, info)
-            self._emit(info, _ExactReader(fd, info.size))  # type: ignore[arg-type]
+            self._emit(info, ExactReader(fd, info.size))  # type: ignore[arg-type]
 
     @staticmethod
     def _xattrs(fd: int, info: tarfile.TarInfo) -> None:
@@ -526,4 +529,4 @@ def _opened(name: str, flags: int, dir_fd: int) -> Iterator[int | None]:
         os.close(fd)
 
 
-__all__ = ["Change", "changes", "write_diff_tar", "write_tree_tar"]
+__all__ = ["Change", "ExactReader", "changes", "write_diff_tar", "write_tree_tar"]

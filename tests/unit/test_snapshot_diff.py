@@ -3,9 +3,11 @@ on top of its image, for the overlay (upper dir) and vfs (tree comparison) drive
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,23 @@ def scenario_round_trip(tmp: str, driver: str) -> None:
 @pytest.mark.parametrize("driver", sorted(DRIVERS))
 def test_diff_round_trips_through_a_layer(tmp_path: Path, driver: str) -> None:
     run_scenario(__file__, "scenario_round_trip", str(tmp_path), driver)
+
+
+@pytest.mark.parametrize("now", [b"", b"x" * 50, b"y" * 150, b"z" * (3 << 20)])
+def test_a_file_that_changed_size_is_cut_or_zero_padded_to_its_header(
+    tmp_path: Path, now: bytes
+) -> None:
+    size = 100
+    path = tmp_path / "f"
+    path.write_bytes(now)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w|") as tar, path.open("rb", buffering=0) as f:
+        tar.copybufsize = 16  # type: ignore[attr-defined]  # many reads, some short
+        info = tarfile.TarInfo("f")
+        info.size = size
+        tar.addfile(info, diff.ExactReader(f.fileno(), size))  # type: ignore[arg-type]
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        member = tar.extractfile("f")
+        assert member is not None
+        assert member.read() == now[:size].ljust(size, b"\0")
