@@ -56,6 +56,18 @@ def canonical(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+def oci_manifest(config_digest: str, config_size: int, layers: list[dict[str, Any]]) -> bytes:
+    """The OCI image manifest naming a config and layer descriptors, as stored here."""
+    return canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": {"mediaType": mt.OCI_CONFIG, "digest": config_digest, "size": config_size},
+            "layers": layers,
+        }
+    )
+
+
 def _base_descriptors(images: ImageService, base: ImageRecord) -> list[dict[str, Any]]:
     """The base image's layer descriptors, from its manifest when that is at hand."""
     if base.manifest_digest and images.content.has(base.manifest_digest):
@@ -132,13 +144,9 @@ def store_image(
             images.layers.register(layer.staging, record)
     if layer is not None:
         descriptors.append(blob.to_json())
-    manifest_doc = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "config": {"mediaType": mt.OCI_CONFIG, "digest": image_id, "size": len(config_bytes)},
-        "layers": descriptors,
-    }
-    manifest_digest = images.content.write_bytes(canonical(manifest_doc))
+    manifest_digest = images.content.write_bytes(
+        oci_manifest(image_id, len(config_bytes), descriptors)
+    )
     moved = images.metadata.put_image(
         image_id=image_id,
         manifest_digest=manifest_digest,

@@ -1,5 +1,6 @@
 """What an image made here (import, commit) needs to be pushed: compressed layer
-blobs and a manifest, written once when the image is made.
+blobs, written once when the image is made, and the manifest naming them
+(runtimed.images.compose).
 
 Storing them then, rather than at push time, fixes the manifest's digest for the
 image's life: every push sends the same bytes, so every registry (and every pull
@@ -15,7 +16,6 @@ manages 40 MB/s on incompressible data. That is what keeps `commit` and
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,16 +58,3 @@ def compress_stream(content: ContentStore, chunks: Iterable[bytes]) -> mt.Descri
     finally:
         content.discard(tmp)
     return mt.Descriptor(mt.OCI_LAYER_GZIP, digest, size)
-
-
-def write_manifest(
-    content: ContentStore, config_digest: str, config_size: int, layers: list[mt.Descriptor]
-) -> str:
-    """Store the OCI image manifest naming the config and layer blobs; returns its digest."""
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "config": {"mediaType": mt.OCI_CONFIG, "digest": config_digest, "size": config_size},
-        "layers": [layer.to_json() for layer in layers],
-    }
-    return content.write_bytes(json.dumps(doc, separators=(",", ":")).encode())

@@ -23,6 +23,7 @@ from typing import IO
 
 from runtimed.errors import DataLoss, InvalidArgument, NotFound
 from runtimed.images import manifest as mt
+from runtimed.images.compose import oci_manifest
 from runtimed.images.reference import parse_reference
 from runtimed.images.service import ImageService
 from runtimed.pipestream import thread_stream
@@ -90,24 +91,11 @@ def plan_save(images: ImageService, references: list[str]) -> SavePlan:
         for layer in entry.layers:
             if layer.diff_id not in sizes:
                 sizes[layer.diff_id] = images.layers.tar_size(layer.chain_id)
-        config_desc = {
-            "mediaType": mt.OCI_CONFIG,
-            "digest": entry.record.id,
-            "size": len(entry.config),
-        }
         layer_descs = [
             {"mediaType": mt.OCI_LAYER, "digest": layer.diff_id, "size": sizes[layer.diff_id]}
             for layer in entry.layers
         ]
-        entry.manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": mt.OCI_MANIFEST,
-                "config": config_desc,
-                "layers": layer_descs,
-            },
-            separators=(",", ":"),
-        ).encode()
+        entry.manifest = oci_manifest(entry.record.id, len(entry.config), layer_descs)
     return SavePlan(list(by_id.values()), sizes)
 
 

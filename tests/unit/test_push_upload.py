@@ -17,8 +17,8 @@ import pytest
 from runtimed.errors import DataLoss, NotFound, PermissionDenied, Unavailable
 from runtimed.images import manifest as mt
 from runtimed.images.auth import CredentialStore
+from runtimed.images.compose import oci_manifest
 from runtimed.images.layers import LayerStore
-from runtimed.images.localimage import write_manifest
 from runtimed.images.push import ImagePusher
 from runtimed.images.reference import parse_reference
 from runtimed.images.registries_conf import RegistriesConfig
@@ -251,7 +251,7 @@ def _image_service(tmp_path: Path, host: str) -> ImageService:
     config = json.dumps({"rootfs": {"type": "layers", "diff_ids": ["sha256:" + "d" * 64]}})
     config_id = content.write_bytes(config.encode())
     layer_desc = mt.Descriptor(mt.OCI_LAYER_GZIP, layer, 300)
-    manifest = write_manifest(content, config_id, len(config), [layer_desc])
+    manifest = content.write_bytes(oci_manifest(config_id, len(config), [layer_desc.to_json()]))
     metadata.put_image(
         image_id=config_id,
         manifest_digest=manifest,
