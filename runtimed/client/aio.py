@@ -7,7 +7,7 @@ import builtins
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any
 
-from runtimed.client import _build, _channel
+from runtimed.client import _build, _calls, _channel
 from runtimed.client._models import (
     ContainerAttrs,
     ExecOutput,
@@ -16,11 +16,7 @@ from runtimed.client._models import (
     NetworkAttrs,
     PullProgress,
     VolumeAttrs,
-    container_doc,
-    image_doc,
-    network_doc,
     pull_event,
-    volume_doc,
 )
 from runtimed.client.errors import ContainerError, NotFound, translated
 from runtimed.client.tls import TLSConfig
@@ -48,20 +44,19 @@ class AsyncClient:
         host, tls = _channel.from_env(environment)
         return cls(str(host), tls)
 
+    async def _call(self, call: _calls.Call) -> Any:
+        with translated(image=call.image):
+            reply = await getattr(self.api, call.rpc)(call.request, timeout=call.timeout)
+        return call.decode(reply)
+
     async def ping(self) -> bool:
-        with translated():
-            await self.api.Version(pb.VersionRequest(), timeout=30)
-        return True
+        return await self._call(_calls.ping())
 
     async def version(self) -> dict[str, Any]:
-        with translated():
-            reply = await self.api.Version(pb.VersionRequest())
-        return _build.reply_dict(reply)
+        return await self._call(_calls.version())
 
     async def info(self) -> dict[str, Any]:
-        with translated():
-            reply = await self.api.Info(pb.InfoRequest())
-        return _build.reply_dict(reply)
+        return await self._call(_calls.info())
 
     async def close(self) -> None:
         await self._channel.close()
@@ -85,46 +80,30 @@ class AsyncContainer(ContainerAttrs):
         return await self.client.images.get(str(self.attrs.get("Image", "")))
 
     async def reload(self) -> None:
-        with translated():
-            reply = await self.client.api.InspectContainer(pb.ContainerRef(id=self.id))
-        self.attrs = container_doc(reply)
+        self.attrs = await self.client._call(_calls.inspect_container(self.id))
 
     async def start(self) -> None:
-        with translated():
-            await self.client.api.StartContainer(pb.ContainerRef(id=self.id))
+        await self.client._call(_calls.start_container(self.id))
 
     async def stop(self, timeout: int | None = None) -> None:
-        with translated():
-            await self.client.api.StopContainer(_build.stop_request(self.id, timeout))
+        await self.client._call(_calls.stop_container(self.id, timeout))
 
     async def restart(self, timeout: int | None = None) -> None:
-        with translated():
-            await self.client.api.RestartContainer(_build.stop_request(self.id, timeout))
+        await self.client._call(_calls.restart_container(self.id, timeout))
 
     async def kill(self, signal: str | int | None = None) -> None:
-        with translated():
-            await self.client.api.KillContainer(_build.kill_request(self.id, signal))
+        await self.client._call(_calls.kill_container(self.id, signal))
 
     async def remove(self, v: bool = False, force: bool = False) -> None:
-        with translated():
-            await self.client.api.RemoveContainer(
-                pb.RemoveContainerRequest(id=self.id, force=force, volumes=v)
-            )
+        await self.client._call(_calls.remove_container(self.id, v, force))
 
     async def rename(self, name: str) -> None:
-        with translated():
-            await self.client.api.RenameContainer(
-                pb.RenameContainerRequest(id=self.id, new_name=name)
-            )
+        await self.client._call(_calls.rename_container(self.id, name))
 
     async def wait(
         self, timeout: float | None = None, condition: str = "not-running"
     ) -> dict[str, Any]:
-        with translated():
-            reply = await self.client.api.WaitContainer(
-                pb.WaitContainerRequest(id=self.id, condition=condition), timeout=timeout
-            )
-        return _build.wait_result(reply)
+        return await self.client._call(_calls.wait_container(self.id, timeout, condition))
 
     def log_stream(
         self,
@@ -196,11 +175,7 @@ class AsyncContainer(ContainerAttrs):
         return collected.result(demux)
 
     async def top(self, ps_args: str | None = None) -> dict[str, Any]:
-        with translated():
-            reply = await self.client.api.TopContainer(
-                pb.TopContainerRequest(id=self.id, ps_args=ps_args or "")
-            )
-        return _build.top_result(reply)
+        return await self.client._call(_calls.top_container(self.id, ps_args))
 
 
 async def _log_chunks(call: AsyncIterable[pb.LogEntry], timestamps: bool) -> AsyncIterator[bytes]:
@@ -229,10 +204,8 @@ class AsyncContainerCollection:
     async def create(
         self, image: str, command: str | list[str] | None = None, **kwargs: Any
     ) -> AsyncContainer:
-        req = _build.create_request(image, command, kwargs)
-        with translated():
-            reply = await self.client.api.CreateContainer(req)
-        return await self.get(reply.id)
+        call = _calls.create_container(image, command, kwargs)
+        return await self.get(await self.client._call(call))
 
     async def run(
         self,
@@ -264,9 +237,8 @@ class AsyncContainerCollection:
                 await container.remove(force=True)
 
     async def get(self, container_id: str) -> AsyncContainer:
-        with translated():
-            reply = await self.client.api.InspectContainer(pb.ContainerRef(id=container_id))
-        return AsyncContainer(container_doc(reply), self.client)
+        doc = await self.client._call(_calls.inspect_container(container_id))
+        return AsyncContainer(doc, self.client)
 
     async def list(
         self,
@@ -274,23 +246,16 @@ class AsyncContainerCollection:
         filters: Mapping[str, Any] | None = None,
         limit: int = -1,
     ) -> list[AsyncContainer]:
-        req = _build.list_containers_request(all, filters, limit)
-        with translated():
-            listed = (await self.client.api.ListContainers(req)).containers
         found = []
-        for summary in listed:
+        for container_id in await self.client._call(_calls.list_containers(all, filters, limit)):
             try:
-                found.append(await self.get(summary.id))
+                found.append(await self.get(container_id))
             except NotFound:
                 continue
         return found
 
     async def prune(self, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        with translated():
-            reply = await self.client.api.PruneContainers(
-                pb.PruneContainersRequest(filters=_build.filter_map(filters))
-            )
-        return _build.pruned_containers(reply)
+        return await self.client._call(_calls.prune_containers(filters))
 
 
 # --- images -------------------------------------------------------------------------------
@@ -305,9 +270,7 @@ class AsyncImage(ImageAttrs):
         self.attrs = (await self.client.images.get(self.id)).attrs
 
     async def tag(self, repository: str, tag: str | None = None) -> bool:
-        target = f"{repository}:{tag}" if tag else repository
-        with translated(image=True):
-            await self.client.api.TagImage(pb.TagImageRequest(source=self.id, target=target))
+        await self.client._call(_calls.tag_image(self.id, repository, tag))
         return True
 
 
@@ -334,9 +297,7 @@ class AsyncImageCollection:
         return await self.get(image_id or req.reference)
 
     async def get(self, name: str) -> AsyncImage:
-        with translated(image=True):
-            reply = await self.client.api.InspectImage(pb.InspectImageRequest(reference=name))
-        return AsyncImage(image_doc(reply), self.client)
+        return AsyncImage(await self.client._call(_calls.inspect_image(name)), self.client)
 
     async def list(
         self,
@@ -344,19 +305,13 @@ class AsyncImageCollection:
         all: bool = False,  # noqa: A002 - docker-py's name
         filters: Mapping[str, Any] | None = None,
     ) -> list[AsyncImage]:
-        req = _build.list_images_request(name, all, filters)
-        with translated(image=True):
-            listed = (await self.client.api.ListImages(req)).images
-        return [await self.get(summary.id) for summary in listed]
+        listed = await self.client._call(_calls.list_images(name, all, filters))
+        return [await self.get(image_id) for image_id in listed]
 
     async def remove(
         self, image: str, force: bool = False, noprune: bool = False
     ) -> builtins.list[dict[str, str]]:
-        with translated(image=True):
-            reply = await self.client.api.RemoveImage(
-                pb.RemoveImageRequest(reference=image, force=force, no_prune=noprune)
-            )
-        return _build.removed_image(reply)
+        return await self.client._call(_calls.remove_image(image, force, noprune))
 
 
 # --- networks and volumes -----------------------------------------------------------------
@@ -376,22 +331,18 @@ class AsyncNetwork(NetworkAttrs):
         aliases: list[str] | None = None,
         ipv4_address: str | None = None,
     ) -> None:
-        ref = container.id if isinstance(container, AsyncContainer) else container
-        with translated():
-            await self.client.api.ConnectNetwork(
-                _build.connect_request(self.id, ref, aliases, ipv4_address)
-            )
+        call = _calls.connect_network(self.id, _ref(container), aliases, ipv4_address)
+        await self.client._call(call)
 
     async def disconnect(self, container: AsyncContainer | str, force: bool = False) -> None:
-        ref = container.id if isinstance(container, AsyncContainer) else container
-        with translated():
-            await self.client.api.DisconnectNetwork(
-                pb.DisconnectNetworkRequest(network=self.id, container=ref, force=force)
-            )
+        await self.client._call(_calls.disconnect_network(self.id, _ref(container), force))
 
     async def remove(self) -> None:
-        with translated():
-            await self.client.api.RemoveNetwork(pb.NetworkRef(name=self.id))
+        await self.client._call(_calls.remove_network(self.id))
+
+
+def _ref(container: AsyncContainer | str) -> str:
+    return container.id if isinstance(container, AsyncContainer) else container
 
 
 class AsyncNetworkCollection:
@@ -408,23 +359,16 @@ class AsyncNetworkCollection:
         labels: Mapping[str, str] | None = None,
         enable_ipv6: bool = False,
     ) -> AsyncNetwork:
-        req = _build.network_create_request(
-            name, driver, options, ipam, internal, labels, enable_ipv6
-        )
-        with translated():
-            return AsyncNetwork(network_doc(await self.client.api.CreateNetwork(req)), self.client)
+        call = _calls.create_network(name, driver, options, ipam, internal, labels, enable_ipv6)
+        return AsyncNetwork(await self.client._call(call), self.client)
 
     async def get(self, network_id: str) -> AsyncNetwork:
-        with translated():
-            net = await self.client.api.InspectNetwork(pb.NetworkRef(name=network_id))
-        return AsyncNetwork(network_doc(net), self.client)
+        doc = await self.client._call(_calls.inspect_network(network_id))
+        return AsyncNetwork(doc, self.client)
 
     async def list(self, filters: Mapping[str, Any] | None = None) -> list[AsyncNetwork]:
-        with translated():
-            reply = await self.client.api.ListNetworks(
-                pb.ListNetworksRequest(filters=_build.filters(filters))
-            )
-        return [AsyncNetwork(network_doc(net), self.client) for net in reply.networks]
+        docs = await self.client._call(_calls.list_networks(filters))
+        return [AsyncNetwork(doc, self.client) for doc in docs]
 
 
 class AsyncVolume(VolumeAttrs):
@@ -436,8 +380,7 @@ class AsyncVolume(VolumeAttrs):
         self.attrs = (await self.client.volumes.get(self.id)).attrs
 
     async def remove(self, force: bool = False) -> None:
-        with translated():
-            await self.client.api.RemoveVolume(pb.RemoveVolumeRequest(name=self.id, force=force))
+        await self.client._call(_calls.remove_volume(self.id, force))
 
 
 class AsyncVolumeCollection:
@@ -451,18 +394,12 @@ class AsyncVolumeCollection:
         driver_opts: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> AsyncVolume:
-        req = _build.volume_create_request(name, driver, driver_opts, labels)
-        with translated():
-            return AsyncVolume(volume_doc(await self.client.api.CreateVolume(req)), self.client)
+        call = _calls.create_volume(name, driver, driver_opts, labels)
+        return AsyncVolume(await self.client._call(call), self.client)
 
     async def get(self, volume_id: str) -> AsyncVolume:
-        with translated():
-            reply = await self.client.api.InspectVolume(pb.VolumeRef(name=volume_id))
-        return AsyncVolume(volume_doc(reply), self.client)
+        return AsyncVolume(await self.client._call(_calls.inspect_volume(volume_id)), self.client)
 
     async def list(self, filters: Mapping[str, Any] | None = None) -> list[AsyncVolume]:
-        with translated():
-            reply = await self.client.api.ListVolumes(
-                pb.ListVolumesRequest(filters=_build.filters(filters))
-            )
-        return [AsyncVolume(volume_doc(v), self.client) for v in reply.volumes]
+        docs = await self.client._call(_calls.list_volumes(filters))
+        return [AsyncVolume(doc, self.client) for doc in docs]

@@ -7,7 +7,7 @@ import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from runtimed.client import _build, _channel
+from runtimed.client import _build, _calls, _channel
 from runtimed.client._models import (
     ContainerAttrs,
     ExecOutput,
@@ -16,11 +16,7 @@ from runtimed.client._models import (
     NetworkAttrs,
     PullProgress,
     VolumeAttrs,
-    container_doc,
-    image_doc,
-    network_doc,
     pull_event,
-    volume_doc,
 )
 from runtimed.client.errors import ContainerError, NotFound, translated
 from runtimed.client.tls import TLSConfig
@@ -53,21 +49,20 @@ class Client:
         host, tls = _channel.from_env(environment)
         return cls(str(host), tls)
 
+    def _call(self, call: _calls.Call) -> Any:
+        with translated(image=call.image):
+            reply = getattr(self.api, call.rpc)(call.request, timeout=call.timeout)
+        return call.decode(reply)
+
     def ping(self) -> bool:
         """True when the daemon answers (raises Unavailable when it does not)."""
-        with translated():
-            self.api.Version(pb.VersionRequest(), timeout=30)
-        return True
+        return self._call(_calls.ping())
 
     def version(self) -> dict[str, Any]:
-        with translated():
-            reply = self.api.Version(pb.VersionRequest())
-        return _build.reply_dict(reply)
+        return self._call(_calls.version())
 
     def info(self) -> dict[str, Any]:
-        with translated():
-            reply = self.api.Info(pb.InfoRequest())
-        return _build.reply_dict(reply)
+        return self._call(_calls.info())
 
     def close(self) -> None:
         self._channel.close()
@@ -94,47 +89,32 @@ class Container(ContainerAttrs):
         return self.client.images.get(str(self.attrs.get("Image", "")))
 
     def reload(self) -> None:
-        with translated():
-            self.attrs = container_doc(
-                self.client.api.InspectContainer(pb.ContainerRef(id=self.id))
-            )
+        self.attrs = self.client._call(_calls.inspect_container(self.id))
 
     def start(self) -> None:
-        with translated():
-            self.client.api.StartContainer(pb.ContainerRef(id=self.id))
+        self.client._call(_calls.start_container(self.id))
 
     def stop(self, timeout: int | None = None) -> None:
         """SIGTERM (or the stop signal), SIGKILL after `timeout` seconds."""
-        with translated():
-            self.client.api.StopContainer(_build.stop_request(self.id, timeout))
+        self.client._call(_calls.stop_container(self.id, timeout))
 
     def restart(self, timeout: int | None = None) -> None:
-        with translated():
-            self.client.api.RestartContainer(_build.stop_request(self.id, timeout))
+        self.client._call(_calls.restart_container(self.id, timeout))
 
     def kill(self, signal: str | int | None = None) -> None:
-        with translated():
-            self.client.api.KillContainer(_build.kill_request(self.id, signal))
+        self.client._call(_calls.kill_container(self.id, signal))
 
     def remove(self, v: bool = False, force: bool = False) -> None:
         """`v`: its anonymous volumes too; `force`: kill it first if it runs."""
-        with translated():
-            self.client.api.RemoveContainer(
-                pb.RemoveContainerRequest(id=self.id, force=force, volumes=v)
-            )
+        self.client._call(_calls.remove_container(self.id, v, force))
 
     def rename(self, name: str) -> None:
-        with translated():
-            self.client.api.RenameContainer(pb.RenameContainerRequest(id=self.id, new_name=name))
+        self.client._call(_calls.rename_container(self.id, name))
 
     def wait(self, timeout: float | None = None, condition: str = "not-running") -> dict[str, Any]:
         """Block until the container stops (`condition`: not-running, next-exit, removed);
         returns docker's {"StatusCode": N, "Error": ...}. Raises Timeout after `timeout`."""
-        with translated():
-            reply = self.client.api.WaitContainer(
-                pb.WaitContainerRequest(id=self.id, condition=condition), timeout=timeout
-            )
-        return _build.wait_result(reply)
+        return self.client._call(_calls.wait_container(self.id, timeout, condition))
 
     def logs(
         self,
@@ -195,11 +175,7 @@ class Container(ContainerAttrs):
         return collected.result(demux)
 
     def top(self, ps_args: str | None = None) -> dict[str, Any]:
-        with translated():
-            reply = self.client.api.TopContainer(
-                pb.TopContainerRequest(id=self.id, ps_args=ps_args or "")
-            )
-        return _build.top_result(reply)
+        return self.client._call(_calls.top_container(self.id, ps_args))
 
 
 def _log_chunks(call: Iterable[pb.LogEntry], timestamps: bool) -> Iterator[bytes]:
@@ -229,10 +205,7 @@ class ContainerCollection:
         """Create (pulling the image if missing) without starting; docker-py's options:
         name, environment, ports, volumes, labels, working_dir, user, entrypoint, network,
         restart_policy, tmpfs, ..."""
-        req = _build.create_request(image, command, kwargs)
-        with translated():
-            reply = self.client.api.CreateContainer(req)
-        return self.get(reply.id)
+        return self.get(self.client._call(_calls.create_container(image, command, kwargs)))
 
     def run(
         self,
@@ -277,9 +250,7 @@ class ContainerCollection:
 
     def get(self, container_id: str) -> Container:
         """By id, unique id prefix or name; raises NotFound."""
-        with translated():
-            reply = self.client.api.InspectContainer(pb.ContainerRef(id=container_id))
-        return Container(container_doc(reply), self.client)
+        return Container(self.client._call(_calls.inspect_container(container_id)), self.client)
 
     def list(
         self,
@@ -289,23 +260,16 @@ class ContainerCollection:
     ) -> list[Container]:
         """Running containers (all=True: every one), newest first; docker's filters
         (status, label, name, id, ancestor, exited, before, since)."""
-        req = _build.list_containers_request(all, filters, limit)
-        with translated():
-            listed = self.client.api.ListContainers(req).containers
         found = []
-        for summary in listed:
+        for container_id in self.client._call(_calls.list_containers(all, filters, limit)):
             try:
-                found.append(self.get(summary.id))
+                found.append(self.get(container_id))
             except NotFound:  # removed meanwhile
                 continue
         return found
 
     def prune(self, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        with translated():
-            reply = self.client.api.PruneContainers(
-                pb.PruneContainersRequest(filters=_build.filter_map(filters))
-            )
-        return _build.pruned_containers(reply)
+        return self.client._call(_calls.prune_containers(filters))
 
 
 def _finish_streamed(
@@ -333,9 +297,7 @@ class Image(ImageAttrs):
         self.attrs = self.client.images.get(self.id).attrs
 
     def tag(self, repository: str, tag: str | None = None) -> bool:
-        target = f"{repository}:{tag}" if tag else repository
-        with translated(image=True):
-            self.client.api.TagImage(pb.TagImageRequest(source=self.id, target=target))
+        self.client._call(_calls.tag_image(self.id, repository, tag))
         return True
 
 
@@ -364,9 +326,7 @@ class ImageCollection:
 
     def get(self, name: str) -> Image:
         """By name[:tag], digest or id; raises ImageNotFound."""
-        with translated(image=True):
-            reply = self.client.api.InspectImage(pb.InspectImageRequest(reference=name))
-        return Image(image_doc(reply), self.client)
+        return Image(self.client._call(_calls.inspect_image(name)), self.client)
 
     def list(
         self,
@@ -374,32 +334,17 @@ class ImageCollection:
         all: bool = False,  # noqa: A002 - docker-py's name
         filters: Mapping[str, Any] | None = None,
     ) -> list[Image]:
-        req = _build.list_images_request(name, all, filters)
-        with translated(image=True):
-            listed = self.client.api.ListImages(req).images
-        return [self.get(summary.id) for summary in listed]
+        listed = self.client._call(_calls.list_images(name, all, filters))
+        return [self.get(image_id) for image_id in listed]
 
     def remove(
         self, image: str, force: bool = False, noprune: bool = False
     ) -> builtins.list[dict[str, str]]:
         """Untag (or delete) `image`: docker's [{"Untagged": ...}, {"Deleted": ...}]."""
-        with translated(image=True):
-            reply = self.client.api.RemoveImage(
-                pb.RemoveImageRequest(reference=image, force=force, no_prune=noprune)
-            )
-        return _build.removed_image(reply)
+        return self.client._call(_calls.remove_image(image, force, noprune))
 
     def prune(self, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        flt = dict(filters or {})
-        dangling = str(flt.pop("dangling", "true")).lower() != "false"
-        with translated():
-            reply = self.client.api.PruneImages(
-                pb.PruneImagesRequest(all=not dangling, filters=_build.filter_map(flt))
-            )
-        return {
-            "ImagesDeleted": _build.removed_image(reply),
-            "SpaceReclaimed": reply.space_reclaimed,
-        }
+        return self.client._call(_calls.prune_images(filters))
 
 
 # --- networks and volumes -----------------------------------------------------------------
@@ -423,20 +368,13 @@ class Network(NetworkAttrs):
         aliases: list[str] | None = None,
         ipv4_address: str | None = None,
     ) -> None:
-        with translated():
-            self.client.api.ConnectNetwork(
-                _build.connect_request(self.id, _ref(container), aliases, ipv4_address)
-            )
+        self.client._call(_calls.connect_network(self.id, _ref(container), aliases, ipv4_address))
 
     def disconnect(self, container: Container | str, force: bool = False) -> None:
-        with translated():
-            self.client.api.DisconnectNetwork(
-                pb.DisconnectNetworkRequest(network=self.id, container=_ref(container), force=force)
-            )
+        self.client._call(_calls.disconnect_network(self.id, _ref(container), force))
 
     def remove(self) -> None:
-        with translated():
-            self.client.api.RemoveNetwork(pb.NetworkRef(name=self.id))
+        self.client._call(_calls.remove_network(self.id))
 
 
 def _ref(container: Container | str) -> str:
@@ -457,16 +395,11 @@ class NetworkCollection:
         labels: Mapping[str, str] | None = None,
         enable_ipv6: bool = False,
     ) -> Network:
-        req = _build.network_create_request(
-            name, driver, options, ipam, internal, labels, enable_ipv6
-        )
-        with translated():
-            return Network(network_doc(self.client.api.CreateNetwork(req)), self.client)
+        call = _calls.create_network(name, driver, options, ipam, internal, labels, enable_ipv6)
+        return Network(self.client._call(call), self.client)
 
     def get(self, network_id: str) -> Network:
-        with translated():
-            net = self.client.api.InspectNetwork(pb.NetworkRef(name=network_id))
-        return Network(network_doc(net), self.client)
+        return Network(self.client._call(_calls.inspect_network(network_id)), self.client)
 
     def list(
         self,
@@ -479,18 +412,10 @@ class NetworkCollection:
             flt["name"] = names
         if ids:
             flt["id"] = ids
-        with translated():
-            reply = self.client.api.ListNetworks(
-                pb.ListNetworksRequest(filters=_build.filters(flt))
-            )
-        return [Network(network_doc(net), self.client) for net in reply.networks]
+        return [Network(doc, self.client) for doc in self.client._call(_calls.list_networks(flt))]
 
     def prune(self, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        with translated():
-            reply = self.client.api.PruneNetworks(
-                pb.PruneNetworksRequest(filters=_build.filters(filters))
-            )
-        return {"NetworksDeleted": list(reply.deleted)}
+        return self.client._call(_calls.prune_networks(filters))
 
 
 class Volume(VolumeAttrs):
@@ -502,8 +427,7 @@ class Volume(VolumeAttrs):
         self.attrs = self.client.volumes.get(self.id).attrs
 
     def remove(self, force: bool = False) -> None:
-        with translated():
-            self.client.api.RemoveVolume(pb.RemoveVolumeRequest(name=self.id, force=force))
+        self.client._call(_calls.remove_volume(self.id, force))
 
 
 class VolumeCollection:
@@ -517,26 +441,14 @@ class VolumeCollection:
         driver_opts: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> Volume:
-        req = _build.volume_create_request(name, driver, driver_opts, labels)
-        with translated():
-            return Volume(volume_doc(self.client.api.CreateVolume(req)), self.client)
+        call = _calls.create_volume(name, driver, driver_opts, labels)
+        return Volume(self.client._call(call), self.client)
 
     def get(self, volume_id: str) -> Volume:
-        with translated():
-            return Volume(
-                volume_doc(self.client.api.InspectVolume(pb.VolumeRef(name=volume_id))), self.client
-            )
+        return Volume(self.client._call(_calls.inspect_volume(volume_id)), self.client)
 
     def list(self, filters: Mapping[str, Any] | None = None) -> list[Volume]:
-        with translated():
-            reply = self.client.api.ListVolumes(
-                pb.ListVolumesRequest(filters=_build.filters(filters))
-            )
-        return [Volume(volume_doc(v), self.client) for v in reply.volumes]
+        return [Volume(doc, self.client) for doc in self.client._call(_calls.list_volumes(filters))]
 
     def prune(self, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        with translated():
-            reply = self.client.api.PruneVolumes(
-                pb.PruneVolumesRequest(filters=_build.filters(filters))
-            )
-        return {"VolumesDeleted": list(reply.deleted), "SpaceReclaimed": reply.space_reclaimed}
+        return self.client._call(_calls.prune_volumes(filters))

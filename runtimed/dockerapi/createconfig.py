@@ -105,7 +105,7 @@ def _health(cfg: dict[str, Any]) -> pb.HealthConfig | None:
     if raw is None:
         return None
     raw = _dict(raw, "Healthcheck")
-    check = pb.HealthConfig(test=_strs(raw.get("Test"), "Healthcheck.Test"))
+    check = pb.HealthConfig(test=str_slice(raw.get("Test"), "Healthcheck.Test"))
     for key, name in _HEALTH.items():
         setattr(check, name, int(raw.get(key) or 0))
     return check
@@ -121,7 +121,7 @@ class CreatePlan:
     more_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _strs(value: Any, what: str) -> list[str]:
+def str_slice(value: Any, what: str) -> list[str]:
     """Docker's StrSlice: a list of strings, or one string."""
     if value is None:
         return []
@@ -279,7 +279,7 @@ def _network(
     if primary is None and mode == "bridge":
         primary = endpoints.get("default") or endpoints.get("bridge")
     primary = _dict(primary, f"EndpointsConfig[{mode}]")
-    req.network_aliases.extend(_strs(primary.get("Aliases"), "Aliases"))
+    req.network_aliases.extend(str_slice(primary.get("Aliases"), "Aliases"))
     ipam = _dict(primary.get("IPAMConfig"), "IPAMConfig")
     if ipam.get("IPv4Address"):
         req.ip = str(ipam["IPv4Address"])
@@ -287,7 +287,7 @@ def _network(
         raise _unsupported("EndpointsConfig.IPAMConfig", "IPv6Address")
     if primary.get("MacAddress"):
         req.mac_address = str(primary["MacAddress"])
-    req.links.extend(_strs(primary.get("Links"), "Links"))
+    req.links.extend(str_slice(primary.get("Links"), "Links"))
     return {
         name: _dict(ep, f"EndpointsConfig[{name}]")
         for name, ep in endpoints.items()
@@ -355,7 +355,7 @@ def build_plan(body: Any, *, name: str = "", platform: str = "") -> CreatePlan:
     req = pb.CreateContainerRequest(
         image=image,
         name=name.lstrip("/"),
-        env=_strs(cfg.get("Env"), "Env"),
+        env=str_slice(cfg.get("Env"), "Env"),
         working_dir=str(cfg.get("WorkingDir") or ""),
         user=str(cfg.get("User") or ""),
         hostname=str(cfg.get("Hostname") or ""),
@@ -374,12 +374,12 @@ def build_plan(body: Any, *, name: str = "", platform: str = "") -> CreatePlan:
         platform=platform,
         log_driver=str(log_config.get("Type") or ""),
         log_opts={str(k): str(v) for k, v in _dict(log_config.get("Config"), "Config").items()},
-        volumes_from=_strs(host.get("VolumesFrom"), "VolumesFrom"),
-        dns=_strs(host.get("Dns"), "Dns"),
-        dns_search=_strs(host.get("DnsSearch"), "DnsSearch"),
-        dns_options=_strs(host.get("DnsOptions"), "DnsOptions"),
-        extra_hosts=_strs(host.get("ExtraHosts"), "ExtraHosts"),
-        links=_strs(host.get("Links"), "Links"),
+        volumes_from=str_slice(host.get("VolumesFrom"), "VolumesFrom"),
+        dns=str_slice(host.get("Dns"), "Dns"),
+        dns_search=str_slice(host.get("DnsSearch"), "DnsSearch"),
+        dns_options=str_slice(host.get("DnsOptions"), "DnsOptions"),
+        extra_hosts=str_slice(host.get("ExtraHosts"), "ExtraHosts"),
+        links=str_slice(host.get("Links"), "Links"),
         publish_all=bool(host.get("PublishAllPorts")),
         pid_mode=str(host.get("PidMode") or ""),
         mac_address=str(cfg.get("MacAddress") or ""),
@@ -388,14 +388,14 @@ def build_plan(body: Any, *, name: str = "", platform: str = "") -> CreatePlan:
     if entrypoint is not None:
         # [""] (docker run --entrypoint "") is an empty entrypoint, as is [].
         req.has_entrypoint = True
-        given = _strs(entrypoint, "Entrypoint")
+        given = str_slice(entrypoint, "Entrypoint")
         req.entrypoint.extend(given if given != [""] else [])
-    cmd = _strs(cfg.get("Cmd"), "Cmd")
+    cmd = str_slice(cfg.get("Cmd"), "Cmd")
     if cmd:
         req.has_cmd = True
         req.cmd.extend(cmd)
     driver = str(host.get("VolumeDriver") or "")
-    for spec in _strs(host.get("Binds"), "Binds"):
+    for spec in str_slice(host.get("Binds"), "Binds"):
         item = parse_bind(spec)
         if isinstance(item, pb.Bind):
             req.binds.append(item)
@@ -423,8 +423,8 @@ def build_plan(body: Any, *, name: str = "", platform: str = "") -> CreatePlan:
     if health is not None:
         req.healthcheck.CopyFrom(health)
     core = engine_create_request(req)
-    core.cap_add = _strs(host.get("CapAdd"), "CapAdd")
-    core.cap_drop = _strs(host.get("CapDrop"), "CapDrop")
+    core.cap_add = str_slice(host.get("CapAdd"), "CapAdd")
+    core.cap_drop = str_slice(host.get("CapDrop"), "CapDrop")
     core.privileged = bool(host.get("Privileged"))
     core.sysctls = {str(k): str(v) for k, v in _dict(host.get("Sysctls"), "Sysctls").items()}
     core.annotations = {
@@ -432,8 +432,8 @@ def build_plan(body: Any, *, name: str = "", platform: str = "") -> CreatePlan:
     }
     core.supplemental_groups = [int(g) for g in host.get("GroupAdd") or []]
     if host.get("MaskedPaths") is not None:
-        core.masked_paths = _strs(host.get("MaskedPaths"), "MaskedPaths")
+        core.masked_paths = str_slice(host.get("MaskedPaths"), "MaskedPaths")
     if host.get("ReadonlyPaths") is not None:
-        core.readonly_paths = _strs(host.get("ReadonlyPaths"), "ReadonlyPaths")
-    _security_opts(_strs(host.get("SecurityOpt"), "SecurityOpt"), core)
+        core.readonly_paths = str_slice(host.get("ReadonlyPaths"), "ReadonlyPaths")
+    _security_opts(str_slice(host.get("SecurityOpt"), "SecurityOpt"), core)
     return CreatePlan(request=core, resources=req.resources, more_networks=more)

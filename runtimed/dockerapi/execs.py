@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from runtimed.core.execs import ExecConfig, ExecInstance
 from runtimed.dockerapi.context import Context
+from runtimed.dockerapi.createconfig import str_slice
 from runtimed.dockerapi.http import HIJACKED, Hijacked, Request, Response, json_response, no_content
 from runtimed.dockerapi.router import Router
 from runtimed.dockerapi.stdio import detach_keys, media_type, relay
@@ -35,16 +36,6 @@ def register(router: Router, ctx: Context) -> None:
     router.add("GET", "/exec/{id}/json", h.inspect)
 
 
-def _strings(value: object, what: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise InvalidArgument(f"{what}: want a list of strings")
-
-
 class ExecHandlers:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -59,8 +50,8 @@ class ExecHandlers:
         keys = str(body.get("DetachKeys") or "")
         detach_keys(keys)  # refused now if it does not parse
         config = ExecConfig(
-            cmd=_strings(body.get("Cmd"), "Cmd"),
-            env=_strings(body.get("Env"), "Env"),
+            cmd=str_slice(body.get("Cmd"), "Cmd"),
+            env=str_slice(body.get("Env"), "Env"),
             user=str(body.get("User") or ""),
             working_dir=str(body.get("WorkingDir") or ""),
             tty=bool(body.get("Tty")),
