@@ -161,13 +161,6 @@ class CgroupManager:
             return v1.usage(dirs)
         return v2.usage(next(iter(dirs.values())))
 
-    def exists(self, rel: str) -> bool:
-        return any(d.is_dir() for d in self.dirs(rel).values())
-
-    def read(self, rel: str, controller: str, name: str) -> str | None:
-        directory = self.dirs(rel).get(controller)
-        return files.read(directory / name) if directory else None
-
     def blkio_weight_supported(self) -> bool:
         """Whether an I/O scheduler here weighs cgroups (neither CFQ nor BFQ: no)."""
         if self.version == 1:

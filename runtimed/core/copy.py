@@ -9,9 +9,9 @@ A running container's processes may rename and swap names while a copy works
 (CVE-2018-15664), so nothing here uses a host path below the root by name:
 runtimed.core.inroot resolves each path to an fd (openat2 RESOLVE_IN_ROOT,
 or an O_NOFOLLOW walk), and copyout/copyin work from fds and *at() calls.
-As Docker does, the container is also paused for the copy when its runtime
-can freeze it; without a cgroup freezer (runtimed does not manage cgroups
-yet, so `crun pause` fails) the copy goes on unpaused, safe by the fds alone.
+As Docker does, the container is also paused for the copy when it can be
+frozen (core/freeze.py); without a cgroup freezer (no delegated cgroup) the
+copy goes on unpaused, safe by the fds alone.
 """
 
 from __future__ import annotations

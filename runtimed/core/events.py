@@ -10,18 +10,16 @@ daemon hands every service the same one):
 The event gets its time and a sequence number, goes into the on-disk ring
 (store/events.py, so `--since` reaches back across restarts) and to every live
 subscriber. Publishing never blocks on a subscriber: one that falls more than
-log = structlog.get_logger(__name__)
-
 QUEUE_LIMIT events behind catches up from the ring.
 
 Types and actions (Docker's names). Emitted today: container create, start,
 restart, attach, kill (signal), die (exitCode, execDuration), oom (when the exit
-reason is OOMKilled), stop, rename (oldName), destroy, exec_create, exec_start,
-exec_die (execID, exitCode); image pull, tag, untag, delete, import; network
-create, destroy, connect and disconnect (container); volume create, mount and
-unmount (container, destination, ...), destroy. The other kinds below belong to
-features that publish them when they land (commit, save and load, push, pause
-and unpause, health checks, config reload).
+reason is OOMKilled), stop, rename (oldName), destroy, pause, unpause,
+health_status, exec_create, exec_start, exec_die (execID, exitCode), commit;
+image pull, push, tag, untag, delete, import, save, load; network create,
+destroy, connect and disconnect (container); volume create, mount and unmount
+(container, destination, ...), destroy. The other kinds below belong to
+features that publish them when they land (update, config reload, plugins).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Freezing a running container while the daemon reads or writes its files (cp, commit).
 
 Docker pauses the container for `cp` and (by default) `commit`, so what is
-read is one consistent state. The shim asks crun, which needs a cgroup
-freezer: until runtimed manages cgroups crun cannot freeze, and the work goes
-on unpaused (commit then takes whatever each file holds when it is read).
+read is one consistent state. The shim freezes the container's cgroup
+(runtimed_shim.cgroups); without a delegated cgroup it asks crun, which
+refuses, and the work goes on unpaused (commit then takes whatever each file
+holds when it is read).
 """
 
 from __future__ import annotations

@@ -68,13 +68,35 @@ def net_totals(data: bytes) -> tuple[int, int]:
     return sum(i.rx_bytes for i in interfaces), sum(i.tx_bytes for i in interfaces)
 
 
-def sample(source: UsageSource, container: Container, *, own_network: bool) -> Sample:
+@dataclass(frozen=True)
+class HostReading:
+    """What a sample compares a container with; read once for all the containers of a
+    batch, as dockerd reads it once per collection."""
+
+    system_cpu_ns: int
+    online_cpus: int
+    memory: int  # the limit of a container that has none of its own
+
+
+def read_host() -> HostReading:
+    return HostReading(system_cpu_ns(), os.sysconf("SC_NPROCESSORS_ONLN"), host_memory())
+
+
+def sample(
+    source: UsageSource,
+    container: Container,
+    *,
+    own_network: bool,
+    host: HostReading | None = None,
+) -> Sample:
     """Blocking. `own_network`: the container has a network namespace of its own (not
-    the host's, not none), whose counters are its NET I/O."""
+    the host's, not none), whose counters are its NET I/O. `host`: read now if not given."""
     timestamp = time.time_ns()
     counters = source.container(container) if container.running else None
     if counters is None:
         return Sample(container.id, timestamp, running=False)
+    if host is None:
+        host = read_host()
     rx = tx = 0
     if own_network and container.state.pid:
         with contextlib.suppress(OSError):  # its init ended meanwhile
@@ -84,10 +106,10 @@ def sample(source: UsageSource, container: Container, *, own_network: bool) -> S
         timestamp=timestamp,
         running=True,
         cpu_ns=counters.cpu_ns,
-        system_cpu_ns=system_cpu_ns(),
-        online_cpus=os.sysconf("SC_NPROCESSORS_ONLN"),
+        system_cpu_ns=host.system_cpu_ns,
+        online_cpus=host.online_cpus,
         memory_usage=counters.working_set,
-        memory_limit=counters.memory_limit or host_memory(),
+        memory_limit=counters.memory_limit or host.memory,
         net_rx=rx,
         net_tx=tx,
         block_read=counters.io_read_bytes,
@@ -118,7 +140,8 @@ async def readings(
     """
 
     def measure(containers: Sequence[Container]) -> dict[str, Sample]:
-        return {c.id: sample(source, c, own_network=own_network(c)) for c in containers}
+        host = read_host() if containers else None
+        return {c.id: sample(source, c, own_network=own_network(c), host=host) for c in containers}
 
     before: dict[str, Sample] = {}
     first = True

@@ -2,8 +2,8 @@
 (the CRI's ContainerStats and PodSandboxStats; runtimectl stats).
 
 Two parts. A UsageSource reads cumulative CPU time and memory of a container or a
-pod. ProcSource is what works without cgroups (these machines have no delegated
-hierarchy yet): it adds up /proc over the container's processes. A cgroup source
+pod. ProcSource is what works without cgroups (no delegated hierarchy): it adds
+up /proc over the container's processes. A cgroup source (runtimed.cgroups.source)
 reads the container's cgroup instead and slots in behind the same protocol, with a
 memory limit (available_bytes) and CPU time that outlives the processes that used
 it. StatsService adds what does not depend on the source: the writable layer,

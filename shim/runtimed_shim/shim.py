@@ -414,28 +414,21 @@ class Shim:
         self._done(client)
 
     def _op_pause(self, client: Client, _request: dict[str, Any]) -> None:
-        # The container's cgroup freezer; without one, the runtime's (which then refuses).
-        if self.freezer:
-            self._running_or_fail()
-            cgroups.freeze(self.freezer, True)
-        else:
-            self._runtime_on_running("pause")
+        self._freeze(True)
         self._done(client)
 
     def _op_resume(self, client: Client, _request: dict[str, Any]) -> None:
-        if self.freezer:
-            self._running_or_fail()
-            cgroups.freeze(self.freezer, False)
-        else:
-            self._runtime_on_running("resume")
+        self._freeze(False)
         self._done(client)
 
-    def _running_or_fail(self) -> None:
+    def _freeze(self, on: bool) -> None:
+        """The container's cgroup freezer; without one, the runtime's (which then refuses)."""
         if self.status != "running":
             raise ShimError(f"container {self.id} is not running")
-
-    def _runtime_on_running(self, command: str) -> None:
-        self._running_or_fail()
+        if self.freezer:
+            cgroups.freeze(self.freezer, on)
+            return
+        command = "pause" if on else "resume"
         code, err = self.runtime.run(command, self.id)
         if code != 0:
             raise ShimError(f"runtime {command} failed: {err}")

@@ -7,8 +7,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from runtimed.api import cri_stats
-from runtimed.core import procfs
+from runtimed.core import procfs, samples
 from runtimed.core.model import (
     Container,
     ContainerConfig,
@@ -253,3 +255,28 @@ async def test_a_host_network_pod_sums_its_containers_and_has_no_network(
     assert linux.memory.working_set_bytes.value == 50
     assert [c.attributes.id for c in linux.containers] == ["a", "b"]
     assert linux.containers[0].HasField("cpu") and not linux.containers[1].HasField("cpu")
+
+
+async def test_docker_samples_share_one_host_reading_per_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docker stats: every container of a batch is compared with the same host CPU time
+    (read once per interval, as dockerd does); the host's memory is the limit of one
+    that has none."""
+    reads = []
+
+    def fake_host() -> samples.HostReading:
+        reads.append(1)
+        return samples.HostReading(system_cpu_ns=1000 * len(reads), online_cpus=4, memory=999)
+
+    monkeypatch.setattr(samples, "read_host", fake_host)
+    chosen = [_container(c, running=True, pid=1) for c in ("a", "b", "c")]
+    stream = samples.readings(
+        FakeSource(), lambda: chosen, lambda _c: False, stream=False, interval=0
+    )
+    batches = [batch async for batch in stream]
+    assert len(batches) == 1 and len(reads) == 2  # the first sample and the one yielded
+    now = [r.now for r in batches[0]]
+    assert {(s.system_cpu_ns, s.online_cpus, s.memory_limit) for s in now} == {(2000, 4, 999)}
+    assert [r.before.system_cpu_ns for r in batches[0] if r.before] == [1000] * 3
+    assert samples.sample(FakeSource(), chosen[0], own_network=False).system_cpu_ns == 3000
