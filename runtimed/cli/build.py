@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runtimed.cli.client import Client, CliError
+from runtimed.cli.client import Client, CliError, confirmed
 from runtimed.cli.format import human_size
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
@@ -252,14 +252,11 @@ def cmd_build(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_builder_prune(client: Client, args: argparse.Namespace) -> int:
-    if not args.force:
-        sys.stdout.write(
-            "WARNING! This will remove all dangling build cache.\n"
-            "Are you sure you want to continue? [y/N] "
-        )
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not args.force and not confirmed(
+        "WARNING! This will remove all dangling build cache.\n"
+        "Are you sure you want to continue? [y/N] "
+    ):
+        return 0
     reply = client.engine.PruneBuildCache(pb.PruneBuildCacheRequest())
     if reply.deleted:
         print("Deleted build cache objects:")
