@@ -8,7 +8,6 @@ name, so this module does not import grpc.
 from __future__ import annotations
 
 import errno
-import sqlite3
 
 NO_SPACE = "no space left on device"
 
@@ -116,6 +115,8 @@ def out_of_space(exc: BaseException) -> ResourceExhausted | None:
         what = NO_SPACE if exc.errno == errno.ENOSPC else "disk quota exceeded"
         where = f": cannot write {exc.filename}" if exc.filename else ""
         return ResourceExhausted(f"{what}{where}")
+    import sqlite3  # here: runtimectl loads this module and has no database
+
     if isinstance(exc, sqlite3.OperationalError) and (
         getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
     ):

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from runtimed.api.containerview import docker_status
 from runtimed.core import health
 from runtimed.core.model import Container, Status
 from runtimed.errors import InvalidArgument, NotFound
@@ -21,14 +22,6 @@ if TYPE_CHECKING:
 
 HEALTH_STATUSES = (health.STARTING, health.HEALTHY, health.UNHEALTHY, health.NONE)
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-
-
-def _status(container: Container) -> str:
-    if container.state.status == Status.UNKNOWN:
-        return "dead"
-    if container.state.status == Status.RUNNING and container.state.paused:
-        return "paused"  # docker's status filter tells paused from running
-    return str(container.state.status)
 
 
 def _label(container: Container, want: str) -> bool:
@@ -65,7 +58,7 @@ def select(
                 raise InvalidArgument(
                     f"invalid filter 'status={bad[0]}': want one of {', '.join(STATUSES)}"
                 )
-            checks.append(lambda c, v=values: _status(c) in v)
+            checks.append(lambda c, v=values: docker_status(c) in v)
         elif key == "exited":
             try:
                 codes = {int(x) for x in values}

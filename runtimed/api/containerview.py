@@ -49,6 +49,12 @@ def _state_word(container: Container) -> str:
     return str(container.state.status)
 
 
+def docker_status(container: Container) -> str:
+    """docker's State.Status (inspect, and ps's status filter): a paused container is
+    paused, one in an unknown state dead."""
+    return "dead" if container.state.status == Status.UNKNOWN else _state_word(container)
+
+
 def summary(service: ContainerService, container: Container) -> pb.ContainerSummary:
     record = service.images.metadata.get_image(container.config.image_id)
     image = container.config.image
@@ -79,7 +85,7 @@ def inspect(service: ContainerService, container: Container) -> dict[str, Any]:
         "Path": cfg.args[0] if cfg.args else "",
         "Args": cfg.args[1:],
         "State": {
-            "Status": _state_word(container) if state.status != Status.UNKNOWN else "dead",
+            "Status": docker_status(container),
             "Running": state.status == Status.RUNNING,
             "Paused": state.paused,
             "Restarting": False,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runtimed.api.cri_attrs import container_metadata, pod_metadata
+from runtimed.api.cri_stats import pod_stats
 from runtimed.core import stats as core
 from runtimed.core.model import Container, Sandbox
 from runtimed.core.procfs import InterfaceUsage
@@ -224,7 +225,5 @@ def pod_metrics(
 async def list_pod_sandbox_metrics(rt: Runtime) -> cri.ListPodSandboxMetricsResponse:
     found = []
     for sandbox in rt.sandboxes.pods():
-        containers = [c for c in rt.sandboxes.containers_of(sandbox.id) if c.config.cri is not None]
-        stats = await rt.stats.pod(sandbox, containers)
-        found.append(pod_metrics(sandbox, containers, stats))
+        found.append(pod_metrics(sandbox, *await pod_stats(rt, sandbox)))
     return cri.ListPodSandboxMetricsResponse(pod_metrics=found)

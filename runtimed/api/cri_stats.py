@@ -133,9 +133,14 @@ async def list_container_stats(
     return cri.ListContainerStatsResponse(stats=items)
 
 
-async def _pod(rt: Runtime, sandbox: Sandbox) -> cri.PodSandboxStats:
+async def pod_stats(rt: Runtime, sandbox: Sandbox) -> tuple[list[Container], core.PodStats]:
+    """The pod's CRI containers and its stats (theirs in the same order)."""
     containers = [c for c in rt.sandboxes.containers_of(sandbox.id) if c.config.cri is not None]
-    return pod_message(sandbox, containers, await rt.stats.pod(sandbox, containers))
+    return containers, await rt.stats.pod(sandbox, containers)
+
+
+async def _pod(rt: Runtime, sandbox: Sandbox) -> cri.PodSandboxStats:
+    return pod_message(sandbox, *await pod_stats(rt, sandbox))
 
 
 async def pod_sandbox_stats(rt: Runtime, sandbox: Sandbox) -> cri.PodSandboxStatsResponse:

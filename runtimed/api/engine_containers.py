@@ -251,9 +251,14 @@ class ContainerRpcs:
         self, request: pb.PruneContainersRequest, context: Any
     ) -> pb.PruneContainersResponse:
         keep = prune_filter(dict(request.filters), time.time_ns())
-        # Writable layers are measured while they exist: docker's SpaceReclaimed.
-        stopped = [c.id for c in self.containers.list() if not c.running]
-        sizes = await asyncio.to_thread(layer_sizes, self.rt.snapshotter, stopped)
+        # Writable layers are measured while they exist: docker's SpaceReclaimed. Only
+        # those prune may remove (it leaves running, CRI and kept containers alone).
+        candidates = [
+            c.id
+            for c in self.containers.list()
+            if not c.running and c.config.cri is None and not keep(c)
+        ]
+        sizes = await asyncio.to_thread(layer_sizes, self.rt.snapshotter, candidates)
         removed = await self.containers.prune(keep)
         return pb.PruneContainersResponse(
             deleted=[c.id for c in removed],

@@ -13,15 +13,20 @@ import argparse
 import os
 import stat
 import sys
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runtimed.build.patterns import IgnoreRules
-from runtimed.cli.client import Client, CliError
+from runtimed.cli.client import Client, CliError, confirmed
 from runtimed.cli.format import human_size
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
+
+if TYPE_CHECKING:
+    from runtimed.build.patterns import IgnoreRules
+
+# tarfile and the .dockerignore rules are imported where used: every runtimectl command
+# loads this module.
 
 CHUNK = 1 << 20
 _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"(\xb5/\xfd")
@@ -51,6 +56,8 @@ class _Chunker:
 def context_tar(root: Path, rules: IgnoreRules) -> Iterator[bytes]:
     """The directory as a tar stream (PAX headers, as docker sends), without what
     .dockerignore leaves out."""
+    import tarfile
+
     out = _Chunker()
     for rel, full, st in _walk(root, "", rules):
         info = tarfile.TarInfo(rel)
@@ -75,6 +82,8 @@ def context_tar(root: Path, rules: IgnoreRules) -> Iterator[bytes]:
 
 def _file_data(path: str, size: int, out: _Chunker) -> Iterator[bytes]:
     """A file's bytes as tar data: exactly `size` of them, then padding to a block."""
+    from tarfile import BLOCKSIZE
+
     left = size
     with open(path, "rb", buffering=0) as f:
         while left:
@@ -83,9 +92,9 @@ def _file_data(path: str, size: int, out: _Chunker) -> Iterator[bytes]:
                 raise CliError(f"error checking context: {path} shrank while it was read")
             left -= len(data)
             yield from out.add(data)
-    remainder = size % tarfile.BLOCKSIZE
+    remainder = size % BLOCKSIZE
     if remainder:
-        yield from out.add(bytes(tarfile.BLOCKSIZE - remainder))
+        yield from out.add(bytes(BLOCKSIZE - remainder))
 
 
 def _walk(root: Path, rel: str, rules: IgnoreRules) -> Iterator[tuple[str, str, os.stat_result]]:
@@ -199,6 +208,8 @@ def _prepare(args: argparse.Namespace) -> tuple[pb.BuildOptions, Iterator[bytes]
                 1,
             ) from None
         options.dockerfile_path = str(dockerfile)
+    from runtimed.build.patterns import IgnoreRules
+
     rules = IgnoreRules([])
     ignore_file = path / ".dockerignore"
     if ignore_file.is_file():
@@ -241,14 +252,11 @@ def cmd_build(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_builder_prune(client: Client, args: argparse.Namespace) -> int:
-    if not args.force:
-        sys.stdout.write(
-            "WARNING! This will remove all dangling build cache.\n"
-            "Are you sure you want to continue? [y/N] "
-        )
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not args.force and not confirmed(
+        "WARNING! This will remove all dangling build cache.\n"
+        "Are you sure you want to continue? [y/N] "
+    ):
+        return 0
     reply = client.engine.PruneBuildCache(pb.PruneBuildCacheRequest())
     if reply.deleted:
         print("Deleted build cache objects:")

@@ -131,3 +131,10 @@ def os_error_line(exc: OSError, action: str = "") -> str:
 
 def fail(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def confirmed(prompt: str) -> bool:
+    """docker's prune prompt: `prompt` on stdout, and a line of y or yes on stdin."""
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

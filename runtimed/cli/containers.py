@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from runtimed.cli import cp, images, networks, volumes
-from runtimed.cli.client import Client, CliError, daemon_error
+from runtimed.cli.client import Client, CliError, confirmed, daemon_error
 from runtimed.cli.format import human_size, inspect_template, print_docs, table
 from runtimed.cli.healthflags import add_health_flags
 from runtimed.cli.netflags import add_network_flags
@@ -387,14 +387,11 @@ def cmd_rm(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(client: Client, args: argparse.Namespace) -> int:
-    if not args.force:
-        sys.stdout.write(
-            "WARNING! This will remove all stopped containers.\n"
-            "Are you sure you want to continue? [y/N] "
-        )
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not args.force and not confirmed(
+        "WARNING! This will remove all stopped containers.\n"
+        "Are you sure you want to continue? [y/N] "
+    ):
+        return 0
     reply = client.engine.PruneContainers(
         pb.PruneContainersRequest(filters=images.parse_filters(args.filter))
     )

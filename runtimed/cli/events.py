@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from runtimed.cli.client import Client, CliError
-from runtimed.cli.format import compile_template, run_template
+from runtimed.cli.format import inspect_template, run_template
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
 # Go field names a template may use for Docker's message, and the JSON keys they are.
@@ -86,7 +86,7 @@ def cmd_events(client: Client, args: argparse.Namespace) -> int:
     request = pb.EventsRequest(
         since=args.since or "", until=args.until or "", filters=parse_filters(args.filter)
     )
-    compiled = compile_template(template) if template else None
+    compiled = inspect_template(template)
     call = client.engine.Events(request)
     try:
         for event in call:

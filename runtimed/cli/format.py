@@ -146,7 +146,8 @@ def format_rows(
 
 
 def inspect_template(fmt: str | None) -> Template | None:
-    """inspect's -f, parsed before anything is looked up (docker: exit 64 when it does not)."""
+    """inspect's -f (or events' --format), parsed before anything is looked up (docker:
+    exit 64 when it does not); run it on one value with run_template."""
     if not fmt:
         return None
     return _parse(fmt, "template parsing error", TEMPLATE_USAGE_ERROR)
@@ -210,12 +211,6 @@ def print_docs(docs: Sequence[Mapping[str, Any]], template: Template | None) -> 
     for line in errors:
         print(line, file=sys.stderr)
     return not errors
-
-
-def compile_template(fmt: str) -> Template:
-    """A --format template, parsed once for many values (docker exits 64 when it does
-    not parse); run it with run_template."""
-    return _parse(fmt, "template parsing error", TEMPLATE_USAGE_ERROR)
 
 
 def run_template(template: Template, value: Any) -> str:

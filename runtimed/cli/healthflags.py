@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from runtimed.build.config import parse_duration
 from runtimed.cli.client import CliError
 from runtimed.errors import InvalidArgument
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
@@ -47,6 +46,8 @@ def apply_health_flags(args: argparse.Namespace, req: pb.CreateContainerRequest)
         return
     if not given:
         return
+    from runtimed.build.config import parse_duration  # the Dockerfile code: only when asked
+
     check = pb.HealthConfig()
     if args.health_cmd:
         check.test.extend(["CMD-SHELL", args.health_cmd])

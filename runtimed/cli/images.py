@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from runtimed.cli.client import Client, CliError, daemon_error, os_error_line
+from runtimed.cli.client import Client, CliError, confirmed, daemon_error, os_error_line
 from runtimed.cli.format import ago, format_rows, human_size, inspect_template, print_docs
 from runtimed.cli.progress import PullDisplay
 from runtimed.cli.psformat import created_at
@@ -184,18 +184,15 @@ def cmd_rmi(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(client: Client, args: argparse.Namespace) -> int:
-    if not args.force:
-        what = (
-            "all images without at least one container associated to them"
-            if args.all
-            else "all dangling images"
-        )
-        sys.stdout.write(
-            f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] "
-        )
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    what = (
+        "all images without at least one container associated to them"
+        if args.all
+        else "all dangling images"
+    )
+    if not args.force and not confirmed(
+        f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] "
+    ):
+        return 0
     reply = client.engine.PruneImages(
         pb.PruneImagesRequest(all=args.all, filters=parse_filters(args.filter))
     )

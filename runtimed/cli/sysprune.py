@@ -5,10 +5,9 @@ build cache, through each kind's own prune call, with docker's prompt and total.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
-from runtimed.cli.client import Client, CliError
+from runtimed.cli.client import Client, CliError, confirmed
 from runtimed.cli.format import human_size
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
 
@@ -55,11 +54,8 @@ def _deleted(title: str, items: Sequence[str]) -> None:
 
 def cmd_prune(client: Client, args: argparse.Namespace) -> int:
     pairs = parse_pairs(args.filter)
-    if not args.force:
-        sys.stdout.write(confirmation(args, pairs))
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not args.force and not confirmed(confirmation(args, pairs)):
+        return 0
     as_map = dict(pairs)
     as_list = [pb.Filter(key=k, value=v) for k, v in pairs]
     engine = client.engine

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from runtimed.cli.client import Client, CliError, daemon_error
+from runtimed.cli.client import Client, CliError, confirmed, daemon_error
 from runtimed.cli.format import format_rows, human_size, inspect_template, print_docs
 from runtimed.cli.rpc import RpcError
 from runtimed.gen.runtimed.v1 import engine_pb2 as pb
@@ -145,15 +145,12 @@ def cmd_rm(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(client: Client, args: argparse.Namespace) -> int:
-    if not args.force:
-        what = "all local volumes" if args.all else "anonymous local volumes"
-        sys.stdout.write(
-            f"WARNING! This will remove {what} not used by at least one container.\n"
-            "Are you sure you want to continue? [y/N] "
-        )
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    what = "all local volumes" if args.all else "anonymous local volumes"
+    if not args.force and not confirmed(
+        f"WARNING! This will remove {what} not used by at least one container.\n"
+        "Are you sure you want to continue? [y/N] "
+    ):
+        return 0
     reply = client.engine.PruneVolumes(
         pb.PruneVolumesRequest(filters=_filters(args.filter), all=args.all)
     )

@@ -16,7 +16,7 @@ import pytest
 from runtimed.api.engine_events import parse_bound
 from runtimed.cli import events as cli_events
 from runtimed.cli.client import CliError
-from runtimed.cli.format import compile_template, run_template
+from runtimed.cli.format import inspect_template, run_template
 from runtimed.core.eventfilter import event_filter
 from runtimed.core.events import Event, EventBus, docker_message
 from runtimed.errors import FailedPrecondition, InvalidArgument, Unavailable
@@ -240,7 +240,9 @@ def test_default_line_is_dockers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def render(template: str, value: object) -> str:
-    return run_template(compile_template(template), value)
+    compiled = inspect_template(template)
+    assert compiled is not None
+    return run_template(compiled, value)
 
 
 def test_format_json_and_go_field_names() -> None:
