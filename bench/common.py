@@ -50,6 +50,18 @@ def run(
     return proc
 
 
+def timed(argv: Sequence[str], env: dict[str, str], what: str) -> tuple[float, str]:
+    """Wall-clock seconds of a command that must succeed, and its stdout."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        list(argv), env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT
+    )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise BenchError(f"{what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return seconds, proc.stdout
+
+
 # --- processes --------------------------------------------------------------------
 
 
