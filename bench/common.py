@@ -8,6 +8,7 @@ started are stopped.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import resource
@@ -18,10 +19,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.daemon import Daemon, remove_tree
+from tests.support.oci import Image
 
 FUSE_OVERLAYFS = "/usr/bin/fuse-overlayfs"
 # Generous: a stuck command should fail the bench, not hang it.
@@ -48,6 +50,18 @@ def run(
     if proc.returncode != 0:
         raise BenchError(f"{what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def timed(argv: Sequence[str], env: dict[str, str], what: str) -> tuple[float, str]:
+    """Wall-clock seconds of a command that must succeed, and its stdout."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        list(argv), env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT
+    )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise BenchError(f"{what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return seconds, proc.stdout
 
 
 # --- processes --------------------------------------------------------------------
@@ -277,6 +291,95 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, -(-len(ordered) * fraction // 1))
     return ordered[int(rank) - 1]
+
+
+# --- registry benches (pull, push) ----------------------------------------------------
+
+
+@dataclass
+class Round:
+    seconds: float  # wall clock of the command
+    cpu: float  # CPU seconds the tool's processes spent on it
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ToolResult:
+    name: str
+    detail: str
+    rounds: list[Round]
+
+    @property
+    def times(self) -> list[float]:
+        return [r.seconds for r in self.rounds]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def median_cpu(self) -> float:
+        return statistics.median(r.cpu for r in self.rounds)
+
+
+def image_facts(image: Image) -> dict[str, int]:
+    return {
+        "layers": len(image.layers),
+        "compressed_bytes": sum(len(layer.blob) for layer in image.layers),
+    }
+
+
+def ratio(results: list[ToolResult]) -> float:
+    by_name = {r.name: r.median for r in results}
+    return by_name["runtimed"] / by_name["podman"]
+
+
+def registry_bench_args(description: str, verb: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options of a registry bench; `verb` names its measured command ("pulls")."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=3, help=f"{verb} per tool (default 3)")
+    parser.add_argument("--size-mb", type=int, default=100, help="image data in MiB (default 100)")
+    parser.add_argument("--layers", type=int, default=5, help="data layers (default 5)")
+    parser.add_argument(
+        "--podman-storage",
+        choices=["auto", "native", "fuse"],
+        default="auto",
+        help="podman's overlay: native, through fuse-overlayfs, or native if it works (default)",
+    )
+    parser.add_argument(
+        "--tool", choices=["runtimed", "podman"], action="append", help="only these (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.size_mb < 1 or args.layers < 1:
+        parser.error("--rounds, --size-mb and --layers must be at least 1")
+    return args
+
+
+def print_rounds(results: list[ToolResult], verb: str) -> None:
+    """Seconds per round and median per tool, CPU per `verb` ("pull"), and the ratio."""
+    rounds = len(results[0].rounds)
+    header = ["tool", *(f"round {i + 1}" for i in range(rounds)), "median"]
+    rows = [[r.name, *(f"{t:.2f}s" for t in r.times), f"{r.median:.2f}s"] for r in results]
+    print_table(header, rows)
+    for r in results:
+        print(f"  {r.name}: {r.detail}; CPU per {verb} (median) {r.median_cpu:.2f}s")
+    if len(results) == 2:
+        print(
+            f"ratio runtimed/podman (median): {ratio(results):.2f} (lower is better, target <= 1)"
+        )
+
+
+def tool_summaries(results: list[ToolResult]) -> dict[str, object]:
+    """Each tool's part of a registry bench's JSON summary, by tool name."""
+    return {
+        r.name: {
+            "detail": r.detail,
+            "seconds": [round(t, 3) for t in r.times],
+            "median": round(r.median, 3),
+            "cpu_median": round(r.median_cpu, 3),
+        }
+        for r in results
+    }
 
 
 # --- podman -----------------------------------------------------------------------

@@ -54,6 +54,7 @@ from bench.common import (
     process_cpu,
     running,
     stop_runtimed,
+    timed,
     total_memory,
 )
 from runtimed.gen.runtime.v1 import api_pb2 as cri
@@ -67,16 +68,6 @@ SECTIONS = ("latency", "cri", "memory", "logs")
 # Targets from the issue.
 SHIM_RSS_TARGET_KIB = 12 * 1024
 SHIM_PSS_TARGET_KIB = 4 * 1024
-
-
-def timed(argv: list[str], env: dict[str, str], what: str) -> tuple[float, str]:
-    """Wall-clock seconds of a command that must succeed, and its stdout."""
-    start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise BenchError(f"{what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return seconds, proc.stdout
 
 
 # --- the two tools -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from pathlib import Path
 import docker
 
 from bench.common import (
+    COMMAND_TIMEOUT,
     BenchError,
     PodmanEnv,
     make_busybox_rootfs,
@@ -43,7 +44,6 @@ from tests.support.daemon import Daemon
 from tests.support.dockercli import docker_socket
 
 IMAGE = "bench/dockerbox:1"
-TIMEOUT = 600.0
 
 
 def _wait_socket(path: Path, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -66,11 +66,13 @@ class Side:
         self.config = Path(tempfile.mkdtemp(prefix="rtd-bench-dcfg-"))
         config = self.config
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{socket_path}", DOCKER_CONFIG=str(config))
-        self.client = docker.DockerClient(base_url=f"unix://{socket_path}", timeout=TIMEOUT)
+        self.client = docker.DockerClient(base_url=f"unix://{socket_path}", timeout=COMMAND_TIMEOUT)
 
     def cli(self, *args: str) -> float:
         start = time.perf_counter()
-        proc = subprocess.run(["docker", *args], env=self.env, capture_output=True, timeout=TIMEOUT)
+        proc = subprocess.run(
+            ["docker", *args], env=self.env, capture_output=True, timeout=COMMAND_TIMEOUT
+        )
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
             raise BenchError(f"{self.name}: docker {' '.join(args)}: {proc.stderr.decode()}")

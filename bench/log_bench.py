@@ -45,6 +45,7 @@ from bench.common import (
     print_table,
     process_cpu,
     stop_runtimed,
+    timed,
 )
 from tests.support.daemon import Daemon
 from tests.support.logreceivers import RSYSLOGD, Rsyslog
@@ -72,14 +73,6 @@ class Result:
     @property
     def lines_s(self) -> float:
         return self.lines / self.seconds
-
-
-def timed(argv: list[str], env: dict[str, str], what: str) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
-    if proc.returncode != 0:
-        raise BenchError(f"{what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return time.perf_counter() - start, proc.stdout
 
 
 def count(path: Path, marker: bytes) -> int:

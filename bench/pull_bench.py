@@ -18,7 +18,6 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -26,11 +25,17 @@ from bench.common import (
     COMMAND_TIMEOUT,
     BenchError,
     PodmanEnv,
+    Round,
+    ToolResult,
     children_cpu,
     daemon_pids,
-    print_table,
+    image_facts,
+    print_rounds,
     process_cpu,
+    ratio,
+    registry_bench_args,
     stop_runtimed,
+    tool_summaries,
 )
 from tests.support.daemon import Daemon
 from tests.support.images import big_image, push
@@ -38,32 +43,6 @@ from tests.support.oci import Image
 from tests.support.registry import Registry
 
 REPO, TAG = "bench/big", "1"
-
-
-@dataclass
-class Round:
-    seconds: float  # wall clock of the pull command
-    cpu: float  # CPU seconds the tool's processes spent on it
-    phases: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class ToolResult:
-    name: str
-    detail: str
-    rounds: list[Round]
-
-    @property
-    def times(self) -> list[float]:
-        return [r.seconds for r in self.rounds]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times)
-
-    @property
-    def median_cpu(self) -> float:
-        return statistics.median(r.cpu for r in self.rounds)
 
 
 # --- helpers --------------------------------------------------------------------
@@ -230,32 +209,11 @@ def bench(tools: list[Tool], ref: str, rounds: int) -> list[ToolResult]:
 # --- report -----------------------------------------------------------------------
 
 
-def image_facts(image: Image) -> dict[str, int]:
-    return {
-        "layers": len(image.layers),
-        "compressed_bytes": sum(len(layer.blob) for layer in image.layers),
-    }
-
-
 def print_results(ref: str, image: Image, results: list[ToolResult]) -> None:
     facts = image_facts(image)
     mib = facts["compressed_bytes"] / 2**20
     print(f"\nimage {ref}: {facts['layers']} layers, {mib:.1f} MiB compressed (gzip)")
-    rounds = len(results[0].rounds)
-    header = ["tool", *(f"round {i + 1}" for i in range(rounds)), "median"]
-    rows = [[r.name, *(f"{t:.2f}s" for t in r.times), f"{r.median:.2f}s"] for r in results]
-    print_table(header, rows)
-    for r in results:
-        print(f"  {r.name}: {r.detail}; CPU per pull (median) {r.median_cpu:.2f}s")
-    if len(results) == 2:
-        print(
-            f"ratio runtimed/podman (median): {ratio(results):.2f} (lower is better, target <= 1)"
-        )
-
-
-def ratio(results: list[ToolResult]) -> float:
-    by_name = {r.name: r.median for r in results}
-    return by_name["runtimed"] / by_name["podman"]
+    print_rounds(results, "pull")
 
 
 def median_phases(result: ToolResult) -> dict[str, float]:
@@ -273,13 +231,7 @@ def print_phases(phases: dict[str, float]) -> None:
 
 def summary(ref: str, image: Image, results: list[ToolResult], phases: dict[str, float]) -> str:
     doc: dict[str, object] = {"bench": "pull", "ref": ref, **image_facts(image)}
-    for r in results:
-        doc[r.name] = {
-            "detail": r.detail,
-            "seconds": [round(t, 3) for t in r.times],
-            "median": round(r.median, 3),
-            "cpu_median": round(r.median_cpu, 3),
-        }
+    doc.update(tool_summaries(results))
     if phases:
         doc["runtimed_phases"] = {k: round(v, 3) for k, v in phases.items()}
     if len(results) == 2:
@@ -290,28 +242,8 @@ def summary(ref: str, image: Image, results: list[ToolResult], phases: dict[str,
 # --- main -------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="pulls per tool (default 3)")
-    parser.add_argument("--size-mb", type=int, default=100, help="image data in MiB (default 100)")
-    parser.add_argument("--layers", type=int, default=5, help="data layers (default 5)")
-    parser.add_argument(
-        "--podman-storage",
-        choices=["auto", "native", "fuse"],
-        default="auto",
-        help="podman's overlay: native, through fuse-overlayfs, or native if it works (default)",
-    )
-    parser.add_argument(
-        "--tool", choices=["runtimed", "podman"], action="append", help="only these (repeatable)"
-    )
-    args = parser.parse_args(argv)
-    if args.rounds < 1 or args.size_mb < 1 or args.layers < 1:
-        parser.error("--rounds, --size-mb and --layers must be at least 1")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = registry_bench_args(__doc__.splitlines()[0], "pulls", argv)
     try:
         ref, image, results = run_bench(args)
     except RuntimeError as exc:  # BenchError, and the registry's and daemon's start errors

@@ -12,7 +12,6 @@ Exits 0 whatever the numbers; non-zero only if a push (or the setup) fails.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,13 +22,18 @@ from bench.common import (
     COMMAND_TIMEOUT,
     BenchError,
     PodmanEnv,
+    Round,
+    ToolResult,
     children_cpu,
     daemon_pids,
-    print_table,
+    image_facts,
+    print_rounds,
     process_cpu,
+    ratio,
+    registry_bench_args,
     stop_runtimed,
+    tool_summaries,
 )
-from bench.pull_bench import Round, ToolResult, image_facts, ratio
 from tests.support.daemon import Daemon
 from tests.support.images import big_image, push
 from tests.support.oci import Image
@@ -143,48 +147,15 @@ def report(image: Image, results: list[ToolResult]) -> None:
     facts = image_facts(image)
     mib = facts["compressed_bytes"] / 2**20
     print(f"\nimage: {facts['layers']} layers, {mib:.1f} MiB compressed (gzip), pushed to loopback")
-    rounds = len(results[0].rounds)
-    header = ["tool", *(f"round {i + 1}" for i in range(rounds)), "median"]
-    rows = [[r.name, *(f"{t:.2f}s" for t in r.times), f"{r.median:.2f}s"] for r in results]
-    print_table(header, rows)
-    for r in results:
-        print(f"  {r.name}: {r.detail}; CPU per push (median) {r.median_cpu:.2f}s")
-    doc: dict[str, object] = {"bench": "push", **facts}
-    for r in results:
-        doc[r.name] = {
-            "detail": r.detail,
-            "seconds": [round(t, 3) for t in r.times],
-            "median": round(r.median, 3),
-            "cpu_median": round(r.median_cpu, 3),
-        }
+    print_rounds(results, "push")
+    doc: dict[str, object] = {"bench": "push", **facts, **tool_summaries(results)}
     if len(results) == 2:
         doc["ratio"] = round(ratio(results), 3)
-        print(f"ratio runtimed/podman (median): {doc['ratio']:.2f} (lower is better, target <= 1)")
     print(json.dumps(doc, separators=(",", ":")))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="pushes per tool (default 3)")
-    parser.add_argument("--size-mb", type=int, default=100, help="image data in MiB (default 100)")
-    parser.add_argument("--layers", type=int, default=5, help="data layers (default 5)")
-    parser.add_argument(
-        "--podman-storage",
-        choices=["auto", "native", "fuse"],
-        default="auto",
-        help="podman's overlay: native, through fuse-overlayfs, or native if it works (default)",
-    )
-    parser.add_argument(
-        "--tool", choices=["runtimed", "podman"], action="append", help="only these (repeatable)"
-    )
-    args = parser.parse_args(argv)
-    if args.rounds < 1 or args.size_mb < 1 or args.layers < 1:
-        parser.error("--rounds, --size-mb and --layers must be at least 1")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = registry_bench_args(__doc__.splitlines()[0], "pushes", argv)
     names = args.tool or ["runtimed", "podman"]
     try:
         with Registry() as source_registry:

@@ -38,7 +38,7 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
-RUNTIMED_BENCH=1 "$deploy/setup-host.sh" "$user"
+"$deploy/setup-host.sh" "$user"
 "$deploy/stage.sh" "$user" "$stage"
 source "$deploy/lib.sh"  # find_crictl: the streaming bench drives crictl
 crictl=$(find_crictl "$here/..")

@@ -24,21 +24,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchError, PodmanEnv, make_busybox_rootfs, print_table, run, stop_runtimed
+from bench.common import (
+    BenchError,
+    PodmanEnv,
+    make_busybox_rootfs,
+    print_table,
+    stop_runtimed,
+    timed,
+)
 from tests.support.daemon import Daemon
 
 IMAGE = "statsbench/busybox:1"
 SLEEP = ["sleep", "100000"]
-
-
-def timed(argv: list[str], env: dict[str, str], what: str) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = run(argv, env, what)
-    return time.perf_counter() - start, proc.stdout
 
 
 class Runtimed:

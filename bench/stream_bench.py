@@ -37,6 +37,7 @@ from pathlib import Path
 from websockets.sync.client import connect
 
 from bench.common import (
+    COMMAND_TIMEOUT,
     BenchError,
     PodmanEnv,
     make_busybox_rootfs,
@@ -50,12 +51,11 @@ from tests.support.crictl import crictl_argv
 from tests.support.daemon import Daemon
 
 IMAGE = "bench/streambox:1"
-TIMEOUT = 600.0
 
 
 def _timed(argv: list[str], env: dict[str, str] | None = None, expect: bytes = b"hi\n") -> float:
     start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, timeout=TIMEOUT)
+    proc = subprocess.run(argv, env=env, capture_output=True, timeout=COMMAND_TIMEOUT)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0 or expect not in proc.stdout:
         raise BenchError(f"{' '.join(argv[:8])} ... failed ({proc.returncode}): {proc.stderr!r}")

@@ -138,9 +138,15 @@ def test_a_probe_past_its_timeout_is_killed_and_fails(daemon: Daemon) -> None:
     entry = state["Log"][0]
     assert entry["ExitCode"] == -1
     assert entry["Output"] == "Health check exceeded timeout (300ms)"
-    # The timed-out probe is gone, not left sleeping in the container.
-    probes = daemon.ok("exec", "hc-hang", "ps", "-o", "args").out_lines
-    assert sum(1 for line in probes if line.strip() == "sleep 30") <= 1
+    # Timed-out probes are gone, not left sleeping in the container: once two have timed
+    # out, only the one in flight may sleep (left alone, each would sleep for 30 s).
+    wait_for(lambda: len(health(daemon, "hc-hang")["Log"]) >= 2, what="a second probe")
+
+    def sleeping() -> int:
+        probes = daemon.ok("exec", "hc-hang", "ps", "-o", "args").out_lines
+        return sum(1 for line in probes if line.strip() == "sleep 30")
+
+    wait_for(lambda: sleeping() <= 1, timeout=10, what="at most one probe left sleeping")
     daemon.ok("rm", "-f", "hc-hang")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -248,8 +247,7 @@ async def run_monitor(codes: list[int], check: dict) -> tuple[Container, FakeClo
     )
     await monitor.after_start(container)
     await asyncio.wait_for(done.wait(), 5)
-    with contextlib.suppress(Exception):
-        await monitor.after_stop(container)
+    await monitor.after_stop(container)
     return container, clock, changes
 
 
