@@ -9,7 +9,6 @@ import pty
 import select
 import signal
 import struct
-import subprocess
 import termios
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import BIN, Daemon
+from tests.support.terminal import spawn_on_terminal
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,14 +30,8 @@ class Terminal:
     def __init__(self, daemon: Daemon, *args: str, rows: int = 24, cols: int = 80) -> None:
         self.leader, follower = pty.openpty()
         self.set_size(rows, cols, follower)
-        self.proc = subprocess.Popen(
-            [str(BIN / "runtimectl"), "-H", f"unix://{daemon.socket}", *args],
-            stdin=follower,
-            stdout=follower,
-            stderr=follower,
-            env=daemon.env,
-            start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        self.proc = spawn_on_terminal(
+            [str(BIN / "runtimectl"), "-H", f"unix://{daemon.socket}", *args], follower, daemon.env
         )
         os.close(follower)
         self.screen = b""

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import CliResult, Daemon
+from tests.support.terminal import spawn_on_terminal
 
 
 def docker_socket(daemon: Daemon) -> Path:
@@ -91,15 +92,7 @@ class PtyClient:
     def __init__(self, argv: list[str], env: dict[str, str], rows: int = 24, cols: int = 80):
         self.leader, follower = pty.openpty()
         fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=follower,
-            stdout=follower,
-            stderr=follower,
-            env=env,
-            start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
-        )
+        self.proc = spawn_on_terminal(argv, follower, env)
         os.close(follower)
         self.screen = b""
 
