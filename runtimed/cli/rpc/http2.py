@@ -52,7 +52,9 @@ class Stream:
         self.conn = conn
         self.id = stream_id
         self.send_window = send_window
-        self.buffer = bytearray()  # gRPC message bytes not yet complete
+        # gRPC message bytes not yet complete, as the frames brought them (no copy yet).
+        self.pending: collections.deque[memoryview] = collections.deque()
+        self.pending_size = 0
         self.inbox: collections.deque[bytes] = collections.deque()
         self.status: RpcError | None = None  # set once the call ended (OK is code OK)
         self.headers_seen = False
@@ -125,9 +127,11 @@ class Stream:
     def feed(self, data: bytes, max_message: int) -> RpcError | None:
         """Data from the reader thread, with the connection's lock held: whole messages
         go to the inbox. Returns the error that ends the call, if the data is unusable."""
-        self.buffer += data
-        while len(self.buffer) >= _MESSAGE_HEADER.size:
-            compressed, length = _MESSAGE_HEADER.unpack_from(self.buffer)
+        if data:
+            self.pending.append(memoryview(data))
+            self.pending_size += len(data)
+        while self.pending_size >= _MESSAGE_HEADER.size:
+            compressed, length = _MESSAGE_HEADER.unpack(self._peek(_MESSAGE_HEADER.size))
             if length > max_message:
                 return RpcError(
                     StatusCode.RESOURCE_EXHAUSTED,
@@ -135,12 +139,34 @@ class Stream:
                 )
             if compressed:
                 return RpcError(StatusCode.INTERNAL, "compressed message, never negotiated")
-            end = _MESSAGE_HEADER.size + length
-            if len(self.buffer) < end:
+            if self.pending_size < _MESSAGE_HEADER.size + length:
                 break
-            self.inbox.append(bytes(self.buffer[_MESSAGE_HEADER.size : end]))
-            del self.buffer[:end]
+            self._take(_MESSAGE_HEADER.size)
+            self.inbox.append(self._take(length))
         return None
+
+    def _peek(self, n: int) -> bytes:
+        """The first `n` pending bytes (n is small: a message header)."""
+        out = b""
+        for piece in self.pending:
+            out += piece[: n - len(out)]
+            if len(out) == n:
+                break
+        return out
+
+    def _take(self, n: int) -> bytes:
+        """The first `n` pending bytes, copied once into the message they make."""
+        parts: list[memoryview] = []
+        left = n
+        while left:
+            piece = self.pending.popleft()
+            if len(piece) > left:
+                self.pending.appendleft(piece[left:])
+                piece = piece[:left]
+            parts.append(piece)
+            left -= len(piece)
+        self.pending_size -= n
+        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
 
 
 class Connection:
@@ -332,7 +358,11 @@ class Connection:
                 body = rfile.read(length) if length else b""
                 if len(body) < length:
                     raise ConnectionError("the daemon closed the connection")
-                frame.parse_body(memoryview(body))
+                if isinstance(frame, fr.DataFrame) and "PADDED" not in frame.flags:
+                    frame.data = body  # as read: hyperframe's parse_body would copy it
+                    frame.body_len = length
+                else:
+                    frame.parse_body(memoryview(body))
                 if isinstance(frame, fr.HeadersFrame | fr.ContinuationFrame):
                     if isinstance(frame, fr.HeadersFrame):
                         block.clear()
